@@ -1,0 +1,82 @@
+//! The command line: one clap subcommand per user action, plus hidden roles launched by YARN.
+//! Each subcommand lives in its own file and returns `anyhow::Result`; errors print as one line.
+
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// yarnflow: highly available stream processing on YARN.
+#[derive(Debug, Parser)]
+#[command(name = "yarnflow", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration directory holding yarnflow.yaml (default: $YARNFLOW_CONF_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub conf: Option<PathBuf>,
+
+    /// Override one configuration key, e.g. -D high-availability.type=zookeeper.
+    #[arg(short = 'D', global = true, value_name = "KEY=VALUE")]
+    pub define: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the effective configuration (defaults, the config file and -D overrides merged).
+    Config(config::ConfigArgs),
+}
+
+impl Cli {
+    /// Loads the configuration named by `--conf` / `$YARNFLOW_CONF_DIR` with `-D` overrides.
+    pub fn load_config(&self) -> anyhow::Result<crate::config::Config> {
+        let mut config = crate::config::Config::load(self.conf.as_deref())?;
+        for pair in &self.define {
+            config.set_pair(pair)?;
+        }
+        for key in config.unknown_keys() {
+            tracing::warn!(key, "unknown configuration key (typo?)");
+        }
+        Ok(config)
+    }
+}
+
+/// Parses argv, runs the subcommand and turns its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("yarnflow: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the error and its causes, outermost first.
+            eprintln!("yarnflow: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Config(args) => config::run(&cli, args),
+    }
+}
+
+/// Human-readable logs on stderr; `RUST_LOG` (e.g. `yarnflow=debug`) sets the level.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,20 @@
+//! yarnflow: a YARN ApplicationMaster hosting a highly available stream-processing JobManager.
+//!
+//! # Layout
+//!
+//! Three kinds of process run the same binary:
+//!
+//! * the **client** (`yarnflow submit`, `status`, `logs`, `ha inspect`, `local`) stages artifacts in
+//!   HDFS and talks to the ResourceManager's REST API;
+//! * the **ApplicationMaster** (`yarnflow appmaster`, launched by YARN) registers with the
+//!   ResourceManager over Hadoop IPC, wins leadership in ZooKeeper and runs the JobManager;
+//! * **TaskManagers** (`yarnflow taskmanager`, in YARN containers or as local processes) run the
+//!   subtasks the JobManager deploys.
+//!
+//! Modules, one concept each:
+//!
+//! * [`cli`]: clap subcommands, the thin layer between argv and the library;
+//! * [`config`]: Flink-style flat configuration keys with Flink's defaults, from `conf/yarnflow.yaml`.
+
+pub mod cli;
+pub mod config;

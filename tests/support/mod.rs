@@ -1,0 +1,166 @@
+//! Test fixture: one real mini Hadoop cluster (MiniDFSCluster + MiniYARNCluster + ZooKeeper)
+//! per test binary, started through `yarn/minicluster/run` and always torn down.
+//!
+//! * Started lazily by the first test that calls [`MiniCluster::get`].
+//! * Torn down at process exit (`run down`, from an `atexit` hook) and, should the test process
+//!   die without running it (SIGINT, SIGKILL), by the cluster itself: it is started with
+//!   `--watch-pid <this process>` and stops when this process is gone, containers included.
+//! * `YARNFLOW_MINICLUSTER_DIR=<dir of a running cluster>` reuses that cluster instead (handy
+//!   while iterating on one test); the fixture then leaves it running.
+//! * `YARNFLOW_KEEP_MINICLUSTER=1` keeps the stopped cluster's directory (logs, HDFS data).
+#![allow(dead_code)] // each test binary uses a different part of the fixture
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// A running mini cluster and the values of its `cluster.env`.
+pub struct MiniCluster {
+    pub dir: PathBuf,
+    env: HashMap<String, String>,
+}
+
+static CLUSTER: OnceLock<MiniCluster> = OnceLock::new();
+static OWNED_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `yarn/minicluster/run`.
+pub fn run_script() -> PathBuf {
+    repo_root().join("yarn/minicluster/run")
+}
+
+impl MiniCluster {
+    /// The cluster of this test binary, started on first use.
+    pub fn get() -> &'static MiniCluster {
+        CLUSTER.get_or_init(|| match std::env::var_os("YARNFLOW_MINICLUSTER_DIR") {
+            Some(dir) => Self::reuse(PathBuf::from(dir)),
+            None => Self::start(),
+        })
+    }
+
+    fn reuse(dir: PathBuf) -> MiniCluster {
+        let out = script(&["status", "--dir"], &dir, &[]);
+        assert!(
+            out.status.success(),
+            "YARNFLOW_MINICLUSTER_DIR={} is not a running mini cluster:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        Self::load(dir)
+    }
+
+    fn start() -> MiniCluster {
+        let exe = std::env::current_exe().expect("current exe");
+        let stem = exe
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("test")
+            .to_string();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("minicluster")
+            .join(format!("{stem}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the cluster dir");
+        OWNED_DIR.set(dir.clone()).expect("started once");
+        // Registered before `up`, so a failed start still cleans up.
+        unsafe {
+            libc::atexit(teardown_at_exit);
+        }
+        let pid = std::process::id().to_string();
+        let out = script(&["up", "--dir"], &dir, &["--watch-pid", &pid]);
+        assert!(
+            out.status.success(),
+            "yarn/minicluster/run up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self::load(dir)
+    }
+
+    fn load(dir: PathBuf) -> MiniCluster {
+        let text = std::fs::read_to_string(dir.join("cluster.env")).expect("read cluster.env");
+        MiniCluster {
+            env: parse_env(&text),
+            dir,
+        }
+    }
+
+    /// A value from `cluster.env` (panics if absent: the fixture's contract).
+    pub fn env(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("cluster.env has no {key}"))
+    }
+
+    /// Every `cluster.env` value, to hand to child processes.
+    pub fn env_vars(&self) -> &HashMap<String, String> {
+        &self.env
+    }
+
+    pub fn rm_rest(&self) -> &str {
+        self.env("YARN_RM_REST")
+    }
+    pub fn zk_quorum(&self) -> &str {
+        self.env("ZK_QUORUM")
+    }
+    pub fn hdfs_uri(&self) -> &str {
+        self.env("HDFS_URI")
+    }
+    pub fn webhdfs(&self) -> &str {
+        self.env("WEBHDFS")
+    }
+
+    /// Runs `yarn/minicluster/run <sub> --dir <dir> <args>` against this cluster.
+    pub fn run(&self, sub: &str, args: &[&str]) -> Output {
+        script(&[sub, "--dir"], &self.dir, args)
+    }
+}
+
+fn script(head: &[&str], dir: &Path, tail: &[&str]) -> Output {
+    Command::new(run_script())
+        .args(head)
+        .arg(dir)
+        .args(tail)
+        .output()
+        .expect("run yarn/minicluster/run")
+}
+
+/// Parses `export KEY='value'` lines.
+pub fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v);
+            (k.to_string(), v.replace("'\\''", "'"))
+        })
+        .collect()
+}
+
+extern "C" fn teardown_at_exit() {
+    if let Some(dir) = OWNED_DIR.get() {
+        let _ = script(&["down", "--dir"], dir, &[]);
+        if std::env::var_os("YARNFLOW_KEEP_MINICLUSTER").is_none() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A name unique to this process and call, for znodes, HDFS paths and job ids.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
