@@ -1,0 +1,172 @@
+//! High-availability services (Flink's vocabulary): leader election, leader retrieval
+//! (service discovery), and the fenced stores a JobManager recovers from.
+//!
+//! Two implementations of every seam, bundled in [`HaServices`]:
+//! * ZooKeeper + blob storage (`high-availability.type: zookeeper`), for YARN and standalone HA;
+//! * embedded (`none`): always leader, local storage, for `yarnflow local` and unit tests.
+//!
+//! The stores take opaque bytes: what a job graph or a checkpoint's metadata contains is the
+//! runtime's business; the HA layer guarantees where it lives, that a reader gets exactly what was
+//! written (length + checksum), and that only the current leader can change it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::storage::{BlobStore, StorageError};
+
+/// An HA failure, classified so callers never match on strings.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HaError {
+    /// This contender is not (or no longer) the leader: the write was fenced off.
+    #[error("not the leader: {0}")]
+    NotLeader(String),
+    /// ZooKeeper is unreachable or the session is gone.
+    #[error("ZooKeeper {quorum}: {message}")]
+    ZooKeeper { quorum: String, message: String },
+    /// A blob behind a pointer is missing, truncated or corrupt.
+    #[error("{path}: corrupt state: {message}")]
+    Corrupt { path: String, message: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl HaError {
+    /// Leadership was lost: stop leader-only work, do not retry as leader.
+    pub fn lost_leadership(&self) -> bool {
+        matches!(self, HaError::NotLeader(_))
+    }
+    /// Worth retrying after a pause (connection trouble, transient I/O).
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            HaError::ZooKeeper { .. } | HaError::Storage(StorageError::Io { .. })
+        )
+    }
+}
+
+/// One grant of leadership.
+///
+/// `session_id` is fresh per grant (Flink's leader session id); `epoch` strictly increases across
+/// grants of the same cluster id, and is the fencing token every JobManager->TaskManager RPC
+/// carries. `revoked` is cancelled when leadership ends: spawn leader-only work under it (the
+/// leadership child of the process's cancellation tree).
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    pub session_id: Uuid,
+    pub epoch: u64,
+    pub revoked: CancellationToken,
+}
+
+/// What discovery publishes: where the leader listens, and its fencing identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderInfo {
+    pub address: String,
+    pub session_id: Uuid,
+    pub epoch: u64,
+}
+
+/// Leader election for one contender (one JobManager process).
+#[async_trait::async_trait]
+pub trait LeaderElection: Send + Sync {
+    /// Waits until this contender leads, then returns the grant. Call again after revocation
+    /// to contend anew.
+    async fn acquire(&self) -> Result<Leadership, HaError>;
+    /// Publishes the leader's address for discovery; fails with `NotLeader` if `leadership` is
+    /// no longer current.
+    async fn publish(&self, leadership: &Leadership, address: &str) -> Result<(), HaError>;
+    /// Gives up leadership (or stops contending) cleanly, so a successor takes over at once.
+    async fn resign(&self) -> Result<(), HaError>;
+}
+
+/// Service discovery: watch who leads.
+pub trait LeaderRetrieval: Send + Sync {
+    /// The current leader (`None` = no leader); changes on every grant, publish and loss.
+    fn watch(&self) -> watch::Receiver<Option<LeaderInfo>>;
+}
+
+/// Job graphs of submitted, not yet globally terminal jobs (Flink's `JobGraphStore`).
+#[async_trait::async_trait]
+pub trait JobGraphStore: Send + Sync {
+    async fn put(&self, job_id: &str, graph: Bytes) -> Result<(), HaError>;
+    async fn get(&self, job_id: &str) -> Result<Option<Bytes>, HaError>;
+    async fn job_ids(&self) -> Result<Vec<String>, HaError>;
+    /// Removes a job's graph in the safe order (pointer marked, blob, pointer).
+    async fn remove(&self, job_id: &str) -> Result<(), HaError>;
+}
+
+/// One completed checkpoint as stored: id and the runtime's metadata bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub checkpoint_id: u64,
+    pub metadata: Bytes,
+}
+
+/// Completed checkpoints of one job (Flink's `CompletedCheckpointStore`).
+#[async_trait::async_trait]
+pub trait CompletedCheckpointStore: Send + Sync {
+    /// Adds a completed checkpoint, then subsumes (deletes) the oldest beyond
+    /// `execution.checkpointing.num-retained`.
+    async fn add(&self, checkpoint: StoredCheckpoint) -> Result<(), HaError>;
+    /// Checkpoint ids present, oldest first (pointers only; nothing is read).
+    async fn checkpoint_ids(&self) -> Result<Vec<u64>, HaError>;
+    /// Reads and verifies one checkpoint; `Corrupt` if its blob is missing or damaged, so the
+    /// caller can fall back to an older one.
+    async fn get(&self, checkpoint_id: u64) -> Result<StoredCheckpoint, HaError>;
+    /// Terminal shutdown removes every checkpoint; a non-terminal one removes nothing.
+    async fn shutdown(&self, globally_terminal: bool) -> Result<(), HaError>;
+}
+
+/// Monotonic checkpoint ids for one job, across leaders (Flink's `CheckpointIDCounter`).
+#[async_trait::async_trait]
+pub trait CheckpointIdCounter: Send + Sync {
+    /// Returns the current value and advances it (the first id is 1).
+    async fn get_and_increment(&self) -> Result<u64, HaError>;
+    async fn get(&self) -> Result<u64, HaError>;
+    /// Terminal shutdown deletes the counter.
+    async fn shutdown(&self, globally_terminal: bool) -> Result<(), HaError>;
+}
+
+/// A globally terminal job's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobResultEntry {
+    pub job_id: String,
+    /// FINISHED, CANCELED or FAILED.
+    pub status: String,
+    pub failure: Option<String>,
+    pub finished_at_ms: u64,
+}
+
+/// Outcomes of globally terminal jobs, on storage (Flink's `JobResultStore`): written *dirty*
+/// before cleanup, marked *clean* after it.
+#[async_trait::async_trait]
+pub trait JobResultStore: Send + Sync {
+    async fn create_dirty(&self, entry: &JobResultEntry) -> Result<(), HaError>;
+    async fn mark_clean(&self, job_id: &str) -> Result<(), HaError>;
+    /// Whether the job has a result, dirty or clean (resubmission is then refused).
+    async fn has_result(&self, job_id: &str) -> Result<bool, HaError>;
+    async fn dirty_results(&self) -> Result<Vec<JobResultEntry>, HaError>;
+}
+
+/// Everything a JobManager needs for HA, for one cluster id.
+#[derive(Clone)]
+pub struct HaServices {
+    pub election: Arc<dyn LeaderElection>,
+    pub retrieval: Arc<dyn LeaderRetrieval>,
+    pub job_graphs: Arc<dyn JobGraphStore>,
+    pub job_results: Arc<dyn JobResultStore>,
+    /// Where checkpoint data and snapshots go (the HA storage dir's filesystem).
+    pub blob_store: Arc<dyn BlobStore>,
+    pub checkpoint_store_factory: Arc<dyn CheckpointStoreFactory>,
+}
+
+/// Per-job checkpoint stores and counters.
+pub trait CheckpointStoreFactory: Send + Sync {
+    fn checkpoint_store(&self, job_id: &str) -> Arc<dyn CompletedCheckpointStore>;
+    fn checkpoint_id_counter(&self, job_id: &str) -> Arc<dyn CheckpointIdCounter>;
+}

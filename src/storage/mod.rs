@@ -1,0 +1,95 @@
+//! Blob storage: where job graphs, checkpoint metadata, snapshots and sink files live.
+//!
+//! Backends, chosen by the URI scheme ([`open`]):
+//! * `hdfs://host:port/path`: HDFS through libhdfs (hdrs), behind the `hdfs` cargo feature;
+//! * `file:///path`: the local filesystem.
+//!
+//! Paths handed to a [`BlobStore`] are absolute paths inside its filesystem (`/yarnflow/ha/...`);
+//! [`Location`] pairs a store with a path for code that starts from a URI.
+//!
+//! # Invariants
+//! * [`BlobStore::write`] is atomic for readers: it writes a hidden temporary file in the same
+//!   directory and renames it into place, so a reader sees the whole blob or none.
+//! * [`BlobStore::delete`] of a missing path succeeds (deletes are retried after crashes).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// A storage failure; always names the path (or URI) it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    #[error("{path}: not found")]
+    NotFound { path: String },
+    #[error("{path}: already exists")]
+    AlreadyExists { path: String },
+    #[error("{path}: permission denied: {message}")]
+    PermissionDenied { path: String, message: String },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{uri}: unsupported storage URI: {message}")]
+    BadUri { uri: String, message: String },
+}
+
+impl StorageError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound { .. })
+    }
+}
+
+/// Size and name of one entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    /// Absolute path inside the store's filesystem.
+    pub path: String,
+    pub len: u64,
+    pub is_dir: bool,
+}
+
+/// One filesystem. Implementations are cheap to share (`Arc<dyn BlobStore>`); blocking backends
+/// (libhdfs) run their calls on tokio's blocking pool.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + Debug {
+    /// The URI prefix of this filesystem, e.g. `hdfs://127.0.0.1:9000` or `file://`.
+    fn base_uri(&self) -> &str;
+    /// Writes `data` atomically (temporary file + rename), replacing any existing blob.
+    /// Creates missing parent directories.
+    async fn write(&self, path: &str, data: Bytes) -> Result<(), StorageError>;
+    /// Reads a whole blob.
+    async fn read(&self, path: &str) -> Result<Bytes, StorageError>;
+    /// Deletes a file; a missing file is not an error.
+    async fn delete(&self, path: &str) -> Result<(), StorageError>;
+    /// Deletes a directory and everything under it; a missing directory is not an error.
+    async fn delete_dir(&self, path: &str) -> Result<(), StorageError>;
+    /// Renames a file; fails with `AlreadyExists` if `to` exists.
+    async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError>;
+    /// The direct children of a directory; a missing directory lists as empty.
+    async fn list(&self, dir: &str) -> Result<Vec<BlobMeta>, StorageError>;
+    /// Whether a file or directory exists.
+    async fn exists(&self, path: &str) -> Result<bool, StorageError>;
+    /// Creates a directory and its parents.
+    async fn mkdirs(&self, path: &str) -> Result<(), StorageError>;
+}
+
+/// A store plus a path in it: what a storage URI resolves to.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub store: Arc<dyn BlobStore>,
+    pub path: String,
+}
+
+impl Location {
+    /// The URI this location was opened from (store base + path).
+    pub fn uri(&self) -> String {
+        format!("{}{}", self.store.base_uri(), self.path)
+    }
+
+    /// A child location (`self.path + "/" + name`).
+    pub fn join(&self, name: &str) -> Location {
+        Location {
+            store: self.store.clone(),
+            path: format!("{}/{}", self.path.trim_end_matches('/'), name),
+        }
+    }
+}
