@@ -61,9 +61,9 @@ impl MiniCluster {
             .and_then(|s| s.to_str())
             .unwrap_or("test")
             .to_string();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("minicluster")
-            .join(format!("{stem}-{}", std::process::id()));
+        let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("minicluster");
+        remove_stale_dirs(&parent);
+        let dir = parent.join(format!("{stem}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the cluster dir");
         OWNED_DIR.set(dir.clone()).expect("started once");
@@ -143,6 +143,32 @@ pub fn parse_env(text: &str) -> HashMap<String, String> {
             (k.to_string(), v.replace("'\\''", "'"))
         })
         .collect()
+}
+
+/// Cluster dirs left by test processes that were killed (their atexit hook never ran; the
+/// cluster itself stopped when its owner died): `<name>-<pid>` with `<pid>` no longer alive.
+fn remove_stale_dirs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cluster_pid = std::fs::read_to_string(entry.path().join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if !pid_alive(pid) && !cluster_pid.is_some_and(pid_alive) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // kill(pid, 0) fails with ESRCH only when no such process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 extern "C" fn teardown_at_exit() {
