@@ -13,11 +13,13 @@
 //!
 //! Modules, one concept each:
 //!
+//! * [`appmaster`]: the ApplicationMaster: TaskManager containers, the allocate loop;
 //! * [`cli`]: clap subcommands, the thin layer between argv and the library;
 //! * [`config`]: Flink-style flat configuration keys with Flink's defaults, from `conf/yarnflow.yaml`;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
 //! * [`ha`]: leader election, discovery and the fenced job-graph/checkpoint/result stores.
 
+pub mod appmaster;
 pub mod cli;
 pub mod config;
 pub mod ha;

@@ -1,0 +1,3 @@
+//! The YARN ApplicationMaster (`yarnflow appmaster`, launched by YARN).
+
+pub mod workers;
