@@ -16,6 +16,7 @@
 //! * [`appmaster`]: the ApplicationMaster: TaskManager containers, the allocate loop;
 //! * [`cli`]: clap subcommands, the thin layer between argv and the library;
 //! * [`config`]: Flink-style flat configuration keys with Flink's defaults, from `conf/yarnflow.yaml`;
+//! * [`logging`]: stderr + JSON-lines logs stamped with application, attempt and container;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
 //! * [`ha`]: leader election, discovery and the fenced job-graph/checkpoint/result stores.
 
@@ -23,4 +24,5 @@ pub mod appmaster;
 pub mod cli;
 pub mod config;
 pub mod ha;
+pub mod logging;
 pub mod storage;

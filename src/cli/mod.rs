@@ -30,6 +30,15 @@ pub enum Command {
     Config(config::ConfigArgs),
 }
 
+impl Command {
+    /// The component name stamped on every log line of this process.
+    pub fn component(&self) -> &'static str {
+        match self {
+            Command::Config(_) => "client",
+        }
+    }
+}
+
 impl Cli {
     /// Loads the configuration named by `--conf` / `$YARNFLOW_CONF_DIR` with `-D` overrides.
     pub fn load_config(&self) -> anyhow::Result<crate::config::Config> {
@@ -47,7 +56,8 @@ impl Cli {
 /// Parses argv, runs the subcommand and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let identity = crate::logging::ProcessIdentity::from_env(cli.command.component());
+    crate::logging::init(identity, crate::logging::log_dir_from_env().as_deref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -69,14 +79,4 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(args) => config::run(&cli, args),
     }
-}
-
-/// Human-readable logs on stderr; `RUST_LOG` (e.g. `yarnflow=debug`) sets the level.
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
