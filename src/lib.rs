@@ -17,6 +17,7 @@
 //! * [`cli`]: clap subcommands, the thin layer between argv and the library;
 //! * [`config`]: Flink-style flat configuration keys with Flink's defaults, from `conf/yarnflow.yaml`;
 //! * [`logging`]: stderr + JSON-lines logs stamped with application, attempt and container;
+//! * [`logs`]: one merged timeline of every attempt's and container's logs;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
 //! * [`ha`]: leader election, discovery and the fenced job-graph/checkpoint/result stores.
 
@@ -25,4 +26,5 @@ pub mod cli;
 pub mod config;
 pub mod ha;
 pub mod logging;
+pub mod logs;
 pub mod storage;

@@ -1,0 +1,3 @@
+//! Log inspection across attempts and containers (`yarnflow logs`).
+
+pub mod timeline;
