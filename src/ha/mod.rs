@@ -9,6 +9,10 @@
 //! runtime's business; the HA layer guarantees where it lives, that a reader gets exactly what was
 //! written (length + checksum), and that only the current leader can change it.
 
+pub mod config;
+pub mod job_result_store;
+pub mod zookeeper;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -82,6 +86,12 @@ pub trait LeaderElection: Send + Sync {
     async fn publish(&self, leadership: &Leadership, address: &str) -> Result<(), HaError>;
     /// Gives up leadership (or stops contending) cleanly, so a successor takes over at once.
     async fn resign(&self) -> Result<(), HaError>;
+    /// Removes the latch of a contender known to be dead (on YARN: the previous application
+    /// attempt), so this one need not wait out its session. Returns how many were removed.
+    async fn evict(&self, owner: &str) -> Result<usize, HaError> {
+        let _ = owner;
+        Ok(0)
+    }
 }
 
 /// Service discovery: watch who leads.
@@ -169,4 +179,56 @@ pub struct HaServices {
 pub trait CheckpointStoreFactory: Send + Sync {
     fn checkpoint_store(&self, job_id: &str) -> Arc<dyn CompletedCheckpointStore>;
     fn checkpoint_id_counter(&self, job_id: &str) -> Arc<dyn CheckpointIdCounter>;
+}
+
+impl HaServices {
+    /// ZooKeeper HA for `cfg` (`high-availability.type: zookeeper`): a session on the quorum,
+    /// pointers under `<root>/<cluster-id>`, blobs under `<storageDir>/<cluster-id>` in
+    /// `blob_store` (the filesystem of `storageDir`). `owner` names this contender in its latch.
+    pub async fn zookeeper(
+        cfg: &config::HaConfig,
+        owner: &str,
+        blob_store: Arc<dyn BlobStore>,
+    ) -> Result<HaServices, HaError> {
+        let zk = zookeeper::ZkCluster::connect(
+            &cfg.quorum,
+            &cfg.namespace(),
+            cfg.session_timeout,
+            cfg.connection_timeout,
+        )
+        .await?;
+        let blob_dir = uri_path(&cfg.blob_dir_uri());
+        let pointers = zookeeper::PointerStore::new(zk.clone(), blob_store.clone(), &blob_dir);
+        let jrs_dir = uri_path(&cfg.job_result_store_path);
+        Ok(HaServices {
+            election: Arc::new(zookeeper::ZkLeaderElection::new(
+                zk.clone(),
+                owner,
+                cfg.tolerate_suspended,
+            )),
+            retrieval: Arc::new(zookeeper::ZkLeaderRetrieval::start(zk.clone())),
+            job_graphs: Arc::new(zookeeper::ZkJobGraphStore::new(pointers.clone())),
+            job_results: Arc::new(job_result_store::FileJobResultStore::new(
+                blob_store.clone(),
+                &jrs_dir,
+                cfg.delete_on_commit,
+            )),
+            blob_store,
+            checkpoint_store_factory: Arc::new(zookeeper::ZkCheckpointStoreFactory {
+                pointers,
+                num_retained: cfg.num_retained,
+            }),
+        })
+    }
+}
+
+/// The path part of a storage URI (`hdfs://h:p/a/b` → `/a/b`, `file:///a` → `/a`).
+pub fn uri_path(uri: &str) -> String {
+    match uri.split_once("://") {
+        Some((_, rest)) => match rest.find('/') {
+            Some(i) => rest[i..].to_string(),
+            None => "/".into(),
+        },
+        None => uri.to_string(),
+    }
 }

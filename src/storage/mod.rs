@@ -12,6 +12,9 @@
 //!   directory and renames it into place, so a reader sees the whole blob or none.
 //! * [`BlobStore::delete`] of a missing path succeeds (deletes are retried after crashes).
 
+#[cfg(feature = "hdfs")]
+pub mod hdfs;
+
 use std::fmt::Debug;
 use std::sync::Arc;
 

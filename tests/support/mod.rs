@@ -10,6 +10,8 @@
 //! * `YARNFLOW_KEEP_MINICLUSTER=1` keeps the stopped cluster's directory (logs, HDFS data).
 #![allow(dead_code)] // each test binary uses a different part of the fixture
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

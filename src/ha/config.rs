@@ -1,0 +1,153 @@
+//! The HA configuration, from Flink's keys (`high-availability.*`, `job-result-store.*`).
+
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError};
+
+/// `high-availability.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaType {
+    /// Embedded: always leader, nothing survives the process (local mode).
+    None,
+    ZooKeeper,
+}
+
+#[derive(Debug, Clone)]
+pub struct HaConfig {
+    pub kind: HaType,
+    /// `high-availability.zookeeper.quorum` (required with ZooKeeper).
+    pub quorum: String,
+    /// `high-availability.zookeeper.path.root`.
+    pub root: String,
+    /// `high-availability.cluster-id` (on YARN: the application id).
+    pub cluster_id: String,
+    /// `high-availability.storageDir` URI (required with ZooKeeper).
+    pub storage_dir: String,
+    pub session_timeout: Duration,
+    pub connection_timeout: Duration,
+    /// `high-availability.zookeeper.client.tolerate-suspended-connections`.
+    pub tolerate_suspended: bool,
+    /// `job-result-store.storage-path` (default `<storageDir>/job-result-store/<cluster-id>`).
+    pub job_result_store_path: String,
+    pub delete_on_commit: bool,
+    /// `execution.checkpointing.num-retained` (≤ 0 becomes 1, as in Flink).
+    pub num_retained: usize,
+}
+
+impl HaConfig {
+    pub fn from_config(c: &Config) -> Result<HaConfig, ConfigError> {
+        let kind = match c
+            .one_of("high-availability.type", &["none", "zookeeper"])?
+            .as_deref()
+        {
+            Some("zookeeper") => HaType::ZooKeeper,
+            _ => HaType::None,
+        };
+        let cluster_id = c
+            .string("high-availability.cluster-id")
+            .unwrap_or_else(|| "default".into())
+            .trim_matches('/')
+            .to_string();
+        let (quorum, storage_dir) = match kind {
+            HaType::ZooKeeper => (
+                c.required("high-availability.zookeeper.quorum")?
+                    .split_whitespace()
+                    .collect::<String>(),
+                c.required("high-availability.storageDir")?
+                    .trim_end_matches('/')
+                    .to_string(),
+            ),
+            HaType::None => (
+                String::new(),
+                c.string("high-availability.storageDir")
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .to_string(),
+            ),
+        };
+        let root = format!(
+            "/{}",
+            c.string("high-availability.zookeeper.path.root")
+                .unwrap_or_else(|| "/yarnflow".into())
+                .trim_matches('/')
+        );
+        let job_result_store_path = c
+            .string("job-result-store.storage-path")
+            .unwrap_or_else(|| format!("{storage_dir}/job-result-store/{cluster_id}"));
+        let num_retained = c
+            .i64("execution.checkpointing.num-retained")?
+            .unwrap_or(1)
+            .max(1) as usize;
+        Ok(HaConfig {
+            kind,
+            quorum,
+            root,
+            cluster_id,
+            storage_dir,
+            session_timeout: c
+                .duration("high-availability.zookeeper.client.session-timeout")?
+                .unwrap_or(Duration::from_secs(60)),
+            connection_timeout: c
+                .duration("high-availability.zookeeper.client.connection-timeout")?
+                .unwrap_or(Duration::from_secs(15)),
+            tolerate_suspended: c
+                .bool("high-availability.zookeeper.client.tolerate-suspended-connections")?
+                .unwrap_or(false),
+            job_result_store_path,
+            delete_on_commit: c.bool("job-result-store.delete-on-commit")?.unwrap_or(true),
+            num_retained,
+        })
+    }
+
+    /// The znode every path of this cluster lives under: `<root>/<cluster-id>`.
+    pub fn namespace(&self) -> String {
+        format!("{}/{}", self.root.trim_end_matches('/'), self.cluster_id)
+    }
+
+    /// Where this cluster's HA blobs live: `<storageDir>/<cluster-id>`.
+    pub fn blob_dir_uri(&self) -> String {
+        format!("{}/{}", self.storage_dir, self.cluster_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Origin;
+
+    #[test]
+    fn zookeeper_requires_quorum_and_storage_dir() {
+        let mut c = Config::defaults();
+        c.merge_str(
+            "high-availability.type: zookeeper\n",
+            Origin::File("conf/yarnflow.yaml".into()),
+        )
+        .unwrap();
+        let e = HaConfig::from_config(&c).unwrap_err().to_string();
+        assert!(e.contains("high-availability.zookeeper.quorum"), "{e}");
+        c.set("high-availability.zookeeper.quorum", " a:1, b:2 ");
+        c.set("high-availability.storageDir", "hdfs://nn:1/ha/");
+        c.set("high-availability.cluster-id", "application_1_0001");
+        let h = HaConfig::from_config(&c).unwrap();
+        assert_eq!(h.quorum, "a:1,b:2");
+        assert_eq!(h.namespace(), "/yarnflow/application_1_0001");
+        assert_eq!(h.blob_dir_uri(), "hdfs://nn:1/ha/application_1_0001");
+        assert_eq!(
+            h.job_result_store_path,
+            "hdfs://nn:1/ha/job-result-store/application_1_0001"
+        );
+        assert_eq!(h.session_timeout, Duration::from_secs(60));
+        assert!(!h.tolerate_suspended);
+    }
+
+    #[test]
+    fn bad_type_names_the_key() {
+        let mut c = Config::defaults();
+        c.set("high-availability.type", "etcd");
+        let e = HaConfig::from_config(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("high-availability.type") && e.contains("zookeeper"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! Leader election with an ephemeral-sequential latch (Curator's `LeaderLatch` recipe).
+//!
+//! Each contender creates `leader/latch/latch-<seq>` holding its owner name; the lowest sequence
+//! leads. On a grant the leader CAS-increments `leader/epoch` (fenced by its latch node), draws a
+//! fresh leader session id, and arms [`Fence`](super::Fence) so every later write checks the latch.
+//!
+//! Leadership ends (the grant's `revoked` token is cancelled) when
+//! * the session expires or closes;
+//! * the connection is lost and `tolerate-suspended-connections` is false (Flink's default): the
+//!   latch node is then deleted once the connection returns, so a successor can lead;
+//! * the latch node disappears, e.g. because a successor [evicted](ZkLeaderElection::evict) it.
+//!
+//! # Eviction
+//! A successor that *knows* the owner of a latch node is dead — on YARN, attempt N+1 knows attempt
+//! N's AM container has ended, because YARN only starts a new attempt after that — may delete that
+//! node at once instead of waiting out the ZooKeeper session timeout. Should the owner in fact be
+//! alive (a partitioned zombie), fencing keeps this safe: its latch node is gone, so every write
+//! it attempts fails, and its watch on the node revokes its leadership.
+
+use std::sync::Mutex;
+
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use zookeeper_client as zk;
+
+use super::proto::{LatchOwner, LeaderRecord};
+use super::{EPHEMERAL, EPHEMERAL_SEQUENTIAL, PERSISTENT, ZkCluster};
+use crate::ha::{HaError, LeaderElection, Leadership};
+
+const LATCH_DIR: &str = "leader/latch";
+const EPOCH: &str = "leader/epoch";
+pub(crate) const CONNECTION_INFO: &str = "leader/connection_info";
+
+/// One contender (one JobManager process).
+pub struct ZkLeaderElection {
+    zk: ZkCluster,
+    owner: String,
+    tolerate_suspended: bool,
+    /// Our current latch node and grant, if any.
+    current: Mutex<Option<(String, Leadership)>>,
+}
+
+impl ZkLeaderElection {
+    /// `owner` names this contender in its latch node (on YARN: the application attempt id).
+    pub fn new(zk: ZkCluster, owner: &str, tolerate_suspended: bool) -> ZkLeaderElection {
+        ZkLeaderElection {
+            zk,
+            owner: owner.to_string(),
+            tolerate_suspended,
+            current: Mutex::new(None),
+        }
+    }
+
+    pub fn cluster(&self) -> &ZkCluster {
+        &self.zk
+    }
+
+    /// Latch nodes in sequence order, with their owners.
+    pub async fn contenders(&self) -> Result<Vec<(String, String)>, HaError> {
+        let dir = self.zk.path(LATCH_DIR);
+        let mut children = match self.zk.client.list_children(&dir).await {
+            Ok(c) => c,
+            Err(zk::Error::NoNode) => return Ok(Vec::new()),
+            Err(e) => return Err(self.zk.err("list the leader latch", e)),
+        };
+        children.sort_by_key(|c| sequence(c));
+        let mut out = Vec::new();
+        for c in children {
+            let path = format!("{dir}/{c}");
+            match self.zk.client.get_data(&path).await {
+                Ok((data, _)) => {
+                    let owner = LatchOwner::decode(data.as_slice())
+                        .map(|o| o.owner)
+                        .unwrap_or_else(|_| "<unreadable>".into());
+                    out.push((path, owner));
+                }
+                Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(self.zk.err("read a latch node", e)),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_latch(&self) -> Result<String, HaError> {
+        let dir = self.zk.path(LATCH_DIR);
+        self.zk.ensure_path(&dir).await?;
+        let data = LatchOwner {
+            owner: self.owner.clone(),
+        }
+        .encode_to_vec();
+        let prefix = format!("{dir}/latch-");
+        let (_, seq) = self
+            .zk
+            .client
+            .create(&prefix, &data, &EPHEMERAL_SEQUENTIAL)
+            .await
+            .map_err(|e| self.zk.err("create a latch node", e))?;
+        Ok(format!("{prefix}{seq}"))
+    }
+
+    /// Waits until `ours` is the lowest latch node.
+    async fn wait_for_turn(&self, ours: &str) -> Result<(), HaError> {
+        let dir = self.zk.path(LATCH_DIR);
+        let name = ours.rsplit('/').next().unwrap_or(ours).to_string();
+        loop {
+            let mut children = self
+                .zk
+                .client
+                .list_children(&dir)
+                .await
+                .map_err(|e| self.zk.err("list the leader latch", e))?;
+            children.sort_by_key(|c| sequence(c));
+            let Some(pos) = children.iter().position(|c| *c == name) else {
+                return Err(HaError::NotLeader(format!(
+                    "our latch node {ours} vanished while waiting (session expired or evicted)"
+                )));
+            };
+            if pos == 0 {
+                return Ok(());
+            }
+            // Watch only the predecessor: no herd effect when the leader goes.
+            let pred = format!("{dir}/{}", children[pos - 1]);
+            match self.zk.client.check_and_watch_stat(&pred).await {
+                Ok((None, _)) => continue,
+                Ok((Some(_), watcher)) => {
+                    let mut state = self.zk.client.state_watcher();
+                    tokio::select! {
+                        _ = watcher.changed() => {}
+                        s = state.changed() => {
+                            if s.is_terminated() {
+                                return Err(self.zk.err("wait for leadership", zk::Error::SessionExpired));
+                            }
+                        }
+                    }
+                }
+                Err(e) => return Err(self.zk.err("watch the latch predecessor", e)),
+            }
+        }
+    }
+
+    /// CAS-increments `leader/epoch` in a multi-op that also checks our latch node.
+    async fn next_epoch(&self) -> Result<u64, HaError> {
+        let path = self.zk.path(EPOCH);
+        loop {
+            let (current, version) = match self.zk.client.get_data(&path).await {
+                Ok((data, stat)) => (parse_u64(&data), Some(stat.version)),
+                Err(zk::Error::NoNode) => (0, None),
+                Err(e) => return Err(self.zk.err("read the leader epoch", e)),
+            };
+            let next = current + 1;
+            let mut w = self.zk.fenced_writer()?;
+            let data = next.to_string();
+            let added = match version {
+                Some(v) => w.add_set_data(&path, data.as_bytes(), Some(v)),
+                None => w.add_create(&path, data.as_bytes(), &PERSISTENT),
+            };
+            added.map_err(|e| self.zk.err("bump the leader epoch", e))?;
+            match self.zk.commit("bump the leader epoch", w).await {
+                Ok(_) => return Ok(next),
+                Err(HaError::ZooKeeper { message, .. })
+                    if message.contains("version") || message.contains("exist") =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Deletes the latch nodes owned by `owner` (not our own). Only call this when `owner` is
+    /// known to be dead; see the module docs. Returns how many nodes were removed.
+    pub async fn evict_owner(&self, owner: &str) -> Result<usize, HaError> {
+        let ours = self
+            .current
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(|(p, _)| p.clone());
+        let mut n = 0;
+        for (path, o) in self.contenders().await? {
+            if o == owner && Some(&path) != ours.as_ref() {
+                match self.zk.client.delete(&path, None).await {
+                    Ok(()) | Err(zk::Error::NoNode) => {
+                        tracing::info!(latch = %path, owner, "evicted the latch of a dead leader");
+                        n += 1;
+                    }
+                    Err(e) => return Err(self.zk.err("evict a latch node", e)),
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Watches the session and our latch node; revokes the grant when either is lost.
+    fn spawn_guard(&self, latch: String, leadership: Leadership) {
+        let zk = self.zk.clone();
+        let tolerate = self.tolerate_suspended;
+        tokio::spawn(async move {
+            let mut state = zk.client.state_watcher();
+            let reason = loop {
+                let watch = match zk.client.check_and_watch_stat(&latch).await {
+                    Ok((Some(_), w)) => Some(w),
+                    Ok((None, _)) => break "our latch node was deleted (evicted or expired)",
+                    Err(_) => None,
+                };
+                tokio::select! {
+                    _ = leadership.revoked.cancelled() => return,
+                    _ = async { match watch { Some(w) => { w.changed().await; } None => std::future::pending().await } } => {
+                        continue;
+                    }
+                    s = state.changed() => match s {
+                        zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed => {
+                            break "ZooKeeper session ended";
+                        }
+                        zk::SessionState::Disconnected if !tolerate => {
+                            break "ZooKeeper connection suspended (tolerate-suspended-connections: false)";
+                        }
+                        _ => continue,
+                    },
+                }
+            };
+            zk.fence.clear();
+            tracing::warn!(epoch = leadership.epoch, reason, "leadership revoked");
+            leadership.revoked.cancel();
+            // Give the latch up so a successor can lead (it may already be gone).
+            for _ in 0..100 {
+                match zk.client.delete(&latch, None).await {
+                    Ok(()) | Err(zk::Error::NoNode) => break,
+                    Err(e) if e == zk::Error::SessionExpired || e == zk::Error::ClientClosed => {
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                }
+            }
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl LeaderElection for ZkLeaderElection {
+    async fn acquire(&self) -> Result<Leadership, HaError> {
+        let latch = self.create_latch().await?;
+        if let Err(e) = self.wait_for_turn(&latch).await {
+            let _ = self.zk.client.delete(&latch, None).await;
+            return Err(e);
+        }
+        self.zk.fence.set(latch.clone(), 0);
+        let epoch = match self.next_epoch().await {
+            Ok(e) => e,
+            Err(e) => {
+                self.zk.fence.clear();
+                let _ = self.zk.client.delete(&latch, None).await;
+                return Err(e);
+            }
+        };
+        self.zk.fence.set(latch.clone(), epoch);
+        let leadership = Leadership {
+            session_id: Uuid::new_v4(),
+            epoch,
+            revoked: CancellationToken::new(),
+        };
+        tracing::info!(epoch, session_id = %leadership.session_id, owner = %self.owner, "leadership granted");
+        *self.current.lock().expect("lock") = Some((latch.clone(), leadership.clone()));
+        self.spawn_guard(latch, leadership.clone());
+        Ok(leadership)
+    }
+
+    async fn publish(&self, leadership: &Leadership, address: &str) -> Result<(), HaError> {
+        if leadership.revoked.is_cancelled() || self.zk.fence.epoch() != Some(leadership.epoch) {
+            return Err(HaError::NotLeader(format!(
+                "cannot publish {address}: leadership of epoch {} is over",
+                leadership.epoch
+            )));
+        }
+        let path = self.zk.path(CONNECTION_INFO);
+        let record = LeaderRecord {
+            address: address.to_string(),
+            session_id: leadership.session_id.to_string(),
+            epoch: leadership.epoch,
+            owner: self.owner.clone(),
+        }
+        .encode_to_vec();
+        loop {
+            let existing = match self.zk.client.check_stat(&path).await {
+                Ok(s) => s,
+                Err(e) => return Err(self.zk.err("read connection_info", e)),
+            };
+            let mut w = self.zk.fenced_writer()?;
+            if let Some(stat) = existing {
+                // A predecessor's record (its session may linger): replace it.
+                w.add_delete(&path, Some(stat.version))
+                    .map_err(|e| self.zk.err("publish", e))?;
+            }
+            w.add_create(&path, &record, &EPHEMERAL)
+                .map_err(|e| self.zk.err("publish", e))?;
+            match self.zk.commit("publish the leader address", w).await {
+                Ok(_) => return Ok(()),
+                Err(HaError::ZooKeeper { .. }) if !leadership.revoked.is_cancelled() => {
+                    // Raced with a deletion or re-creation: look again.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn resign(&self) -> Result<(), HaError> {
+        let current = self.current.lock().expect("lock").take();
+        if let Some((latch, leadership)) = current {
+            leadership.revoked.cancel();
+            if let Ok(mut w) = self.zk.fenced_writer() {
+                let path = self.zk.path(CONNECTION_INFO);
+                if let Ok(Some(stat)) = self.zk.client.check_stat(&path).await
+                    && stat.ephemeral_owner == self.zk.client.session_id().0
+                {
+                    let _ = w.add_delete(&path, None);
+                    let _ = self.zk.commit("withdraw connection_info", w).await;
+                }
+            }
+            self.zk.fence.clear();
+            match self.zk.client.delete(&latch, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(self.zk.err("delete our latch node", e)),
+            }
+            tracing::info!(epoch = leadership.epoch, "leadership resigned");
+        }
+        Ok(())
+    }
+
+    async fn evict(&self, owner: &str) -> Result<usize, HaError> {
+        self.evict_owner(owner).await
+    }
+}
+
+fn sequence(name: &str) -> i64 {
+    name.rsplit('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(i64::MAX)
+}
+
+pub(crate) fn parse_u64(data: &[u8]) -> u64 {
+    std::str::from_utf8(data)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}

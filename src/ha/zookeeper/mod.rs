@@ -1,0 +1,204 @@
+//! HA services on ZooKeeper + blob storage.
+//!
+//! # Layout
+//!
+//! ```text
+//! <high-availability.zookeeper.path.root>            default /yarnflow
+//! └── <high-availability.cluster-id>                 on YARN: the application id
+//!     ├── leader
+//!     │   ├── latch
+//!     │   │   ├── latch-0000000003   EPHEMERAL_SEQUENTIAL, data: LatchOwner{owner}; lowest leads
+//!     │   │   └── latch-0000000004
+//!     │   ├── epoch                  u64, CAS-incremented by every new leader (the fencing token)
+//!     │   └── connection_info        EPHEMERAL, data: LeaderRecord{address, session id, epoch}
+//!     ├── jobgraphs
+//!     │   └── <jobId>                Pointer → <storageDir>/<cluster-id>/submittedJobGraph-<uuid>
+//!     └── jobs
+//!         └── <jobId>
+//!             ├── checkpoints
+//!             │   └── <%019d id>     Pointer → <storageDir>/<cluster-id>/completedCheckpoint-<uuid>
+//!             └── checkpoint_id_counter   u64, CAS on the znode version
+//! ```
+//!
+//! # Fencing
+//!
+//! Every write below `<cluster-id>` (pointers, counter, epoch, connection_info) is one ZooKeeper
+//! multi-op whose first operation checks that *our latch node still exists*. A leader whose
+//! session expired, or whose latch a successor evicted, has no latch node any more: its writes
+//! fail as a whole with [`HaError::NotLeader`], however late they arrive. (Flink fences only its
+//! leader information; FLINK-10333.)
+
+mod election;
+mod pointers;
+mod retrieval;
+mod stores;
+
+use std::sync::{Arc, Mutex};
+
+use zookeeper_client as zk;
+
+pub use election::ZkLeaderElection;
+pub use pointers::PointerStore;
+pub use retrieval::ZkLeaderRetrieval;
+pub use stores::{
+    ZkCheckpointIdCounter, ZkCheckpointStore, ZkCheckpointStoreFactory, ZkJobGraphStore,
+};
+
+use super::HaError;
+
+/// Generated from `proto/yarnflow/ha.proto`.
+#[allow(clippy::all)]
+pub(crate) mod proto {
+    include!(concat!(env!("OUT_DIR"), "/yarnflow.ha.rs"));
+}
+
+pub(crate) const PERSISTENT: zk::CreateOptions<'static> =
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+pub(crate) const EPHEMERAL: zk::CreateOptions<'static> =
+    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+pub(crate) const EPHEMERAL_SEQUENTIAL: zk::CreateOptions<'static> =
+    zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+
+/// A connected ZooKeeper session scoped to one cluster id.
+#[derive(Clone)]
+pub struct ZkCluster {
+    pub(crate) client: zk::Client,
+    pub(crate) quorum: String,
+    /// `<root>/<cluster-id>`.
+    pub(crate) namespace: String,
+    pub(crate) fence: Fence,
+}
+
+impl std::fmt::Debug for ZkCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkCluster")
+            .field("quorum", &self.quorum)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl ZkCluster {
+    /// Connects a new session.
+    pub async fn connect(
+        quorum: &str,
+        namespace: &str,
+        session_timeout: std::time::Duration,
+        connection_timeout: std::time::Duration,
+    ) -> Result<ZkCluster, HaError> {
+        let client = zk::Client::connector()
+            .with_session_timeout(session_timeout)
+            .with_connection_timeout(connection_timeout)
+            .connect(quorum)
+            .await
+            .map_err(|e| HaError::ZooKeeper {
+                quorum: quorum.to_string(),
+                message: format!("cannot connect: {e}"),
+            })?;
+        Ok(ZkCluster {
+            client,
+            quorum: quorum.to_string(),
+            namespace: namespace.trim_end_matches('/').to_string(),
+            fence: Fence::default(),
+        })
+    }
+
+    /// Fences this session's writes on `latch_path` existing (see [`Fence::set`]).
+    pub fn fence_on(&self, latch_path: String, epoch: u64) {
+        self.fence.set(latch_path, epoch);
+    }
+
+    /// The absolute znode path of `rel` (relative to the cluster namespace).
+    pub fn path(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            self.namespace.clone()
+        } else {
+            format!("{}/{}", self.namespace, rel.trim_start_matches('/'))
+        }
+    }
+
+    pub(crate) fn err(&self, what: &str, e: zk::Error) -> HaError {
+        HaError::ZooKeeper {
+            quorum: self.quorum.clone(),
+            message: format!("{what}: {e}"),
+        }
+    }
+
+    /// Creates `path` and missing parents as persistent nodes. Structural nodes only (they carry
+    /// no data), so they need no fencing.
+    pub(crate) async fn ensure_path(&self, path: &str) -> Result<(), HaError> {
+        match self.client.mkdir(path, &PERSISTENT).await {
+            Ok(()) | Err(zk::Error::NodeExists) => Ok(()),
+            Err(e) => Err(self.err(&format!("create {path}"), e)),
+        }
+    }
+
+    /// A multi-op writer whose first operation checks our latch node (see "Fencing").
+    pub(crate) fn fenced_writer(&self) -> Result<zk::MultiWriter<'_>, HaError> {
+        let latch = self.fence.latch_path()?;
+        let mut w = self.client.new_multi_writer();
+        w.add_check_version(&latch, -1)
+            .map_err(|e| self.err("fenced write", e))?;
+        Ok(w)
+    }
+
+    /// Commits a fenced multi-op, mapping a failed latch check to `NotLeader`.
+    pub(crate) async fn commit(
+        &self,
+        what: &str,
+        mut w: zk::MultiWriter<'_>,
+    ) -> Result<Vec<zk::MultiWriteResult>, HaError> {
+        match w.commit().await {
+            Ok(r) => Ok(r),
+            Err(zk::MultiWriteError::OperationFailed { index: 0, source }) => {
+                self.fence.clear();
+                Err(HaError::NotLeader(format!(
+                    "{what}: our leader latch is gone ({source}); the write was fenced off"
+                )))
+            }
+            Err(zk::MultiWriteError::OperationFailed { index, source }) => {
+                Err(HaError::ZooKeeper {
+                    quorum: self.quorum.clone(),
+                    message: format!("{what}: operation {index} failed: {source}"),
+                })
+            }
+            Err(zk::MultiWriteError::RequestFailed { source }) => Err(self.err(what, source)),
+        }
+    }
+}
+
+/// Which latch node fences our writes; empty when we do not lead.
+#[derive(Debug, Clone, Default)]
+pub struct Fence {
+    inner: Arc<Mutex<Option<(String, u64)>>>,
+}
+
+impl Fence {
+    /// Fences writes on `latch_path` existing. The election sets it on every grant; tools that
+    /// must write as a known owner (and tests) may set it to any node they hold.
+    pub fn set(&self, latch_path: String, epoch: u64) {
+        *self.inner.lock().expect("fence lock") = Some((latch_path, epoch));
+    }
+
+    pub(crate) fn clear(&self) {
+        *self.inner.lock().expect("fence lock") = None;
+    }
+
+    pub(crate) fn latch_path(&self) -> Result<String, HaError> {
+        self.inner
+            .lock()
+            .expect("fence lock")
+            .as_ref()
+            .map(|(p, _)| p.clone())
+            .ok_or_else(|| HaError::NotLeader("this process does not hold leadership".into()))
+    }
+
+    /// The epoch of the current grant, if any.
+    pub fn epoch(&self) -> Option<u64> {
+        self.inner
+            .lock()
+            .expect("fence lock")
+            .as_ref()
+            .map(|(_, e)| *e)
+    }
+}

@@ -1,0 +1,242 @@
+//! Flink's stores on the pointer store: job graphs, completed checkpoints, checkpoint id counter.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use zookeeper_client as zk;
+
+use super::election::parse_u64;
+use super::{PERSISTENT, PointerStore};
+use crate::ha::{
+    CheckpointIdCounter, CheckpointStoreFactory, CompletedCheckpointStore, HaError, JobGraphStore,
+    StoredCheckpoint,
+};
+
+/// `jobgraphs/<jobId>` → `submittedJobGraph-<uuid>`.
+pub struct ZkJobGraphStore {
+    pointers: PointerStore,
+}
+
+impl ZkJobGraphStore {
+    pub fn new(pointers: PointerStore) -> ZkJobGraphStore {
+        ZkJobGraphStore { pointers }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobGraphStore for ZkJobGraphStore {
+    async fn put(&self, job_id: &str, graph: Bytes) -> Result<(), HaError> {
+        self.pointers
+            .put(&format!("jobgraphs/{job_id}"), "submittedJobGraph", graph)
+            .await
+    }
+
+    async fn get(&self, job_id: &str) -> Result<Option<Bytes>, HaError> {
+        self.pointers.get(&format!("jobgraphs/{job_id}")).await
+    }
+
+    async fn job_ids(&self) -> Result<Vec<String>, HaError> {
+        let mut ids = Vec::new();
+        for id in self.pointers.children("jobgraphs").await? {
+            if self
+                .pointers
+                .pointer(&format!("jobgraphs/{id}"))
+                .await?
+                .is_some()
+            {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn remove(&self, job_id: &str) -> Result<(), HaError> {
+        self.pointers.remove(&format!("jobgraphs/{job_id}")).await
+    }
+}
+
+/// `jobs/<jobId>/checkpoints/<%019d id>` → `completedCheckpoint-<uuid>`.
+pub struct ZkCheckpointStore {
+    pointers: PointerStore,
+    job_id: String,
+    num_retained: usize,
+}
+
+impl ZkCheckpointStore {
+    pub fn new(pointers: PointerStore, job_id: &str, num_retained: usize) -> ZkCheckpointStore {
+        ZkCheckpointStore {
+            pointers,
+            job_id: job_id.to_string(),
+            num_retained: num_retained.max(1),
+        }
+    }
+
+    fn dir(&self) -> String {
+        format!("jobs/{}/checkpoints", self.job_id)
+    }
+
+    fn key(&self, id: u64) -> String {
+        format!("{}/{id:019}", self.dir())
+    }
+}
+
+#[async_trait::async_trait]
+impl CompletedCheckpointStore for ZkCheckpointStore {
+    async fn add(&self, checkpoint: StoredCheckpoint) -> Result<(), HaError> {
+        self.pointers
+            .put(
+                &self.key(checkpoint.checkpoint_id),
+                "completedCheckpoint",
+                checkpoint.metadata,
+            )
+            .await?;
+        // Subsume: keep the newest `num_retained`.
+        let ids = self.checkpoint_ids().await?;
+        if ids.len() > self.num_retained {
+            for id in &ids[..ids.len() - self.num_retained] {
+                self.pointers.remove(&self.key(*id)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn checkpoint_ids(&self) -> Result<Vec<u64>, HaError> {
+        let mut ids: Vec<u64> = Vec::new();
+        for name in self.pointers.children(&self.dir()).await? {
+            if let Ok(id) = name.parse::<u64>()
+                && self.pointers.pointer(&self.key(id)).await?.is_some()
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn get(&self, checkpoint_id: u64) -> Result<StoredCheckpoint, HaError> {
+        match self.pointers.get(&self.key(checkpoint_id)).await? {
+            Some(metadata) => Ok(StoredCheckpoint {
+                checkpoint_id,
+                metadata,
+            }),
+            None => Err(HaError::Corrupt {
+                path: self.pointers.zk.path(&self.key(checkpoint_id)),
+                message: "no such checkpoint".into(),
+            }),
+        }
+    }
+
+    async fn shutdown(&self, globally_terminal: bool) -> Result<(), HaError> {
+        if globally_terminal {
+            self.pointers.remove_tree(&self.dir()).await?;
+            self.pointers
+                .remove_if_empty(&format!("jobs/{}", self.job_id))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `jobs/<jobId>/checkpoint_id_counter`: CAS on the znode version, fenced.
+pub struct ZkCheckpointIdCounter {
+    pointers: PointerStore,
+    job_id: String,
+}
+
+impl ZkCheckpointIdCounter {
+    pub fn new(pointers: PointerStore, job_id: &str) -> ZkCheckpointIdCounter {
+        ZkCheckpointIdCounter {
+            pointers,
+            job_id: job_id.to_string(),
+        }
+    }
+
+    fn path(&self) -> String {
+        self.pointers
+            .zk
+            .path(&format!("jobs/{}/checkpoint_id_counter", self.job_id))
+    }
+}
+
+/// Flink's `INITIAL_CHECKPOINT_ID`.
+const INITIAL_CHECKPOINT_ID: u64 = 1;
+
+#[async_trait::async_trait]
+impl CheckpointIdCounter for ZkCheckpointIdCounter {
+    async fn get_and_increment(&self) -> Result<u64, HaError> {
+        let zk = &self.pointers.zk;
+        let path = self.path();
+        loop {
+            let (current, version) = match zk.client.get_data(&path).await {
+                Ok((data, stat)) => (
+                    parse_u64(&data).max(INITIAL_CHECKPOINT_ID),
+                    Some(stat.version),
+                ),
+                Err(zk::Error::NoNode) => (INITIAL_CHECKPOINT_ID, None),
+                Err(e) => return Err(zk.err("read the checkpoint id counter", e)),
+            };
+            let next = (current + 1).to_string();
+            if version.is_none()
+                && let Some((parent, _)) = path.rsplit_once('/')
+            {
+                zk.ensure_path(parent).await?;
+            }
+            let mut w = zk.fenced_writer()?;
+            match version {
+                Some(v) => w.add_set_data(&path, next.as_bytes(), Some(v)),
+                None => w.add_create(&path, next.as_bytes(), &PERSISTENT),
+            }
+            .map_err(|e| zk.err("advance the checkpoint id counter", e))?;
+            match zk.commit("advance the checkpoint id counter", w).await {
+                Ok(_) => return Ok(current),
+                // Another writer advanced it first: read again.
+                Err(HaError::ZooKeeper { message, .. })
+                    if message.contains("version") || message.contains("exist") =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn get(&self) -> Result<u64, HaError> {
+        let zk = &self.pointers.zk;
+        match zk.client.get_data(&self.path()).await {
+            Ok((data, _)) => Ok(parse_u64(&data).max(INITIAL_CHECKPOINT_ID)),
+            Err(zk::Error::NoNode) => Ok(INITIAL_CHECKPOINT_ID),
+            Err(e) => Err(zk.err("read the checkpoint id counter", e)),
+        }
+    }
+
+    async fn shutdown(&self, globally_terminal: bool) -> Result<(), HaError> {
+        if globally_terminal {
+            let rel = format!("jobs/{}/checkpoint_id_counter", self.job_id);
+            self.pointers.remove_tree(&rel).await?;
+            self.pointers
+                .remove_if_empty(&format!("jobs/{}", self.job_id))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Per-job stores on one pointer store.
+pub struct ZkCheckpointStoreFactory {
+    pub(crate) pointers: PointerStore,
+    pub(crate) num_retained: usize,
+}
+
+impl CheckpointStoreFactory for ZkCheckpointStoreFactory {
+    fn checkpoint_store(&self, job_id: &str) -> Arc<dyn CompletedCheckpointStore> {
+        Arc::new(ZkCheckpointStore::new(
+            self.pointers.clone(),
+            job_id,
+            self.num_retained,
+        ))
+    }
+
+    fn checkpoint_id_counter(&self, job_id: &str) -> Arc<dyn CheckpointIdCounter> {
+        Arc::new(ZkCheckpointIdCounter::new(self.pointers.clone(), job_id))
+    }
+}

@@ -1,0 +1,383 @@
+//! HA services against the real ZooKeeper and HDFS of the mini cluster: election and failover,
+//! eviction, fencing of deposed leaders, the pointer store on HDFS, terminal cleanup, and the
+//! checkpoint id counter.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use support::proxy::TcpProxy;
+use support::{MiniCluster, unique};
+use tokio::sync::mpsc;
+use yarnflow::ha::zookeeper::{PointerStore, ZkCluster, ZkLeaderElection};
+use yarnflow::ha::{HaError, LeaderElection, Leadership, StoredCheckpoint};
+use yarnflow::storage::BlobStore;
+use yarnflow::storage::hdfs::HdfsStore;
+
+const SESSION: Duration = Duration::from_secs(4);
+
+async fn session(quorum: &str, ns: &str) -> ZkCluster {
+    ZkCluster::connect(quorum, ns, SESSION, Duration::from_secs(2))
+        .await
+        .unwrap()
+}
+
+async fn hdfs(cluster: &MiniCluster) -> Arc<dyn BlobStore> {
+    // libhdfs reads CLASSPATH; HdfsStore takes it from YARNFLOW_HADOOP_CLASSPATH.
+    unsafe {
+        std::env::set_var(
+            "YARNFLOW_HADOOP_CLASSPATH",
+            cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
+        )
+    };
+    Arc::new(HdfsStore::connect(cluster.hdfs_uri()).await.unwrap())
+}
+
+fn namespace() -> String {
+    format!("/yarnflow-test/{}", unique("cluster"))
+}
+
+/// Contends in the background; grants arrive on the channel as (contender, leadership, when).
+fn contend(
+    i: usize,
+    e: Arc<ZkLeaderElection>,
+    tx: mpsc::UnboundedSender<(usize, Leadership, Instant)>,
+) {
+    tokio::spawn(async move {
+        if let Ok(l) = e.acquire().await {
+            let _ = tx.send((i, l, Instant::now()));
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_contenders_one_leader_failover_and_eviction() {
+    let cluster = MiniCluster::get();
+    let ns = namespace();
+    let mut proxies = Vec::new();
+    let mut elections = Vec::new();
+    for i in 0..3 {
+        let p = TcpProxy::start(cluster.zk_quorum()).await;
+        let zk = session(&p.addr_string(), &ns).await;
+        elections.push(Arc::new(ZkLeaderElection::new(
+            zk,
+            &format!("appattempt_{i}"),
+            false,
+        )));
+        proxies.push(p);
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for (i, e) in elections.iter().enumerate() {
+        contend(i, e.clone(), tx.clone());
+    }
+    let (first, l1, _) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // Exactly one leader: nobody else is granted while it holds the latch.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), rx.recv())
+            .await
+            .is_err()
+    );
+    assert_eq!(elections[first].contenders().await.unwrap().len(), 3);
+
+    // The leader's connection dies: it revokes itself, and another takes over once its session
+    // expires (within the session timeout plus the detection margin).
+    let cut_at = Instant::now();
+    proxies[first].cut();
+    let (second, l2, at) = tokio::time::timeout(SESSION * 3, rx.recv())
+        .await
+        .expect("a successor within the session timeout")
+        .unwrap();
+    let takeover = at - cut_at;
+    println!("takeover after session loss: {takeover:?}");
+    assert_ne!(second, first);
+    assert!(
+        l1.revoked.is_cancelled(),
+        "the cut-off leader revoked itself"
+    );
+    assert!(l2.epoch > l1.epoch, "epochs strictly increase");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rx.recv())
+            .await
+            .is_err(),
+        "one leader at a time"
+    );
+
+    // The third contender knows the second is dead (say YARN told it): eviction hands over at
+    // once, without waiting for any session to expire.
+    let third = 3 - first - second;
+    let evict_at = Instant::now();
+    let n = elections[third]
+        .evict(&format!("appattempt_{second}"))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let (who, l3, at) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let takeover = at - evict_at;
+    println!("takeover after eviction: {takeover:?}");
+    assert_eq!(who, third);
+    assert!(takeover < Duration::from_secs(1), "{takeover:?}");
+    assert!(l3.epoch > l2.epoch);
+    // The evicted leader notices its latch is gone and revokes itself.
+    tokio::time::timeout(Duration::from_secs(2), l2.revoked.cancelled())
+        .await
+        .expect("the evicted leader revokes its grant");
+    elections[third].resign().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_cannot_write_any_pointer() {
+    let cluster = MiniCluster::get();
+    let blobs = hdfs(cluster).await;
+    let ns = namespace();
+    let blob_dir = format!("/yarnflow-test-ha/{}", unique("blobs"));
+
+    // Leader A reaches ZooKeeper through a proxy the test controls.
+    let proxy = TcpProxy::start(cluster.zk_quorum()).await;
+    let zk_a = session(&proxy.addr_string(), &ns).await;
+    let a = ZkLeaderElection::new(zk_a.clone(), "a", true);
+    let la = a.acquire().await.unwrap();
+    let a_latch = a.contenders().await.unwrap()[0].0.clone();
+    let store_a = PointerStore::new(zk_a.clone(), blobs.clone(), &blob_dir);
+    store_a
+        .put(
+            "jobgraphs/j1",
+            "submittedJobGraph",
+            Bytes::from_static(b"from A"),
+        )
+        .await
+        .unwrap();
+
+    // A is cut off; B is elected once A's session is gone.
+    proxy.cut();
+    let zk_b = session(cluster.zk_quorum(), &ns).await;
+    let b = ZkLeaderElection::new(zk_b.clone(), "b", false);
+    let lb = tokio::time::timeout(SESSION * 3, b.acquire())
+        .await
+        .expect("B leads after A's session expires")
+        .unwrap();
+    assert!(lb.epoch > la.epoch);
+    let store_b = PointerStore::new(zk_b.clone(), blobs.clone(), &blob_dir);
+    store_b
+        .put(
+            "jobgraphs/j1",
+            "submittedJobGraph",
+            Bytes::from_static(b"from B"),
+        )
+        .await
+        .unwrap();
+
+    // A comes back: every write it attempts fails, and B's data stays.
+    proxy.restore();
+    for key in [
+        "jobgraphs/j1",
+        "jobgraphs/j2",
+        "jobs/j1/checkpoints/0000000000000000001",
+    ] {
+        let r = store_a
+            .put(key, "submittedJobGraph", Bytes::from_static(b"zombie"))
+            .await;
+        assert!(r.is_err(), "a deposed leader wrote {key}");
+    }
+    assert!(store_a.remove("jobgraphs/j1").await.is_err());
+
+    // A zombie whose session is alive and which still believes it leads (say its latch was
+    // evicted before it noticed) is stopped by ZooKeeper itself: the multi-op's latch check
+    // fails. Here: a live session fenced on A's old latch node, which is gone.
+    let zombie = session(cluster.zk_quorum(), &ns).await;
+    zombie.fence_on(a_latch, la.epoch);
+    let store_z = PointerStore::new(zombie, blobs.clone(), &blob_dir);
+    match store_z
+        .put(
+            "jobgraphs/j1",
+            "submittedJobGraph",
+            Bytes::from_static(b"zombie"),
+        )
+        .await
+    {
+        Err(HaError::NotLeader(msg)) => assert!(msg.contains("fenced"), "{msg}"),
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+    assert_eq!(
+        store_b.get("jobgraphs/j1").await.unwrap().unwrap(),
+        Bytes::from_static(b"from B")
+    );
+    b.resign().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointer_round_trip_on_hdfs_and_corruption_is_named() {
+    let cluster = MiniCluster::get();
+    let blobs = hdfs(cluster).await;
+    let ns = namespace();
+    let blob_dir = format!("/yarnflow-test-ha/{}", unique("blobs"));
+    let zk = session(cluster.zk_quorum(), &ns).await;
+    let e = ZkLeaderElection::new(zk.clone(), "leader", false);
+    e.acquire().await.unwrap();
+    let store = PointerStore::new(zk, blobs.clone(), &blob_dir);
+
+    let payload: Bytes = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        store
+            .put("jobgraphs/j1", "submittedJobGraph", payload.clone())
+            .await
+            .unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "pointer write (100 kB HDFS blob + ZooKeeper multi): first {:?}, median {:?}",
+        times.last().unwrap(),
+        times[2]
+    );
+    assert_eq!(store.get("jobgraphs/j1").await.unwrap().unwrap(), payload);
+
+    // Same length, different bytes: the checksum catches it.
+    let pointer = store.pointer("jobgraphs/j1").await.unwrap().unwrap();
+    let mut bad = payload.to_vec();
+    bad[7] ^= 0xff;
+    blobs
+        .write(&pointer.blob_path, Bytes::from(bad))
+        .await
+        .unwrap();
+    let err = store.get("jobgraphs/j1").await.unwrap_err().to_string();
+    assert!(
+        err.contains(&pointer.blob_path) && err.contains("CRC-32C"),
+        "{err}"
+    );
+    // Truncated: the length catches it.
+    blobs
+        .write(&pointer.blob_path, payload.slice(..10))
+        .await
+        .unwrap();
+    let err = store.get("jobgraphs/j1").await.unwrap_err().to_string();
+    assert!(
+        err.contains(&pointer.blob_path) && err.contains("length"),
+        "{err}"
+    );
+    // Missing.
+    blobs.delete(&pointer.blob_path).await.unwrap();
+    let err = store.get("jobgraphs/j1").await.unwrap_err().to_string();
+    assert!(err.contains("missing"), "{err}");
+    e.resign().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_cleanup_leaves_nothing_and_suspension_deletes_nothing() {
+    let cluster = MiniCluster::get();
+    let blobs = hdfs(cluster).await;
+    let mut config = yarnflow::config::Config::defaults();
+    let cluster_id = unique("application");
+    config.set("high-availability.type", "zookeeper");
+    config.set("high-availability.zookeeper.quorum", cluster.zk_quorum());
+    config.set("high-availability.zookeeper.path.root", "/yarnflow-test");
+    config.set("high-availability.cluster-id", &cluster_id);
+    config.set(
+        "high-availability.storageDir",
+        format!(
+            "{}/yarnflow-test-ha/{}",
+            cluster.hdfs_uri(),
+            unique("storage")
+        ),
+    );
+    config.set("high-availability.zookeeper.client.session-timeout", "4 s");
+    let cfg = yarnflow::ha::config::HaConfig::from_config(&config).unwrap();
+    let ha = yarnflow::ha::HaServices::zookeeper(&cfg, "attempt-1", blobs.clone())
+        .await
+        .unwrap();
+    ha.election.acquire().await.unwrap();
+
+    let job = "job-0001";
+    ha.job_graphs
+        .put(job, Bytes::from_static(b"graph"))
+        .await
+        .unwrap();
+    let checkpoints = ha.checkpoint_store_factory.checkpoint_store(job);
+    let counter = ha.checkpoint_store_factory.checkpoint_id_counter(job);
+    for _ in 0..3 {
+        let id = counter.get_and_increment().await.unwrap();
+        checkpoints
+            .add(StoredCheckpoint {
+                checkpoint_id: id,
+                metadata: Bytes::from(format!("checkpoint {id}")),
+            })
+            .await
+            .unwrap();
+    }
+    // num-retained = 1: only the newest is left, and the subsumed blobs are gone.
+    assert_eq!(checkpoints.checkpoint_ids().await.unwrap(), vec![3]);
+    let blob_dir = yarnflow::ha::uri_path(&cfg.blob_dir_uri());
+    assert_eq!(
+        blobs.list(&blob_dir).await.unwrap().len(),
+        2,
+        "graph + 1 checkpoint"
+    );
+
+    // A non-terminal shutdown (suspension) deletes nothing.
+    checkpoints.shutdown(false).await.unwrap();
+    counter.shutdown(false).await.unwrap();
+    assert_eq!(checkpoints.checkpoint_ids().await.unwrap(), vec![3]);
+    assert_eq!(counter.get().await.unwrap(), 4);
+    assert_eq!(
+        ha.job_graphs.job_ids().await.unwrap(),
+        vec![job.to_string()]
+    );
+
+    // Terminal: zero znodes under the job, zero files in storage.
+    ha.job_graphs.remove(job).await.unwrap();
+    checkpoints.shutdown(true).await.unwrap();
+    counter.shutdown(true).await.unwrap();
+    let zk = zookeeper_client::Client::connect(cluster.zk_quorum())
+        .await
+        .unwrap();
+    let ns = cfg.namespace();
+    for gone in [format!("{ns}/jobs/{job}"), format!("{ns}/jobgraphs/{job}")] {
+        assert_eq!(zk.check_stat(&gone).await.unwrap(), None, "{gone} is left");
+    }
+    assert!(blobs.list(&blob_dir).await.unwrap().is_empty());
+    ha.election.resign().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_counter_increments_never_repeat_an_id() {
+    let cluster = MiniCluster::get();
+    let blobs = hdfs(cluster).await;
+    let ns = namespace();
+    let zk1 = session(cluster.zk_quorum(), &ns).await;
+    let e = ZkLeaderElection::new(zk1.clone(), "leader", false);
+    e.acquire().await.unwrap();
+    // A second session fenced on the same latch: two writers racing on one counter.
+    let zk2 = session(cluster.zk_quorum(), &ns).await;
+    let latch = e.contenders().await.unwrap()[0].0.clone();
+    zk2.fence_on(latch, 1);
+    let mut tasks = Vec::new();
+    for zk in [zk1, zk2] {
+        let store = PointerStore::new(zk, blobs.clone(), "/yarnflow-test-ha/unused");
+        let counter = yarnflow::ha::zookeeper::ZkCheckpointIdCounter::new(store, "job");
+        tasks.push(tokio::spawn(async move {
+            use yarnflow::ha::CheckpointIdCounter;
+            let mut ids = Vec::new();
+            for _ in 0..40 {
+                ids.push(counter.get_and_increment().await.unwrap());
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    let expected: Vec<u64> = (1..=80).collect();
+    assert_eq!(all, expected, "every id handed out exactly once");
+    e.resign().await.unwrap();
+}
