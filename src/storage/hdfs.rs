@@ -62,10 +62,19 @@ impl HdfsStore {
         }
         ensure_classpath();
         let nn = base.clone();
-        let client = tokio::task::spawn_blocking(move || hdrs::ClientBuilder::new(&nn).connect())
-            .await
-            .map_err(|e| io_error(&base, e.to_string()))?
-            .map_err(|e| io_error(&base, format!("cannot connect to HDFS: {e}")))?;
+        let client = tokio::task::spawn_blocking(move || {
+            hdrs::ClientBuilder::new(&nn)
+                // The client polls the namenode to complete a file, first after 400 ms by
+                // default: most of a small write's latency. Poll early instead.
+                .with_config(
+                    "dfs.client.block.write.locateFollowingBlock.initial.delay.ms",
+                    "10",
+                )
+                .connect()
+        })
+        .await
+        .map_err(|e| io_error(&base, e.to_string()))?
+        .map_err(|e| io_error(&base, format!("cannot connect to HDFS: {e}")))?;
         Ok(HdfsStore {
             base,
             client: Arc::new(client),
