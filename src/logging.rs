@@ -80,10 +80,14 @@ pub fn log_dir_from_env() -> Option<PathBuf> {
     std::env::var_os("YARNFLOW_LOG_DIR").map(PathBuf::from)
 }
 
-/// Installs the global subscriber. `RUST_LOG` sets the level (default `info`). A JSON file that
+/// Installs the global subscriber. `RUST_LOG` sets the level (default `info`, dependencies `warn`). A JSON file that
 /// cannot be opened is reported on stderr and skipped: logging must never stop the process.
 pub fn init(identity: ProcessIdentity, log_dir: Option<&Path>) {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Dependencies' routine chatter (session established, ...) only when asked for.
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,zookeeper_client=warn,h2=warn,hyper=warn"))
+    };
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter());

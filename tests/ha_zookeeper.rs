@@ -381,3 +381,136 @@ async fn concurrent_counter_increments_never_repeat_an_id() {
     assert_eq!(all, expected, "every id handed out exactly once");
     e.resign().await.unwrap();
 }
+
+/// Runs the `yarnflow` binary with the test cluster's environment.
+fn yarnflow(cluster: &MiniCluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
+        .args(args)
+        .env(
+            "YARNFLOW_HADOOP_CLASSPATH",
+            cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
+        )
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_inspect_reports_orphans_and_clean_removes_a_dead_cluster() {
+    let cluster = MiniCluster::get();
+    let blobs = hdfs(cluster).await;
+    let conf_dir = std::env::temp_dir().join(unique("yarnflow-conf"));
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let storage = format!(
+        "{}/yarnflow-test-ha/{}",
+        cluster.hdfs_uri(),
+        unique("storage")
+    );
+    std::fs::write(
+        conf_dir.join("yarnflow.yaml"),
+        format!(
+            "high-availability.type: zookeeper\n\
+             high-availability.zookeeper.quorum: {}\n\
+             high-availability.zookeeper.path.root: /yarnflow-test\n\
+             high-availability.storageDir: {storage}\n\
+             high-availability.zookeeper.client.session-timeout: 4 s\n",
+            cluster.zk_quorum()
+        ),
+    )
+    .unwrap();
+    let cluster_id = unique("application");
+    let mut config = yarnflow::config::Config::load(Some(&conf_dir)).unwrap();
+    config.set("high-availability.cluster-id", &cluster_id);
+    let cfg = yarnflow::ha::config::HaConfig::from_config(&config).unwrap();
+    let ha = yarnflow::ha::HaServices::zookeeper(&cfg, "attempt-1", blobs.clone())
+        .await
+        .unwrap();
+    ha.election.acquire().await.unwrap();
+    for job in ["job-a", "job-b"] {
+        ha.job_graphs
+            .put(job, Bytes::from_static(b"graph"))
+            .await
+            .unwrap();
+    }
+    let cp = ha.checkpoint_store_factory.checkpoint_store("job-a");
+    cp.add(StoredCheckpoint {
+        checkpoint_id: 1,
+        metadata: Bytes::from_static(b"cp"),
+    })
+    .await
+    .unwrap();
+
+    // Delete one blob by hand: exactly that pointer is reported, nothing else.
+    let zk = session(cluster.zk_quorum(), &cfg.namespace()).await;
+    let probe = PointerStore::new(zk, blobs.clone(), "/unused");
+    let victim = probe.pointer("jobgraphs/job-b").await.unwrap().unwrap();
+    blobs.delete(&victim.blob_path).await.unwrap();
+    let conf = conf_dir.to_str().unwrap();
+    let out = yarnflow(
+        cluster,
+        &["--conf", conf, "ha", "inspect", "--cluster-id", &cluster_id],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("orphans: 1 pointer(s) without blob, 0 blob(s) without pointer"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pointer without blob: jobgraphs/job-b"),
+        "{text}"
+    );
+    assert!(text.contains("owner=attempt-1"), "{text}");
+    let out = yarnflow(
+        cluster,
+        &[
+            "--conf",
+            conf,
+            "ha",
+            "inspect",
+            "--cluster-id",
+            &cluster_id,
+            "--json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["pointers_without_blobs"].as_array().unwrap().len(),
+        1
+    );
+
+    // Clean refuses while the cluster runs...
+    let out = yarnflow(
+        cluster,
+        &["--conf", conf, "ha", "clean", "--cluster-id", &cluster_id],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing") && err.contains("attempt-1"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    // ...and once it is gone, leaves nothing behind.
+    ha.election.resign().await.unwrap();
+    let out = yarnflow(
+        cluster,
+        &["--conf", conf, "ha", "clean", "--cluster-id", &cluster_id],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let zk = zookeeper_client::Client::connect(cluster.zk_quorum())
+        .await
+        .unwrap();
+    assert_eq!(zk.check_stat(&cfg.namespace()).await.unwrap(), None);
+    let blob_dir = yarnflow::ha::uri_path(&cfg.blob_dir_uri());
+    assert!(!blobs.exists(&blob_dir).await.unwrap());
+    let _ = std::fs::remove_dir_all(&conf_dir);
+}

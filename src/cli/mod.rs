@@ -2,6 +2,7 @@
 //! Each subcommand lives in its own file and returns `anyhow::Result`; errors print as one line.
 
 mod config;
+mod ha;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,13 +29,15 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective configuration (defaults, the config file and -D overrides merged).
     Config(config::ConfigArgs),
+    /// Inspect or clean the high-availability data of a cluster (ZooKeeper + HA storage).
+    Ha(ha::HaArgs),
 }
 
 impl Command {
     /// The component name stamped on every log line of this process.
     pub fn component(&self) -> &'static str {
         match self {
-            Command::Config(_) => "client",
+            Command::Config(_) | Command::Ha(_) => "client",
         }
     }
 }
@@ -78,5 +81,6 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(args) => config::run(&cli, args),
+        Command::Ha(args) => ha::run(&cli, args).await,
     }
 }

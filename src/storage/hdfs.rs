@@ -32,15 +32,35 @@ impl std::fmt::Debug for HdfsStore {
     }
 }
 
+/// Java logging of the embedded JVM: warnings and errors only, on stderr (Hadoop jars may
+/// carry a log4j.properties that logs to stdout, which is for yarnflow's own output).
+const LOG4J_PROPERTIES: &str = "\
+log4j.rootLogger=WARN,stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=%d{ISO8601} %-5p %c{2}: %m%n
+log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR
+";
+
 fn ensure_classpath() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
+        // SAFETY (both set_var calls): done once, before libhdfs starts its JVM and reads them.
         if std::env::var_os("CLASSPATH").is_none()
             && let Some(cp) = std::env::var_os(HADOOP_CLASSPATH_ENV)
         {
-            // SAFETY: done once, before libhdfs starts its JVM; yarnflow reads no other
-            // environment concurrently at this point of a storage open.
             unsafe { std::env::set_var("CLASSPATH", cp) };
+        }
+        if std::env::var_os("LIBHDFS_OPTS").is_none() {
+            let file = std::env::temp_dir().join(format!(
+                "yarnflow-libhdfs-log4j-{}.properties",
+                std::process::id()
+            ));
+            if std::fs::write(&file, LOG4J_PROPERTIES).is_ok() {
+                let opts = format!("-Dlog4j.configuration=file:{}", file.display());
+                unsafe { std::env::set_var("LIBHDFS_OPTS", opts) };
+            }
         }
     });
 }

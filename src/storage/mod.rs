@@ -96,3 +96,60 @@ impl Location {
         }
     }
 }
+
+/// Opens the filesystem of a storage URI: `hdfs://host:port/...` (with the `hdfs` feature) or
+/// `file:///...`, and returns it with the URI's path.
+pub async fn open(uri: &str) -> Result<Location, StorageError> {
+    let bad = |message: String| StorageError::BadUri {
+        uri: uri.to_string(),
+        message,
+    };
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| bad("expected hdfs://host:port/path or file:///path".into()))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    match scheme {
+        "hdfs" => {
+            if authority.is_empty() {
+                return Err(bad("missing the namenode host:port".into()));
+            }
+            #[cfg(feature = "hdfs")]
+            {
+                let store = hdfs::HdfsStore::connect(&format!("hdfs://{authority}")).await?;
+                Ok(Location {
+                    store: Arc::new(store),
+                    path,
+                })
+            }
+            #[cfg(not(feature = "hdfs"))]
+            {
+                let _ = path;
+                Err(bad(
+                    "this yarnflow binary was built without HDFS support (cargo feature `hdfs`)"
+                        .into(),
+                ))
+            }
+        }
+        "file" => open_local(uri, authority, path),
+        other => Err(bad(format!(
+            "unsupported scheme '{other}' (use hdfs:// or file://)"
+        ))),
+    }
+}
+
+fn open_local(uri: &str, authority: &str, path: String) -> Result<Location, StorageError> {
+    if !authority.is_empty() {
+        return Err(StorageError::BadUri {
+            uri: uri.to_string(),
+            message: "file URIs take no host: write file:///path".into(),
+        });
+    }
+    let _ = path;
+    Err(StorageError::BadUri {
+        uri: uri.to_string(),
+        message: "local storage is not available in this build yet".into(),
+    })
+}
