@@ -10,6 +10,7 @@
 //! written (length + checksum), and that only the current leader can change it.
 
 pub mod config;
+pub mod embedded;
 pub mod inspect;
 pub mod job_result_store;
 pub mod zookeeper;

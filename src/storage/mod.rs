@@ -14,6 +14,7 @@
 
 #[cfg(feature = "hdfs")]
 pub mod hdfs;
+pub mod local;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -147,9 +148,8 @@ fn open_local(uri: &str, authority: &str, path: String) -> Result<Location, Stor
             message: "file URIs take no host: write file:///path".into(),
         });
     }
-    let _ = path;
-    Err(StorageError::BadUri {
-        uri: uri.to_string(),
-        message: "local storage is not available in this build yet".into(),
+    Ok(Location {
+        store: Arc::new(local::LocalStore),
+        path,
     })
 }
