@@ -19,12 +19,14 @@
 //! * [`logging`]: stderr + JSON-lines logs stamped with application, attempt and container;
 //! * [`logs`]: one merged timeline of every attempt's and container's logs;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
+//! * [`hadoop`]: Hadoop IPC + SASL, credentials files, YARN AM/NM protocols, RM REST, WebHDFS;
 //! * [`ha`]: leader election, discovery and the fenced job-graph/checkpoint/result stores.
 
 pub mod appmaster;
 pub mod cli;
 pub mod config;
 pub mod ha;
+pub mod hadoop;
 pub mod logging;
 pub mod logs;
 pub mod storage;

@@ -1,0 +1,3 @@
+//! Hadoop wire protocols: IPC with SASL, credentials, and the YARN protocols.
+
+pub(crate) mod proto;
