@@ -1,3 +1,4 @@
 //! Hadoop wire protocols: IPC with SASL, credentials, and the YARN protocols.
 
+pub mod ipc;
 pub(crate) mod proto;
