@@ -2,3 +2,5 @@
 
 pub mod ipc;
 pub(crate) mod proto;
+pub mod rest;
+pub mod yarn;

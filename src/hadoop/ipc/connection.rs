@@ -321,7 +321,14 @@ async fn sasl_token(
     .map_err(io)?;
     let mut digest: Option<DigestMd5Client> = None;
     for _ in 0..10 {
-        let body = read_packet(r, address).await?;
+        let body = read_packet(r, address).await.map_err(|e| match e {
+            // Hadoop drops the connection when it cannot even decode the token.
+            IpcError::ConnectionClosed { .. } => sasl_err(
+                "the server closed the connection during authentication (wrong or expired token?)"
+                    .into(),
+            ),
+            other => other,
+        })?;
         let mut packet = frame::decode_response(body)?;
         if packet.header.status != pb::rpc_response_header_proto::RpcStatusProto::Success as i32 {
             let e = status_error(address, &packet.header);
