@@ -190,3 +190,51 @@ async fn a_wrong_token_is_refused_with_a_clear_error() {
     assert!(!err.contains("not the password"));
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// An AM running well past an AMRM master-key roll keeps working: `allocate` hands it the new
+/// token, and a fresh connection authenticates with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amrm_token_rollover_keeps_the_am_working() {
+    // The RM wants the rolling interval above 3x the AM expiry; Hadoop's own tests use 13 s / 4 s.
+    let cluster = MiniCluster::start_with(
+        "-rollover",
+        &[
+            "yarn.am.liveness-monitor.expiry-interval-ms=4000",
+            "yarn.resourcemanager.am-rm-tokens.master-key-rolling-interval-secs=13",
+        ],
+    );
+    let (app, mut am) = unmanaged_am(&cluster, "yarnflow-rollover-test").await;
+    am.register_application_master("localhost", 0, "")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut rolled_at = None;
+    while start.elapsed() < Duration::from_secs(40) {
+        let r = am.allocate(&AllocateRequest::default()).await.unwrap();
+        if r.token_rolled && rolled_at.is_none() {
+            rolled_at = Some(start.elapsed());
+            // A new connection must authenticate with the new token.
+            am.reconnect().await;
+        }
+        if rolled_at.is_some_and(|t| start.elapsed() > t + Duration::from_secs(3)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let rolled_at = rolled_at.expect("the AMRMToken rolled over within 40 s");
+    println!("AMRMToken rolled over after {rolled_at:?}");
+    am.allocate(&AllocateRequest::default()).await.unwrap();
+    am.finish_application_master(FinalApplicationStatus::Succeeded, "", "")
+        .await
+        .unwrap();
+    let rest = RmRest::new(cluster.rm_rest());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rest.application(&app).await.unwrap().is_final() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        rest.application(&app).await.unwrap().final_status,
+        "SUCCEEDED"
+    );
+}

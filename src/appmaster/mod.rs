@@ -1,3 +1,4 @@
 //! The YARN ApplicationMaster (`yarnflow appmaster`, launched by YARN).
 
+pub mod doctor;
 pub mod workers;

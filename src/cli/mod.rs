@@ -1,7 +1,9 @@
 //! The command line: one clap subcommand per user action, plus hidden roles launched by YARN.
 //! Each subcommand lives in its own file and returns `anyhow::Result`; errors print as one line.
 
+mod appmaster;
 mod config;
+mod doctor;
 mod ha;
 
 use std::path::PathBuf;
@@ -31,13 +33,20 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Inspect or clean the high-availability data of a cluster (ZooKeeper + HA storage).
     Ha(ha::HaArgs),
+    /// Preflight check of a YARN cluster: RM REST and IPC, HDFS, ZooKeeper, and a test
+    /// application whose ApplicationMaster is this binary.
+    Doctor(doctor::DoctorArgs),
+    /// The ApplicationMaster (launched by YARN, not by users).
+    #[command(hide = true)]
+    Appmaster(appmaster::AppmasterArgs),
 }
 
 impl Command {
     /// The component name stamped on every log line of this process.
     pub fn component(&self) -> &'static str {
         match self {
-            Command::Config(_) | Command::Ha(_) => "client",
+            Command::Config(_) | Command::Ha(_) | Command::Doctor(_) => "client",
+            Command::Appmaster(_) => "appmaster",
         }
     }
 }
@@ -82,5 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(args) => config::run(&cli, args),
         Command::Ha(args) => ha::run(&cli, args).await,
+        Command::Doctor(args) => doctor::run(&cli, args).await,
+        Command::Appmaster(args) => appmaster::run(args).await,
     }
 }

@@ -24,7 +24,9 @@ pub struct MiniCluster {
 }
 
 static CLUSTER: OnceLock<MiniCluster> = OnceLock::new();
-static OWNED_DIR: OnceLock<PathBuf> = OnceLock::new();
+/// Clusters this process started (torn down at exit).
+static OWNED_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+static ATEXIT: std::sync::Once = std::sync::Once::new();
 
 /// The repository root (where Cargo.toml is).
 pub fn repo_root() -> &'static Path {
@@ -57,6 +59,16 @@ impl MiniCluster {
     }
 
     fn start() -> MiniCluster {
+        Self::start_owned("", &[])
+    }
+
+    /// Starts another cluster of this test binary with extra Hadoop settings
+    /// (`key=value`), owned and torn down exactly like the shared one.
+    pub fn start_with(name: &str, overrides: &[&str]) -> MiniCluster {
+        Self::start_owned(name, overrides)
+    }
+
+    fn start_owned(name: &str, overrides: &[&str]) -> MiniCluster {
         let exe = std::env::current_exe().expect("current exe");
         let stem = exe
             .file_stem()
@@ -64,17 +76,24 @@ impl MiniCluster {
             .unwrap_or("test")
             .to_string();
         let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("minicluster");
-        remove_stale_dirs(&parent);
-        let dir = parent.join(format!("{stem}-{}", std::process::id()));
+        let dir = parent.join(format!("{stem}{name}-{}", std::process::id()));
+        ATEXIT.call_once(|| {
+            remove_stale_dirs(&parent);
+            // Registered before any `up`, so a failed start still cleans up.
+            unsafe {
+                libc::atexit(teardown_at_exit);
+            }
+        });
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the cluster dir");
-        OWNED_DIR.set(dir.clone()).expect("started once");
-        // Registered before `up`, so a failed start still cleans up.
-        unsafe {
-            libc::atexit(teardown_at_exit);
-        }
+        OWNED_DIRS.lock().unwrap().push(dir.clone());
         let pid = std::process::id().to_string();
-        let out = script(&["up", "--dir"], &dir, &["--watch-pid", &pid]);
+        let mut tail = vec!["--watch-pid", pid.as_str()];
+        for o in overrides {
+            tail.push("--conf");
+            tail.push(o);
+        }
+        let out = script(&["up", "--dir"], &dir, &tail);
         assert!(
             out.status.success(),
             "yarn/minicluster/run up failed:\n{}{}",
@@ -174,10 +193,11 @@ fn pid_alive(pid: i32) -> bool {
 }
 
 extern "C" fn teardown_at_exit() {
-    if let Some(dir) = OWNED_DIR.get() {
-        let _ = script(&["down", "--dir"], dir, &[]);
+    let dirs = OWNED_DIRS.lock().map(|d| d.clone()).unwrap_or_default();
+    for dir in dirs {
+        let _ = script(&["down", "--dir"], &dir, &[]);
         if std::env::var_os("YARNFLOW_KEEP_MINICLUSTER").is_none() {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 }

@@ -1,0 +1,162 @@
+//! A WebHDFS client (HTTP): the client side stages files in HDFS without a JVM.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WebHdfsError {
+    #[error("WebHDFS {path}: {message}")]
+    Failed { path: String, message: String },
+    #[error("WebHDFS {path}: not found")]
+    NotFound { path: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStatus {
+    pub length: i64,
+    /// Milliseconds since the epoch: YARN's LocalResource timestamp.
+    pub modification_time: i64,
+    pub is_dir: bool,
+}
+
+#[derive(Clone)]
+pub struct WebHdfs {
+    base: String,
+    user: String,
+    http: reqwest::Client,
+}
+
+impl WebHdfs {
+    /// `base`: `http://namenode:port/webhdfs/v1`.
+    pub fn new(base: &str, user: &str) -> WebHdfs {
+        WebHdfs {
+            base: base.trim_end_matches('/').to_string(),
+            user: user.to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("a plain HTTP client builds"),
+        }
+    }
+
+    fn url(&self, path: &str, op: &str) -> String {
+        format!("{}{path}?op={op}&user.name={}", self.base, self.user)
+    }
+
+    async fn check(path: &str, resp: reqwest::Response) -> Result<reqwest::Response, WebHdfsError> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(WebHdfsError::NotFound { path: path.into() });
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["RemoteException"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        Err(WebHdfsError::Failed {
+            path: path.into(),
+            message,
+        })
+    }
+
+    fn failed(path: &str, e: impl std::fmt::Display) -> WebHdfsError {
+        WebHdfsError::Failed {
+            path: path.into(),
+            message: e.to_string(),
+        }
+    }
+
+    pub async fn mkdirs(&self, path: &str) -> Result<(), WebHdfsError> {
+        let r = self
+            .http
+            .put(self.url(path, "MKDIRS"))
+            .send()
+            .await
+            .map_err(|e| Self::failed(path, e))?;
+        Self::check(path, r).await?;
+        Ok(())
+    }
+
+    /// Creates (or overwrites) a file: the NameNode names a DataNode, which takes the bytes.
+    pub async fn create(&self, path: &str, data: Bytes) -> Result<(), WebHdfsError> {
+        let r = self
+            .http
+            .put(format!(
+                "{}&overwrite=true&noredirect=true",
+                self.url(path, "CREATE")
+            ))
+            .send()
+            .await
+            .map_err(|e| Self::failed(path, e))?;
+        let v: Value = Self::check(path, r)
+            .await?
+            .json()
+            .await
+            .map_err(|e| Self::failed(path, e))?;
+        let location = v["Location"]
+            .as_str()
+            .ok_or_else(|| Self::failed(path, "no DataNode location in the CREATE answer"))?;
+        let r = self
+            .http
+            .put(location)
+            .body(data)
+            .send()
+            .await
+            .map_err(|e| Self::failed(path, e))?;
+        Self::check(path, r).await?;
+        Ok(())
+    }
+
+    pub async fn open(&self, path: &str) -> Result<Bytes, WebHdfsError> {
+        let r = self
+            .http
+            .get(self.url(path, "OPEN"))
+            .send()
+            .await
+            .map_err(|e| Self::failed(path, e))?;
+        Self::check(path, r)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| Self::failed(path, e))
+    }
+
+    pub async fn status(&self, path: &str) -> Result<FileStatus, WebHdfsError> {
+        let r = self
+            .http
+            .get(self.url(path, "GETFILESTATUS"))
+            .send()
+            .await
+            .map_err(|e| Self::failed(path, e))?;
+        let v: Value = Self::check(path, r)
+            .await?
+            .json()
+            .await
+            .map_err(|e| Self::failed(path, e))?;
+        let s = &v["FileStatus"];
+        Ok(FileStatus {
+            length: s["length"].as_i64().unwrap_or_default(),
+            modification_time: s["modificationTime"].as_i64().unwrap_or_default(),
+            is_dir: s["type"] == "DIRECTORY",
+        })
+    }
+
+    /// Deletes a file or directory (recursively); a missing path is fine.
+    pub async fn delete(&self, path: &str) -> Result<(), WebHdfsError> {
+        let r = self
+            .http
+            .delete(format!("{}&recursive=true", self.url(path, "DELETE")))
+            .send()
+            .await
+            .map_err(|e| Self::failed(path, e))?;
+        match Self::check(path, r).await {
+            Ok(_) | Err(WebHdfsError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
