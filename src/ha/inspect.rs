@@ -91,13 +91,7 @@ impl InspectReport {
 
 /// Reads the tree under the cluster namespace and checks every pointer against storage.
 pub async fn inspect(cfg: &HaConfig, blobs: Arc<dyn BlobStore>) -> Result<InspectReport, HaError> {
-    let zk = ZkCluster::connect(
-        &cfg.quorum,
-        &cfg.namespace(),
-        cfg.session_timeout,
-        cfg.connection_timeout,
-    )
-    .await?;
+    let zk = ZkCluster::for_cluster(cfg).await?;
     let blob_dir = uri_path(&cfg.blob_dir_uri());
     let mut nodes = Vec::new();
     let mut pointed = BTreeSet::new();
@@ -219,13 +213,7 @@ async fn describe(
 /// any contender holds a latch node (an attempt is alive). Fenced like any leader: it takes the
 /// latch first, so a cluster starting meanwhile cannot be cleaned from under it.
 pub async fn clean(cfg: &HaConfig, blobs: Arc<dyn BlobStore>) -> Result<(), HaError> {
-    let zk = ZkCluster::connect(
-        &cfg.quorum,
-        &cfg.namespace(),
-        cfg.session_timeout,
-        cfg.connection_timeout,
-    )
-    .await?;
+    let zk = ZkCluster::for_cluster(cfg).await?;
     let election = ZkLeaderElection::new(zk.clone(), "yarnflow-ha-clean", false);
     let live = election.contenders().await?;
     if !live.is_empty() {

@@ -192,13 +192,7 @@ impl HaServices {
         owner: &str,
         blob_store: Arc<dyn BlobStore>,
     ) -> Result<HaServices, HaError> {
-        let zk = zookeeper::ZkCluster::connect(
-            &cfg.quorum,
-            &cfg.namespace(),
-            cfg.session_timeout,
-            cfg.connection_timeout,
-        )
-        .await?;
+        let zk = zookeeper::ZkCluster::for_cluster(cfg).await?;
         let blob_dir = uri_path(&cfg.blob_dir_uri());
         let pointers = zookeeper::PointerStore::new(zk.clone(), blob_store.clone(), &blob_dir);
         let jrs_dir = uri_path(&cfg.job_result_store_path);

@@ -108,6 +108,17 @@ impl ZkCluster {
         self.fence.set(latch_path, epoch);
     }
 
+    /// A session on the quorum of `cfg`, scoped to its cluster namespace.
+    pub async fn for_cluster(cfg: &crate::ha::config::HaConfig) -> Result<ZkCluster, HaError> {
+        ZkCluster::connect(
+            &cfg.quorum,
+            &cfg.namespace(),
+            cfg.session_timeout,
+            cfg.connection_timeout,
+        )
+        .await
+    }
+
     /// The absolute znode path of `rel` (relative to the cluster namespace).
     pub fn path(&self, rel: &str) -> String {
         if rel.is_empty() {
