@@ -98,3 +98,96 @@ fn doctor_names_an_unreachable_component() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn yarnflow(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `yarnflow logs` of a doctor application: the AM's and both containers' lines in one
+/// timeline, with the attempt marker; filters and JSON output.
+#[test]
+fn logs_merge_the_am_and_its_containers() {
+    let cluster = MiniCluster::get();
+    let conf = cluster.env("HADOOP_CONF_DIR");
+    let out = yarnflow(&["doctor", "--hadoop-conf", conf]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    let app = text
+        .split_whitespace()
+        .find(|w| w.starts_with("application_"))
+        .unwrap()
+        .to_string();
+
+    let out = yarnflow(&["logs", &app, "--hadoop-conf", conf]);
+    let all = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{all}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = all.lines().collect();
+    assert!(
+        lines[0].contains("===== [a1") && lines[0].contains("attempt 1 started"),
+        "{all}"
+    );
+    assert!(all.contains("doctor ApplicationMaster started"), "{all}");
+    assert_eq!(all.matches("yarnflow doctor container").count(), 2, "{all}");
+    assert!(all.contains("unregistered"), "{all}");
+    // In time order.
+    let stamps: Vec<&str> = lines.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    let mut sorted = stamps.clone();
+    sorted.sort();
+    assert_eq!(stamps, sorted, "{all}");
+
+    let am = String::from_utf8_lossy(
+        &yarnflow(&["logs", &app, "--hadoop-conf", conf, "--container", "am"]).stdout,
+    )
+    .to_string();
+    assert!(am.lines().all(|l| l.contains(" am]")), "{am}");
+    assert!(!am.contains("yarnflow doctor container"), "{am}");
+
+    let errors = String::from_utf8_lossy(
+        &yarnflow(&["logs", &app, "--hadoop-conf", conf, "--level", "error"]).stdout,
+    )
+    .to_string();
+    assert!(
+        errors.lines().all(|l| l.contains("=====")),
+        "only markers: {errors}"
+    );
+
+    let grep = String::from_utf8_lossy(
+        &yarnflow(&[
+            "logs",
+            &app,
+            "--hadoop-conf",
+            conf,
+            "--grep",
+            "container completed",
+        ])
+        .stdout,
+    )
+    .to_string();
+    assert_eq!(
+        grep.lines().filter(|l| !l.contains("=====")).count(),
+        2,
+        "{grep}"
+    );
+
+    let json = yarnflow(&["logs", &app, "--hadoop-conf", conf, "--json"]);
+    for l in String::from_utf8_lossy(&json.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["container_id"].is_string() && v["attempt"] == 1, "{l}");
+    }
+
+    let missing = yarnflow(&["logs", "application_1_0999", "--hadoop-conf", conf]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("application_1_0999") && err.contains("not found"),
+        "{err}"
+    );
+}

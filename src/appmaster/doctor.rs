@@ -132,7 +132,12 @@ async fn exercise(
                 ..Default::default()
             };
             nm.start_container(&c, &token, &launch).await?;
-            tracing::info!(container = %c.id, node = %c.node, "container started");
+            tracing::info!(
+                container = %c.id,
+                node = %c.node,
+                node_http = %c.node_http_address,
+                "container started"
+            );
             allocated.push(c);
         }
         request = AllocateRequest {
@@ -153,7 +158,12 @@ async fn exercise(
         let r = am.allocate(&AllocateRequest::default()).await?;
         for s in r.completed {
             if let Some(c) = allocated.iter().find(|c| c.id == s.id) {
-                tracing::info!(container = %s.id, exit_status = s.exit_status, "container completed");
+                tracing::info!(
+                    container = %s.id,
+                    exit_status = s.exit_status,
+                    diagnostics = %s.diagnostics.lines().next().unwrap_or_default(),
+                    "container completed"
+                );
                 done.push(DoctorContainer {
                     id: s.id.to_string(),
                     node: c.node.to_string(),

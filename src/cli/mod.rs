@@ -5,6 +5,7 @@ mod appmaster;
 mod config;
 mod doctor;
 mod ha;
+mod logs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ pub enum Command {
     /// Preflight check of a YARN cluster: RM REST and IPC, HDFS, ZooKeeper, and a test
     /// application whose ApplicationMaster is this binary.
     Doctor(doctor::DoctorArgs),
+    /// One merged timeline of an application's logs across attempts and containers.
+    Logs(logs::LogsArgs),
     /// The ApplicationMaster (launched by YARN, not by users).
     #[command(hide = true)]
     Appmaster(appmaster::AppmasterArgs),
@@ -45,7 +48,7 @@ impl Command {
     /// The component name stamped on every log line of this process.
     pub fn component(&self) -> &'static str {
         match self {
-            Command::Config(_) | Command::Ha(_) | Command::Doctor(_) => "client",
+            Command::Config(_) | Command::Ha(_) | Command::Doctor(_) | Command::Logs(_) => "client",
             Command::Appmaster(_) => "appmaster",
         }
     }
@@ -92,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(args) => config::run(&cli, args),
         Command::Ha(args) => ha::run(&cli, args).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
+        Command::Logs(args) => logs::run(args).await,
         Command::Appmaster(args) => appmaster::run(args).await,
     }
 }
