@@ -16,6 +16,7 @@
 //! * [`appmaster`]: the ApplicationMaster: TaskManager containers, the allocate loop;
 //! * [`cli`]: clap subcommands, the thin layer between argv and the library;
 //! * [`config`]: Flink-style flat configuration keys with Flink's defaults, from `conf/yarnflow.yaml`;
+//! * [`job`]: job specs, operators and the exactly-once file sink;
 //! * [`logging`]: stderr + JSON-lines logs stamped with application, attempt and container;
 //! * [`logs`]: one merged timeline of every attempt's and container's logs;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod ha;
 pub mod hadoop;
+pub mod job;
 pub mod logging;
 pub mod logs;
 pub mod storage;
