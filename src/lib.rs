@@ -17,6 +17,7 @@
 //! * [`cli`]: clap subcommands, the thin layer between argv and the library;
 //! * [`config`]: Flink-style flat configuration keys with Flink's defaults, from `conf/yarnflow.yaml`;
 //! * [`job`]: job specs, operators and the exactly-once file sink;
+//! * [`jobmanager`]: the JobManager (restart strategies so far);
 //! * [`logging`]: stderr + JSON-lines logs stamped with application, attempt and container;
 //! * [`logs`]: one merged timeline of every attempt's and container's logs;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
@@ -29,6 +30,7 @@ pub mod config;
 pub mod ha;
 pub mod hadoop;
 pub mod job;
+pub mod jobmanager;
 pub mod logging;
 pub mod logs;
 pub mod storage;

@@ -1,0 +1,4 @@
+//! The JobManager: restart strategies so far; the dispatcher, job masters and the checkpoint
+//! coordinator come with the runtime issue.
+
+pub mod restart;
