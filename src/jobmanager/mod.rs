@@ -1,4 +1,6 @@
 //! The JobManager: restart strategies so far; the dispatcher, job masters and the checkpoint
 //! coordinator come with the runtime issue.
 
+pub mod checkpoint;
 pub mod restart;
+pub mod status;
