@@ -20,6 +20,7 @@
 //! * [`jobmanager`]: the JobManager (restart strategies so far);
 //! * [`logging`]: stderr + JSON-lines logs stamped with application, attempt and container;
 //! * [`logs`]: one merged timeline of every attempt's and container's logs;
+//! * [`taskmanager`]: subtasks (source → chain → sink) driven by checkpoint barriers;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
 //! * [`hadoop`]: Hadoop IPC + SASL, credentials files, YARN AM/NM protocols, RM REST, WebHDFS;
 //! * [`ha`]: leader election, discovery and the fenced job-graph/checkpoint/result stores.
@@ -34,3 +35,4 @@ pub mod jobmanager;
 pub mod logging;
 pub mod logs;
 pub mod storage;
+pub mod taskmanager;

@@ -2,5 +2,6 @@
 //! coordinator come with the runtime issue.
 
 pub mod checkpoint;
+pub mod job_master;
 pub mod restart;
 pub mod status;

@@ -113,7 +113,12 @@ impl BlobStore for LocalStore {
         };
         let mut out = Vec::new();
         while let Some(entry) = rd.next_entry().await.map_err(|e| classify(dir, e))? {
-            let meta = entry.metadata().await.map_err(|e| classify(dir, e))?;
+            let meta = match entry.metadata().await {
+                Ok(m) => m,
+                // Renamed or deleted since the directory was read: not part of the listing.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(classify(&entry.path().display().to_string(), e)),
+            };
             out.push(BlobMeta {
                 path: entry.path().display().to_string(),
                 len: meta.len(),

@@ -1,0 +1,174 @@
+//! One subtask: source → chain → files sink, driven by checkpoint barriers.
+//!
+//! The task owns its state and runs a `select!` loop over its command inbox (barriers,
+//! completion notices, cancel) and a tick that pulls the next batch from the source (rate
+//! limited). On a barrier it snapshots source offset, operator state and sink (phase one of the
+//! sink's commit) and acknowledges with that state; on a completion notice the sink commits.
+//! When a bounded source is exhausted the task reports `Finished` and keeps serving barriers
+//! and notices, so the final checkpoint commits the tail, until it is told to stop.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::job::operators::{Chain, OperatorState, SequenceSource};
+use crate::job::sink::{FileSink, SinkState};
+use crate::job::spec::{SourceSpec, Step};
+use crate::storage::Location;
+
+/// Everything a subtask needs to run.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    pub job_id: String,
+    pub subtask: u32,
+    pub parallelism: u32,
+    pub pipeline: Vec<Step>,
+    pub sink_dir: Location,
+    /// Upper bound of records per tick (keeps barriers prompt).
+    pub batch: usize,
+}
+
+/// A subtask's checkpointed state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubtaskState {
+    pub source: SequenceSource,
+    pub operators: Vec<OperatorState>,
+    pub sink: SinkState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskCommand {
+    /// Snapshot for this checkpoint and acknowledge.
+    Barrier(u64),
+    /// This checkpoint completed: commit.
+    Complete(u64),
+    /// Stop now (cancel, failover of the job, or done after the final checkpoint).
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskEvent {
+    Ack {
+        subtask: u32,
+        checkpoint_id: u64,
+        state: serde_json::Value,
+    },
+    /// The source is exhausted; everything emitted is in the sink's buffer.
+    Finished {
+        subtask: u32,
+    },
+    Failed {
+        subtask: u32,
+        error: String,
+    },
+    /// Records emitted so far (progress).
+    Progress {
+        subtask: u32,
+        records: u64,
+    },
+}
+
+/// Runs a subtask until `Stop` or a failure, starting from `restore` if given.
+pub async fn run_task(
+    cfg: TaskConfig,
+    restore: Option<SubtaskState>,
+    mut commands: mpsc::Receiver<TaskCommand>,
+    events: mpsc::Sender<TaskEvent>,
+) {
+    let subtask = cfg.subtask;
+    if let Err(error) = run(cfg, restore, &mut commands, &events).await {
+        let _ = events.send(TaskEvent::Failed { subtask, error }).await;
+    }
+}
+
+async fn run(
+    cfg: TaskConfig,
+    restore: Option<SubtaskState>,
+    commands: &mut mpsc::Receiver<TaskCommand>,
+    events: &mpsc::Sender<TaskEvent>,
+) -> Result<(), String> {
+    let Some(Step::Source(source_spec)) = cfg.pipeline.first() else {
+        return Err("the pipeline has no source".into());
+    };
+    let (mut source, rate) = match source_spec {
+        SourceSpec::Sequence { from, to, rate } => (
+            SequenceSource::new(*from, *to, cfg.subtask, cfg.parallelism),
+            rate.map(|r| (r / cfg.parallelism.max(1) as u64).max(1)),
+        ),
+        SourceSpec::TextFiles { .. } => {
+            return Err("the text-files source is not available yet".into());
+        }
+    };
+    let mut chain = Chain::from_steps(&cfg.pipeline);
+    let mut sink = FileSink::new(cfg.sink_dir.clone(), cfg.subtask);
+    if let Some(state) = restore {
+        source = state.source;
+        chain.restore(&state.operators);
+        sink.restore(&state.sink).await.map_err(|e| e.to_string())?;
+    } else {
+        sink.restore(&SinkState::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+
+    let tick = Duration::from_millis(10);
+    let per_tick = match rate {
+        Some(r) => ((r as f64 * tick.as_secs_f64()).ceil() as usize).clamp(1, cfg.batch),
+        None => cfg.batch,
+    };
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut emitted: u64 = 0;
+    let mut finished_reported = false;
+    let mut batch = Vec::with_capacity(per_tick);
+    loop {
+        tokio::select! {
+            biased;
+            cmd = commands.recv() => match cmd {
+                Some(TaskCommand::Barrier(id)) => {
+                    let sink_state = sink.snapshot(id).await.map_err(|e| e.to_string())?;
+                    let state = SubtaskState {
+                        source: source.clone(),
+                        operators: chain.snapshot(),
+                        sink: sink_state,
+                    };
+                    let state = serde_json::to_value(&state).map_err(|e| e.to_string())?;
+                    events
+                        .send(TaskEvent::Ack { subtask: cfg.subtask, checkpoint_id: id, state })
+                        .await
+                        .map_err(|_| "the job master is gone".to_string())?;
+                }
+                Some(TaskCommand::Complete(id)) => {
+                    sink.notify_complete(id).await.map_err(|e| e.to_string())?;
+                }
+                Some(TaskCommand::Stop) | None => return Ok(()),
+            },
+            _ = interval.tick(), if !finished_reported => {
+                batch.clear();
+                source.poll(per_tick, &mut batch);
+                for r in batch.drain(..) {
+                    if let Some(out) = chain.process(r) {
+                        sink.write_line(&out.to_line());
+                    }
+                    emitted += 1;
+                }
+                if source.finished() {
+                    finished_reported = true;
+                    let _ = events.send(TaskEvent::Progress { subtask: cfg.subtask, records: emitted }).await;
+                    events
+                        .send(TaskEvent::Finished { subtask: cfg.subtask })
+                        .await
+                        .map_err(|_| "the job master is gone".to_string())?;
+                } else if emitted % 10_000 < per_tick as u64 {
+                    let _ = events.try_send(TaskEvent::Progress { subtask: cfg.subtask, records: emitted });
+                }
+            }
+        }
+    }
+}
+
+/// Parses a subtask's state from checkpoint metadata.
+pub fn subtask_state(value: &serde_json::Value) -> Result<SubtaskState, String> {
+    serde_json::from_value(value.clone()).map_err(|e| format!("unreadable subtask state: {e}"))
+}
