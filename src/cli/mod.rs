@@ -5,6 +5,7 @@ mod appmaster;
 mod config;
 mod doctor;
 mod ha;
+mod local;
 mod logs;
 
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ pub enum Command {
     /// Preflight check of a YARN cluster: RM REST and IPC, HDFS, ZooKeeper, and a test
     /// application whose ApplicationMaster is this binary.
     Doctor(doctor::DoctorArgs),
+    /// Run a job on this machine: embedded HA, local storage, no Hadoop needed.
+    Local(local::LocalArgs),
     /// One merged timeline of an application's logs across attempts and containers.
     Logs(logs::LogsArgs),
     /// The ApplicationMaster (launched by YARN, not by users).
@@ -50,6 +53,7 @@ impl Command {
         match self {
             Command::Config(_) | Command::Ha(_) | Command::Doctor(_) | Command::Logs(_) => "client",
             Command::Appmaster(_) => "appmaster",
+            Command::Local(_) => "jobmanager",
         }
     }
 }
@@ -96,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ha(args) => ha::run(&cli, args).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Local(args) => local::run(&cli, args).await,
         Command::Appmaster(args) => appmaster::run(args).await,
     }
 }

@@ -1,0 +1,103 @@
+//! `yarnflow local JOB.yaml`: run a job on this machine, no Hadoop, no JVM. Embedded HA and
+//! local storage under a work directory it prints.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::Cli;
+use crate::ha::HaServices;
+use crate::job::spec::{JobSpec, SinkSpec, Step};
+use crate::jobmanager::job_master::{self, JobMasterConfig};
+use crate::jobmanager::restart::RestartStrategy;
+use crate::jobmanager::status::JobStatus;
+use crate::storage::Location;
+use crate::storage::local::LocalStore;
+
+#[derive(Debug, clap::Args)]
+pub struct LocalArgs {
+    /// The job specification (YAML).
+    pub job: PathBuf,
+    /// Work directory for HA data and default output (default: a new one under the temp dir).
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+}
+
+pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let spec = JobSpec::load(&args.job)?;
+    let workdir = match &args.workdir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!(
+            "yarnflow-local-{}-{}",
+            spec.job_id(),
+            std::process::id()
+        )),
+    };
+    std::fs::create_dir_all(&workdir)
+        .with_context(|| format!("create the work directory {}", workdir.display()))?;
+    let workdir = workdir.canonicalize()?;
+    let output = match spec.pipeline.last() {
+        Some(Step::Sink(SinkSpec::Files { path: Some(p) })) => crate::storage::open(p)
+            .await
+            .context("open the sink path")?,
+        _ => Location {
+            store: Arc::new(LocalStore),
+            path: workdir.join("output").display().to_string(),
+        },
+    };
+    println!("work directory: {}", workdir.display());
+    println!("output: {}", output.uri());
+    let checkpointing = spec.checkpoint_interval().is_some();
+    let cfg = JobMasterConfig {
+        restart: RestartStrategy::from_config(&config, checkpointing)?,
+        checkpoint_timeout: config
+            .duration("execution.checkpointing.timeout")?
+            .unwrap_or(Duration::from_secs(600)),
+        tolerable_failed_checkpoints: config
+            .u64("execution.checkpointing.tolerable-failed-checkpoints")?
+            .unwrap_or(0) as u32,
+        sink_dir: output.clone(),
+        spec: spec.clone(),
+    };
+    let num_retained = config
+        .u64("execution.checkpointing.num-retained")?
+        .unwrap_or(1)
+        .max(1) as usize;
+    let ha = HaServices::embedded(
+        Arc::new(LocalStore),
+        &workdir.join("ha").display().to_string(),
+        num_retained,
+    );
+    let (_handle, done) = job_master::start(cfg, ha);
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("running {}", spec.name));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let outcome = done.await.context("the job master stopped unexpectedly")?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    println!(
+        "job {} {}: {} checkpoints, {} restarts",
+        outcome.job_id, outcome.status, outcome.completed_checkpoints, outcome.restarts
+    );
+    match outcome.status {
+        JobStatus::Finished => Ok(ExitCode::SUCCESS),
+        status => {
+            anyhow::bail!(
+                "job {} {status}: {}",
+                outcome.job_id,
+                outcome
+                    .failure
+                    .unwrap_or_else(|| "no cause recorded".into())
+            )
+        }
+    }
+}
