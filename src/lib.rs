@@ -28,6 +28,7 @@
 pub mod appmaster;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod ha;
 pub mod hadoop;
 pub mod job;

@@ -58,6 +58,7 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
         restart,
         checkpoint_timeout: Duration::from_secs(10),
         tolerable_failed_checkpoints: 0,
+        runtime: Arc::new(job_master::InProcess),
     }
 }
 

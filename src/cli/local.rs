@@ -63,6 +63,7 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(0) as u32,
         sink_dir: output.clone(),
         spec: spec.clone(),
+        runtime: Arc::new(job_master::InProcess),
     };
     let num_retained = config
         .u64("execution.checkpointing.num-retained")?

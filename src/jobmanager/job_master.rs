@@ -22,13 +22,14 @@ use crate::job::spec::JobSpec;
 use crate::storage::Location;
 use crate::taskmanager::task::{self, SubtaskState, TaskCommand, TaskConfig, TaskEvent};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JobMasterConfig {
     pub spec: JobSpec,
     pub sink_dir: Location,
     pub restart: RestartStrategy,
     pub checkpoint_timeout: Duration,
     pub tolerable_failed_checkpoints: u32,
+    pub runtime: std::sync::Arc<dyn TaskRuntime>,
 }
 
 /// How the job ended.
@@ -45,10 +46,45 @@ pub struct JobOutcome {
     pub failures: Vec<String>,
 }
 
-struct Running {
-    commands: mpsc::Sender<TaskCommand>,
-    handle: JoinHandle<()>,
+/// A deployed subtask as the job master sees it.
+pub struct Deployed {
+    pub commands: mpsc::Sender<TaskCommand>,
+    /// Ends when the subtask (or, remotely, its forwarder) ends; aborting it kills the subtask.
+    pub handle: JoinHandle<()>,
 }
+
+/// Where subtasks run: in this process, or on TaskManagers (Flink's slot pool + deployment).
+#[async_trait::async_trait]
+pub trait TaskRuntime: Send + Sync {
+    async fn deploy(
+        &self,
+        config: TaskConfig,
+        restore: Option<SubtaskState>,
+        events: mpsc::Sender<TaskEvent>,
+    ) -> Result<Deployed, String>;
+}
+
+/// Subtasks as tasks of this process.
+pub struct InProcess;
+
+#[async_trait::async_trait]
+impl TaskRuntime for InProcess {
+    async fn deploy(
+        &self,
+        config: TaskConfig,
+        restore: Option<SubtaskState>,
+        events: mpsc::Sender<TaskEvent>,
+    ) -> Result<Deployed, String> {
+        let (tx, rx) = mpsc::channel(64);
+        let handle = tokio::spawn(task::run_task(config, restore, rx, events));
+        Ok(Deployed {
+            commands: tx,
+            handle,
+        })
+    }
+}
+
+type Running = Deployed;
 
 /// Control of a running job master (tests, cancel).
 #[derive(Clone)]
@@ -166,13 +202,11 @@ async fn run(
             None => Ok(None),
         }
     };
+    let runtime = cfg.runtime.clone();
     let spawn = |subtask: u32, restore: Option<SubtaskState>, events: mpsc::Sender<TaskEvent>| {
-        let (tx, rx) = mpsc::channel(64);
-        let handle = tokio::spawn(task::run_task(task_config(subtask), restore, rx, events));
-        Running {
-            commands: tx,
-            handle,
-        }
+        let runtime = runtime.clone();
+        let config = task_config(subtask);
+        async move { runtime.deploy(config, restore, events).await }
     };
     let mut tasks: BTreeMap<u32, Running> = BTreeMap::new();
     for s in 0..parallelism {
@@ -184,7 +218,16 @@ async fn run(
                 return outcome;
             }
         };
-        tasks.insert(s, spawn(s, restore, events_tx.clone()));
+        match spawn(s, restore, events_tx.clone()).await {
+            Ok(d) => {
+                tasks.insert(s, d);
+            }
+            Err(e) => {
+                outcome.failure = Some(format!("cannot deploy subtask {s}: {e}"));
+                outcome.status = JobStatus::Failed;
+                return outcome;
+            }
+        }
     }
     let _ = lifecycle.transition(JobStatus::Running);
 
@@ -220,8 +263,15 @@ async fn run(
                     Ok(restore) => {
                         tracing::info!(job_id = %job_id, subtask, checkpoint_id = ?latest.as_ref().map(|m| m.checkpoint_id), "restarting the failed subtask's region");
                         finished.remove(&subtask);
-                        tasks.insert(subtask, spawn(subtask, restore, events_tx.clone()));
-                        let _ = lifecycle.transition(JobStatus::Running);
+                        match spawn(subtask, restore, events_tx.clone()).await {
+                            Ok(d) => {
+                                tasks.insert(subtask, d);
+                                let _ = lifecycle.transition(JobStatus::Running);
+                            }
+                            Err(e) => {
+                                let _ = events_tx.send(TaskEvent::Failed { subtask, error: format!("cannot deploy: {e}") }).await;
+                            }
+                        }
                     }
                     Err(e) => {
                         outcome.failure = Some(e);
