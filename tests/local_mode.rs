@@ -63,3 +63,70 @@ fn a_malformed_job_spec_is_one_line_naming_file_and_position() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGKILL one TaskManager process mid-job: its subtasks restart (on the replacement process)
+/// from the latest completed checkpoint, the job finishes, the output is still exactly-once.
+#[test]
+fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("yarnflow-local-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
+        .args([
+            "local",
+            "examples/exactly-once.yaml",
+            "--taskmanagers",
+            "2",
+            "--workdir",
+        ])
+        .arg(&dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut victim = None;
+    let mut transcript = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        transcript.push_str(&line);
+        transcript.push('\n');
+        if let Some(pid) = line
+            .strip_prefix("taskmanager 0 started (pid ")
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            victim = Some(pid.parse::<i32>().unwrap());
+            break;
+        }
+    }
+    let victim = victim.expect("the TaskManager pids are printed");
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    unsafe {
+        libc::kill(victim, libc::SIGKILL);
+    }
+    for line in lines {
+        transcript.push_str(&line.unwrap());
+        transcript.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{transcript}");
+    assert!(
+        transcript.contains("starting a replacement"),
+        "{transcript}"
+    );
+    assert!(!transcript.contains(" 0 restarts"), "{transcript}");
+    let mut seen = HashSet::new();
+    let mut count = 0u64;
+    for e in std::fs::read_dir(dir.join("output")).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with("part-") {
+            for l in std::fs::read_to_string(e.path()).unwrap().lines() {
+                count += 1;
+                assert!(seen.insert(l.parse::<u64>().unwrap()), "duplicate {l}");
+            }
+        }
+    }
+    assert_eq!(count, 2_000_000, "{transcript}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,8 +15,10 @@ use crate::job::spec::{JobSpec, SinkSpec, Step};
 use crate::jobmanager::job_master::{self, JobMasterConfig};
 use crate::jobmanager::restart::RestartStrategy;
 use crate::jobmanager::status::JobStatus;
+use crate::jobmanager::taskmanagers::TaskManagerPool;
 use crate::storage::Location;
 use crate::storage::local::LocalStore;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub struct LocalArgs {
@@ -25,6 +27,75 @@ pub struct LocalArgs {
     /// Work directory for HA data and default output (default: a new one under the temp dir).
     #[arg(long)]
     pub workdir: Option<PathBuf>,
+    /// TaskManager processes to start (0: run the subtasks inside this process).
+    #[arg(long, default_value_t = 2)]
+    pub taskmanagers: u32,
+}
+
+/// Starts the gRPC endpoint and N TaskManager processes, replacing any that exit (the local
+/// stand-in for YARN's container replacement). Children die with this process.
+async fn start_taskmanagers(
+    n: u32,
+    slots: u32,
+    pool: &TaskManagerPool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = format!("http://{}", listener.local_addr()?);
+    let service = pool.service();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                stop.cancelled_owned(),
+            )
+            .await;
+    });
+    let exe = std::env::current_exe()?;
+    for i in 0..n {
+        let exe = exe.clone();
+        let address = address.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut generation = 0;
+            while !shutdown.is_cancelled() {
+                generation += 1;
+                let child = tokio::process::Command::new(&exe)
+                    .args(["taskmanager", "--jobmanager", &address, "--slots"])
+                    .arg(slots.to_string())
+                    .arg("--id")
+                    .arg(format!("taskmanager-{i}-{generation}"))
+                    .kill_on_drop(true)
+                    .stdin(std::process::Stdio::null())
+                    .spawn();
+                let mut child = match child {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("yarnflow: cannot start a TaskManager: {e}");
+                        return;
+                    }
+                };
+                println!(
+                    "taskmanager {i} started (pid {})",
+                    child.id().unwrap_or_default()
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        let _ = child.kill().await;
+                        return;
+                    }
+                    status = child.wait() => {
+                        if !shutdown.is_cancelled() {
+                            println!("taskmanager {i} exited ({}); starting a replacement", status.map(|s| s.to_string()).unwrap_or_default());
+                        }
+                    }
+                }
+            }
+        });
+    }
+    Ok(())
 }
 
 pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
@@ -74,6 +145,20 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
         &workdir.join("ha").display().to_string(),
         num_retained,
     );
+    let shutdown = CancellationToken::new();
+    let _stop_children = shutdown.clone().drop_guard();
+    let mut cfg = cfg;
+    if args.taskmanagers > 0 {
+        let leadership = ha.election.acquire().await?;
+        let pool = TaskManagerPool::new(
+            leadership.epoch,
+            &leadership.session_id.to_string(),
+            Duration::from_secs(60),
+        );
+        let slots = spec.parallelism.div_ceil(args.taskmanagers);
+        start_taskmanagers(args.taskmanagers, slots, &pool, shutdown.clone()).await?;
+        cfg.runtime = Arc::new(pool);
+    }
     let (_handle, done) = job_master::start(cfg, ha);
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();

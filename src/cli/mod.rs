@@ -7,6 +7,7 @@ mod doctor;
 mod ha;
 mod local;
 mod logs;
+mod taskmanager;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ pub enum Command {
     Local(local::LocalArgs),
     /// One merged timeline of an application's logs across attempts and containers.
     Logs(logs::LogsArgs),
+    /// A TaskManager process: registers its slots with a JobManager and runs subtasks.
+    Taskmanager(taskmanager::TaskManagerArgs),
     /// The ApplicationMaster (launched by YARN, not by users).
     #[command(hide = true)]
     Appmaster(appmaster::AppmasterArgs),
@@ -54,6 +57,7 @@ impl Command {
             Command::Config(_) | Command::Ha(_) | Command::Doctor(_) | Command::Logs(_) => "client",
             Command::Appmaster(_) => "appmaster",
             Command::Local(_) => "jobmanager",
+            Command::Taskmanager(_) => "taskmanager",
         }
     }
 }
@@ -101,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Local(args) => local::run(&cli, args).await,
+        Command::Taskmanager(args) => taskmanager::run(&cli, args).await,
         Command::Appmaster(args) => appmaster::run(args).await,
     }
 }

@@ -237,7 +237,10 @@ async fn run(
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
     let mut finished: BTreeMap<u32, bool> = BTreeMap::new();
     let mut final_checkpoint: Option<u64> = None;
-    let mut restarting: Option<(u32, Instant)> = None;
+    let mut final_committed = std::collections::BTreeSet::new();
+    // Failed subtasks waiting out their restart delay (several can fail at once with their
+    // TaskManager).
+    let mut restarting: BTreeMap<u32, Instant> = BTreeMap::new();
 
     async fn broadcast(tasks: &BTreeMap<u32, Running>, cmd: TaskCommand) {
         for t in tasks.values() {
@@ -246,7 +249,7 @@ async fn run(
     }
 
     let status = loop {
-        let restart_at = restarting.map(|(_, at)| at);
+        let restart_at = restarting.values().min().copied();
         tokio::select! {
             _ = cancel_rx.recv() => break JobStatus::Canceled,
             Some(subtask) = kill_rx.recv() => {
@@ -258,7 +261,11 @@ async fn run(
                 }
             }
             _ = async { tokio::time::sleep_until(restart_at.unwrap_or_else(Instant::now)).await }, if restart_at.is_some() => {
-                let (subtask, _) = restarting.take().expect("set");
+                let now = Instant::now();
+                let Some((&subtask, _)) = restarting.iter().find(|(_, at)| **at <= now) else {
+                    continue;
+                };
+                restarting.remove(&subtask);
                 match restore_of(&latest, subtask) {
                     Ok(restore) => {
                         tracing::info!(job_id = %job_id, subtask, checkpoint_id = ?latest.as_ref().map(|m| m.checkpoint_id), "restarting the failed subtask's region");
@@ -280,7 +287,7 @@ async fn run(
                 }
             }
             _ = ticker.tick() => {
-                if restarting.is_some() || tasks.len() < parallelism as usize || !tracker.pending_ids().is_empty() {
+                if !restarting.is_empty() || tasks.len() < parallelism as usize || !tracker.pending_ids().is_empty() {
                     continue;
                 }
                 if let Err(e) = tracker.expire(Instant::now()) {
@@ -314,13 +321,13 @@ async fn run(
                         latest = Some(meta);
                         broadcast(&tasks, TaskCommand::Complete(checkpoint_id)).await;
                         if final_checkpoint == Some(checkpoint_id) {
-                            break JobStatus::Finished;
+                            final_committed.clear();
                         }
                     }
                 }
                 TaskEvent::Finished { subtask } => {
                     finished.insert(subtask, true);
-                    if finished.len() == parallelism as usize && restarting.is_none() {
+                    if finished.len() == parallelism as usize && restarting.is_empty() {
                         // The final checkpoint commits every subtask's tail.
                         tracker.abort_all();
                         match counter.get_and_increment().await {
@@ -351,7 +358,7 @@ async fn run(
                         Some(delay) => {
                             outcome.restarts += 1;
                             let _ = lifecycle.transition(JobStatus::Restarting);
-                            restarting = Some((subtask, Instant::now() + delay));
+                            restarting.insert(subtask, Instant::now() + delay);
                         }
                         None => {
                             outcome.failure = Some(format!(
@@ -359,6 +366,15 @@ async fn run(
                                 restart.name()
                             ));
                             break JobStatus::Failed;
+                        }
+                    }
+                }
+                TaskEvent::Committed { subtask, checkpoint_id } => {
+                    // After the final checkpoint the job ends once every sink has committed it.
+                    if final_checkpoint == Some(checkpoint_id) && latest.as_ref().is_some_and(|m| m.checkpoint_id == checkpoint_id) {
+                        final_committed.insert(subtask);
+                        if final_committed.len() == parallelism as usize {
+                            break JobStatus::Finished;
                         }
                     }
                 }

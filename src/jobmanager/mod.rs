@@ -5,3 +5,4 @@ pub mod checkpoint;
 pub mod job_master;
 pub mod restart;
 pub mod status;
+pub mod taskmanagers;

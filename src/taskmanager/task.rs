@@ -67,6 +67,12 @@ pub enum TaskEvent {
         subtask: u32,
         records: u64,
     },
+    /// The sink committed everything up to this checkpoint (the job may end after the final
+    /// checkpoint only once every subtask has said so).
+    Committed {
+        subtask: u32,
+        checkpoint_id: u64,
+    },
 }
 
 /// Runs a subtask until `Stop` or a failure, starting from `restore` if given.
@@ -141,6 +147,7 @@ async fn run(
                 }
                 Some(TaskCommand::Complete(id)) => {
                     sink.notify_complete(id).await.map_err(|e| e.to_string())?;
+                    let _ = events.send(TaskEvent::Committed { subtask: cfg.subtask, checkpoint_id: id }).await;
                 }
                 Some(TaskCommand::Stop) | None => return Ok(()),
             },
