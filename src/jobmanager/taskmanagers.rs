@@ -278,38 +278,36 @@ impl JobManagerGateway for TaskManagerPool {
         let tm_id = reg.taskmanager_id.clone();
         tokio::spawn(async move {
             while let Ok(Some(m)) = inbound.message().await {
-                {
-                    match m.kind {
-                        Some(task_manager_message::Kind::Ack(a)) => {
-                            let state = serde_json::from_str(&a.state_json).unwrap_or_default();
-                            pool.route(
-                                &a.job_id,
-                                TaskEvent::Ack {
-                                    subtask: a.subtask,
-                                    checkpoint_id: a.checkpoint_id,
-                                    state,
-                                },
-                            );
-                        }
-                        Some(task_manager_message::Kind::Committed(c)) => pool.route(
-                            &c.job_id,
-                            TaskEvent::Committed {
-                                subtask: c.subtask,
-                                checkpoint_id: c.checkpoint_id,
+                match m.kind {
+                    Some(task_manager_message::Kind::Ack(a)) => {
+                        let state = serde_json::from_str(&a.state_json).unwrap_or_default();
+                        pool.route(
+                            &a.job_id,
+                            TaskEvent::Ack {
+                                subtask: a.subtask,
+                                checkpoint_id: a.checkpoint_id,
+                                state,
                             },
-                        ),
-                        Some(task_manager_message::Kind::Finished(f)) => {
-                            pool.route(&f.job_id, TaskEvent::Finished { subtask: f.subtask })
-                        }
-                        Some(task_manager_message::Kind::Failed(f)) => pool.route(
-                            &f.job_id,
-                            TaskEvent::Failed {
-                                subtask: f.subtask,
-                                error: f.error,
-                            },
-                        ),
-                        _ => {}
+                        );
                     }
+                    Some(task_manager_message::Kind::Committed(c)) => pool.route(
+                        &c.job_id,
+                        TaskEvent::Committed {
+                            subtask: c.subtask,
+                            checkpoint_id: c.checkpoint_id,
+                        },
+                    ),
+                    Some(task_manager_message::Kind::Finished(f)) => {
+                        pool.route(&f.job_id, TaskEvent::Finished { subtask: f.subtask })
+                    }
+                    Some(task_manager_message::Kind::Failed(f)) => pool.route(
+                        &f.job_id,
+                        TaskEvent::Failed {
+                            subtask: f.subtask,
+                            error: f.error,
+                        },
+                    ),
+                    _ => {}
                 }
             }
             // The TaskManager is gone: every subtask it ran fails.
