@@ -87,11 +87,15 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut victim = None;
+    let mut rest = None;
     let mut transcript = String::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         transcript.push_str(&line);
         transcript.push('\n');
+        if let Some(url) = line.strip_prefix("REST API: ") {
+            rest = Some(url.to_string());
+        }
         if let Some(pid) = line
             .strip_prefix("taskmanager 0 started (pid ")
             .and_then(|r| r.strip_suffix(')'))
@@ -105,6 +109,30 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
     unsafe {
         libc::kill(victim, libc::SIGKILL);
     }
+    // The restart shows in the REST API while the job runs.
+    let rest = rest.expect("the REST address is printed");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let job: serde_json::Value = rt.block_on(async {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            last = reqwest::get(format!("{rest}/jobs/exactly-once"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if last["restarts"].as_u64().unwrap_or(0) >= 1 {
+                break;
+            }
+        }
+        last
+    });
+    assert!(job["restarts"].as_u64().unwrap() >= 1, "{job}");
+    assert!(
+        job["exceptions"][0].as_str().unwrap().contains("was lost"),
+        "{job}"
+    );
     for line in lines {
         transcript.push_str(&line.unwrap());
         transcript.push('\n');

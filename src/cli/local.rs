@@ -13,6 +13,7 @@ use super::Cli;
 use crate::ha::HaServices;
 use crate::job::spec::{JobSpec, SinkSpec, Step};
 use crate::jobmanager::job_master::{self, JobMasterConfig};
+use crate::jobmanager::rest::RestState;
 use crate::jobmanager::restart::RestartStrategy;
 use crate::jobmanager::status::JobStatus;
 use crate::jobmanager::taskmanagers::TaskManagerPool;
@@ -148,6 +149,7 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let _stop_children = shutdown.clone().drop_guard();
     let mut cfg = cfg;
+    let mut pool_for_rest = None;
     if args.taskmanagers > 0 {
         let leadership = ha.election.acquire().await?;
         let pool = TaskManagerPool::new(
@@ -157,9 +159,37 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
         );
         let slots = spec.parallelism.div_ceil(args.taskmanagers);
         start_taskmanagers(args.taskmanagers, slots, &pool, shutdown.clone()).await?;
+        pool_for_rest = Some(pool.clone());
         cfg.runtime = Arc::new(pool);
     }
-    let (_handle, done) = job_master::start(cfg, ha);
+    let pool = pool_for_rest.clone();
+    let (handle, done) = job_master::start(cfg, ha);
+    let rest = RestState {
+        jobs: Default::default(),
+        taskmanagers: pool,
+        config: Arc::new(
+            config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+    };
+    rest.jobs
+        .lock()
+        .expect("jobs lock")
+        .insert(spec.job_id(), handle);
+    let port = config.u64("rest.port")?.unwrap_or(0);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port as u16))
+        .await
+        .context("bind the REST port (rest.port)")?;
+    println!("REST API: http://{}", listener.local_addr()?);
+    let app = crate::jobmanager::rest::router(rest);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_message(format!("running {}", spec.name));

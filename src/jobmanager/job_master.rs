@@ -91,6 +91,26 @@ type Running = Deployed;
 pub struct JobMasterHandle {
     kill: mpsc::Sender<u32>,
     cancel: mpsc::Sender<()>,
+    /// The job as the REST API shows it, updated as it changes.
+    pub snapshot: tokio::sync::watch::Receiver<JobSnapshot>,
+}
+
+/// What `/jobs/{id}` and `/jobs/{id}/checkpoints` show.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct JobSnapshot {
+    pub job_id: String,
+    pub name: String,
+    pub status: String,
+    pub parallelism: u32,
+    pub restarts: u32,
+    /// Every subtask failure so far; the last one is the root cause of a FAILED job.
+    pub exceptions: Vec<String>,
+    pub failure: Option<String>,
+    pub completed_checkpoints: u64,
+    pub latest_checkpoint_id: Option<u64>,
+    pub restored_from_checkpoint: Option<u64>,
+    pub checkpoint_duration_ms_p50: Option<u64>,
+    pub checkpoint_duration_ms_max: Option<u64>,
 }
 
 impl JobMasterHandle {
@@ -135,11 +155,19 @@ async fn latest_checkpoint(ha: &HaServices, job_id: &str) -> Option<CheckpointMe
 pub fn start(cfg: JobMasterConfig, ha: HaServices) -> (JobMasterHandle, JoinHandle<JobOutcome>) {
     let (kill_tx, kill_rx) = mpsc::channel(8);
     let (cancel_tx, cancel_rx) = mpsc::channel(1);
-    let handle = tokio::spawn(run(cfg, ha, kill_rx, cancel_rx));
+    let (snap_tx, snap_rx) = tokio::sync::watch::channel(JobSnapshot {
+        job_id: cfg.spec.job_id(),
+        name: cfg.spec.name.clone(),
+        status: JobStatus::Created.to_string(),
+        parallelism: cfg.spec.parallelism,
+        ..Default::default()
+    });
+    let handle = tokio::spawn(run(cfg, ha, kill_rx, cancel_rx, snap_tx));
     (
         JobMasterHandle {
             kill: kill_tx,
             cancel: cancel_tx,
+            snapshot: snap_rx,
         },
         handle,
     )
@@ -150,7 +178,27 @@ async fn run(
     ha: HaServices,
     mut kill_rx: mpsc::Receiver<u32>,
     mut cancel_rx: mpsc::Receiver<()>,
+    snapshot: tokio::sync::watch::Sender<JobSnapshot>,
 ) -> JobOutcome {
+    let publish = |status: JobStatus, outcome: &JobOutcome, tracker: &CheckpointTracker| {
+        let mut d: Vec<u64> = tracker
+            .durations
+            .iter()
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        d.sort_unstable();
+        snapshot.send_modify(|s| {
+            s.status = status.to_string();
+            s.restarts = outcome.restarts;
+            s.exceptions = outcome.failures.clone();
+            s.failure = outcome.failure.clone();
+            s.completed_checkpoints = outcome.completed_checkpoints;
+            s.latest_checkpoint_id = tracker.latest_completed;
+            s.restored_from_checkpoint = outcome.restored_from;
+            s.checkpoint_duration_ms_p50 = d.get(d.len() / 2).copied();
+            s.checkpoint_duration_ms_max = d.last().copied();
+        });
+    };
     let spec = cfg.spec.clone();
     let job_id = spec.job_id();
     let parallelism = spec.parallelism;
@@ -249,6 +297,7 @@ async fn run(
     }
 
     let status = loop {
+        publish(lifecycle.status(), &outcome, &tracker);
         let restart_at = restarting.values().min().copied();
         tokio::select! {
             _ = cancel_rx.recv() => break JobStatus::Canceled,
@@ -388,6 +437,7 @@ async fn run(
     }
     let _ = lifecycle.transition(status);
     outcome.status = status;
+    publish(status, &outcome, &tracker);
     outcome.checkpoint_durations = tracker.durations.clone();
     if status.is_globally_terminal() {
         // Flink's order: result dirty, HA data removed, result clean.

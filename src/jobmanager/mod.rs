@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod job_master;
+pub mod rest;
 pub mod restart;
 pub mod status;
 pub mod taskmanagers;

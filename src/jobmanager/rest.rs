@@ -1,0 +1,133 @@
+//! The JobManager's REST API (axum), Flink's paths: `GET /overview`, `/jobs`, `/jobs/{id}`,
+//! `/jobs/{id}/checkpoints`, `/taskmanagers`, `/config`, `POST /jobs/{id}/cancel`. Handlers
+//! only read job snapshots and post to job masters; they own nothing.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::job_master::JobMasterHandle;
+use super::taskmanagers::TaskManagerPool;
+
+#[derive(Clone, Default)]
+pub struct RestState {
+    pub jobs: Arc<Mutex<BTreeMap<String, JobMasterHandle>>>,
+    pub taskmanagers: Option<TaskManagerPool>,
+    /// The effective configuration (key, value).
+    pub config: Arc<Vec<(String, String)>>,
+}
+
+fn not_found(what: &str) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "errors": [what] }))).into_response()
+}
+
+pub fn router(state: RestState) -> Router {
+    Router::new()
+        .route("/overview", get(overview))
+        .route("/jobs", get(jobs))
+        .route("/jobs/{id}", get(job))
+        .route("/jobs/{id}/checkpoints", get(checkpoints))
+        .route("/jobs/{id}/cancel", post(cancel))
+        .route("/taskmanagers", get(taskmanagers))
+        .route("/config", get(config))
+        .with_state(state)
+}
+
+fn snapshots(s: &RestState) -> Vec<super::job_master::JobSnapshot> {
+    s.jobs
+        .lock()
+        .expect("jobs lock")
+        .values()
+        .map(|h| h.snapshot.borrow().clone())
+        .collect()
+}
+
+async fn overview(State(s): State<RestState>) -> Json<serde_json::Value> {
+    let mut by_status: BTreeMap<String, u32> = BTreeMap::new();
+    for j in snapshots(&s) {
+        *by_status.entry(j.status).or_default() += 1;
+    }
+    let tms = s
+        .taskmanagers
+        .as_ref()
+        .map(|p| p.registered())
+        .unwrap_or_default();
+    Json(json!({
+        "jobs": by_status,
+        "taskmanagers": tms.len(),
+        "slots-total": tms.iter().map(|t| t.1).sum::<u32>(),
+        "slots-available": tms.iter().map(|t| t.2).sum::<u32>(),
+    }))
+}
+
+async fn jobs(State(s): State<RestState>) -> Json<serde_json::Value> {
+    let list: Vec<_> = snapshots(&s)
+        .into_iter()
+        .map(|j| json!({"id": j.job_id, "name": j.name, "status": j.status}))
+        .collect();
+    Json(json!({ "jobs": list }))
+}
+
+async fn job(State(s): State<RestState>, Path(id): Path<String>) -> Response {
+    match s.jobs.lock().expect("jobs lock").get(&id) {
+        Some(h) => Json(h.snapshot.borrow().clone()).into_response(),
+        None => not_found(&format!("job {id} not found")),
+    }
+}
+
+async fn checkpoints(State(s): State<RestState>, Path(id): Path<String>) -> Response {
+    match s.jobs.lock().expect("jobs lock").get(&id) {
+        Some(h) => {
+            let j = h.snapshot.borrow().clone();
+            Json(json!({
+                "counts": {"completed": j.completed_checkpoints},
+                "latest": {"completed": j.latest_checkpoint_id, "restored": j.restored_from_checkpoint},
+                "summary": {"duration_ms_p50": j.checkpoint_duration_ms_p50, "duration_ms_max": j.checkpoint_duration_ms_max},
+            }))
+            .into_response()
+        }
+        None => not_found(&format!("job {id} not found")),
+    }
+}
+
+async fn cancel(State(s): State<RestState>, Path(id): Path<String>) -> Response {
+    let handle = s.jobs.lock().expect("jobs lock").get(&id).cloned();
+    match handle {
+        Some(h) => {
+            h.cancel().await;
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"job": id, "request": "cancel"})),
+            )
+                .into_response()
+        }
+        None => not_found(&format!("job {id} not found")),
+    }
+}
+
+async fn taskmanagers(State(s): State<RestState>) -> Json<serde_json::Value> {
+    let tms: Vec<_> = s
+        .taskmanagers
+        .as_ref()
+        .map(|p| p.registered())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(id, slots, free)| json!({"id": id, "slotsNumber": slots, "freeSlots": free}))
+        .collect();
+    Json(json!({ "taskmanagers": tms }))
+}
+
+async fn config(State(s): State<RestState>) -> Json<serde_json::Value> {
+    let list: Vec<_> = s
+        .config
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    Json(json!(list))
+}
