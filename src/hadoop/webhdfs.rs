@@ -64,6 +64,16 @@ impl WebHdfs {
         })
     }
 
+    /// Sends a request about `path` and turns HTTP failures into errors naming it.
+    async fn send(
+        &self,
+        path: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, WebHdfsError> {
+        let resp = req.send().await.map_err(|e| Self::failed(path, e))?;
+        Self::check(path, resp).await
+    }
+
     fn failed(path: &str, e: impl std::fmt::Display) -> WebHdfsError {
         WebHdfsError::Failed {
             path: path.into(),
@@ -72,13 +82,8 @@ impl WebHdfs {
     }
 
     pub async fn mkdirs(&self, path: &str) -> Result<(), WebHdfsError> {
-        let r = self
-            .http
-            .put(self.url(path, "MKDIRS"))
-            .send()
-            .await
-            .map_err(|e| Self::failed(path, e))?;
-        Self::check(path, r).await?;
+        self.send(path, self.http.put(self.url(path, "MKDIRS")))
+            .await?;
         Ok(())
     }
 
@@ -101,25 +106,12 @@ impl WebHdfs {
         let location = v["Location"]
             .as_str()
             .ok_or_else(|| Self::failed(path, "no DataNode location in the CREATE answer"))?;
-        let r = self
-            .http
-            .put(location)
-            .body(data)
-            .send()
-            .await
-            .map_err(|e| Self::failed(path, e))?;
-        Self::check(path, r).await?;
+        self.send(path, self.http.put(location).body(data)).await?;
         Ok(())
     }
 
     pub async fn open(&self, path: &str) -> Result<Bytes, WebHdfsError> {
-        let r = self
-            .http
-            .get(self.url(path, "OPEN"))
-            .send()
-            .await
-            .map_err(|e| Self::failed(path, e))?;
-        Self::check(path, r)
+        self.send(path, self.http.get(self.url(path, "OPEN")))
             .await?
             .bytes()
             .await
@@ -127,13 +119,8 @@ impl WebHdfs {
     }
 
     pub async fn status(&self, path: &str) -> Result<FileStatus, WebHdfsError> {
-        let r = self
-            .http
-            .get(self.url(path, "GETFILESTATUS"))
-            .send()
-            .await
-            .map_err(|e| Self::failed(path, e))?;
-        let v: Value = Self::check(path, r)
+        let v: Value = self
+            .send(path, self.http.get(self.url(path, "GETFILESTATUS")))
             .await?
             .json()
             .await
@@ -148,13 +135,8 @@ impl WebHdfs {
 
     /// Deletes a file or directory (recursively); a missing path is fine.
     pub async fn delete(&self, path: &str) -> Result<(), WebHdfsError> {
-        let r = self
-            .http
-            .delete(format!("{}&recursive=true", self.url(path, "DELETE")))
-            .send()
-            .await
-            .map_err(|e| Self::failed(path, e))?;
-        match Self::check(path, r).await {
+        let delete = format!("{}&recursive=true", self.url(path, "DELETE"));
+        match self.send(path, self.http.delete(delete)).await {
             Ok(_) | Err(WebHdfsError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
