@@ -382,6 +382,139 @@ async fn concurrent_counter_increments_never_repeat_an_id() {
     e.resign().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_znodes_are_named_errors_and_do_not_hide_the_others() {
+    use yarnflow::ha::zookeeper::{ZkCheckpointIdCounter, ZkCheckpointStore, ZkJobGraphStore};
+    use yarnflow::ha::{CheckpointIdCounter, CompletedCheckpointStore, JobGraphStore};
+    let cluster = MiniCluster::get();
+    let blobs = hdfs(cluster).await;
+    let ns = namespace();
+    let blob_dir = format!("/yarnflow-test-ha/{}", unique("blobs"));
+    let zk = session(cluster.zk_quorum(), &ns).await;
+    let e = ZkLeaderElection::new(zk.clone(), "leader", false);
+    e.acquire().await.unwrap();
+    let pointers = PointerStore::new(zk.clone(), blobs.clone(), &blob_dir);
+    let graphs = ZkJobGraphStore::new(pointers.clone());
+    let checkpoints = ZkCheckpointStore::new(pointers.clone(), "job", 5);
+    let counter = ZkCheckpointIdCounter::new(pointers.clone(), "job");
+    for job in ["j1", "j2"] {
+        graphs.put(job, Bytes::from_static(b"graph")).await.unwrap();
+    }
+    for id in [1, 2] {
+        counter.get_and_increment().await.unwrap();
+        checkpoints
+            .add(StoredCheckpoint {
+                checkpoint_id: id,
+                metadata: Bytes::from(format!("cp {id}")),
+            })
+            .await
+            .unwrap();
+    }
+
+    // Damage some znodes by hand (another session, plain writes).
+    let raw = zookeeper_client::Client::connect(cluster.zk_quorum())
+        .await
+        .unwrap();
+    let cp2 = format!("{ns}/jobs/job/checkpoints/0000000000000000002");
+    raw.set_data(&cp2, b"\xff\xff", None).await.unwrap();
+    raw.set_data(&format!("{ns}/jobgraphs/j2"), b"", None)
+        .await
+        .unwrap();
+    raw.set_data(
+        &format!("{ns}/jobs/job/checkpoint_id_counter"),
+        b"banana",
+        None,
+    )
+    .await
+    .unwrap();
+
+    // Listed, named on read, and the others still readable: recovery can fall back.
+    assert_eq!(checkpoints.checkpoint_ids().await.unwrap(), vec![1, 2]);
+    let err = checkpoints.get(2).await.unwrap_err();
+    assert!(matches!(err, HaError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains(&cp2), "{err}");
+    assert_eq!(
+        checkpoints.get(1).await.unwrap().metadata,
+        Bytes::from_static(b"cp 1")
+    );
+    assert_eq!(graphs.job_ids().await.unwrap(), vec!["j1", "j2"]);
+    let err = graphs.get("j2").await.unwrap_err().to_string();
+    assert!(
+        err.contains("jobgraphs/j2") && err.contains("no blob"),
+        "{err}"
+    );
+    assert!(graphs.get("j1").await.unwrap().is_some());
+
+    // A counter that is not a number is an error naming it, never a restart at 1.
+    let err = counter.get_and_increment().await.unwrap_err().to_string();
+    assert!(
+        err.contains("checkpoint_id_counter") && err.contains("banana"),
+        "{err}"
+    );
+    // The same for the leader epoch: the next contender refuses to lead on it.
+    e.resign().await.unwrap();
+    raw.set_data(&format!("{ns}/leader/epoch"), b"-3", None)
+        .await
+        .unwrap();
+    let err = e.acquire().await.unwrap_err().to_string();
+    assert!(err.contains("leader/epoch") && err.contains("-3"), "{err}");
+    assert!(e.contenders().await.unwrap().is_empty(), "latch given up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pointer_write_without_an_answer_never_loses_its_blob() {
+    let cluster = MiniCluster::get();
+    let blobs = hdfs(cluster).await;
+    let ns = namespace();
+    let blob_dir = format!("/yarnflow-test-ha/{}", unique("blobs"));
+    let proxy = TcpProxy::start(cluster.zk_quorum()).await;
+    let zk = session(&proxy.addr_string(), &ns).await;
+    let e = ZkLeaderElection::new(zk.clone(), "leader", true);
+    e.acquire().await.unwrap();
+    let store = PointerStore::new(zk, blobs.clone(), &blob_dir);
+    store
+        .put(
+            "jobgraphs/j",
+            "submittedJobGraph",
+            Bytes::from_static(b"v1"),
+        )
+        .await
+        .unwrap();
+
+    // ZooKeeper applies the multi-op (the first request of a new key's write) but its answer
+    // is lost: the writer cannot know the outcome.
+    proxy.mute();
+    let writer = tokio::spawn(async move {
+        let r = store
+            .put(
+                "jobgraphs/k",
+                "submittedJobGraph",
+                Bytes::from_static(b"v2"),
+            )
+            .await;
+        (store, r)
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.restore();
+    let (store, r) = tokio::time::timeout(Duration::from_secs(15), writer)
+        .await
+        .expect("the write returns")
+        .unwrap();
+    println!("pointer write without an answer: {r:?}");
+    if let Err(e) = &r {
+        assert!(e.to_string().contains("outcome unknown"), "{e}");
+    }
+
+    // Whatever it returned, the pointer names a blob that exists and holds v2.
+    let zk2 = session(cluster.zk_quorum(), &ns).await;
+    let reader = PointerStore::new(zk2, blobs.clone(), &blob_dir);
+    assert_eq!(
+        reader.get("jobgraphs/k").await.unwrap().unwrap(),
+        Bytes::from_static(b"v2")
+    );
+    drop(store);
+}
+
 /// Runs the `yarnflow` binary with the test cluster's environment.
 fn yarnflow(cluster: &MiniCluster, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use zookeeper_client as zk;
 
 use super::proto::{LatchOwner, LeaderRecord};
-use super::{EPHEMERAL, EPHEMERAL_SEQUENTIAL, PERSISTENT, ZkCluster};
+use super::{EPHEMERAL, EPHEMERAL_SEQUENTIAL, PERSISTENT, ZkCluster, parse_counter};
 use crate::ha::{HaError, LeaderElection, Leadership};
 
 const LATCH_DIR: &str = "leader/latch";
@@ -144,7 +144,7 @@ impl ZkLeaderElection {
         let path = self.zk.path(EPOCH);
         loop {
             let (current, version) = match self.zk.client.get_data(&path).await {
-                Ok((data, stat)) => (parse_u64(&data), Some(stat.version)),
+                Ok((data, stat)) => (parse_counter(&path, &data)?, Some(stat.version)),
                 Err(zk::Error::NoNode) => (0, None),
                 Err(e) => return Err(self.zk.err("read the leader epoch", e)),
             };
@@ -156,14 +156,12 @@ impl ZkLeaderElection {
                 None => w.add_create(&path, data.as_bytes(), &PERSISTENT),
             };
             added.map_err(|e| self.zk.err("bump the leader epoch", e))?;
-            match self.zk.commit("bump the leader epoch", w).await {
+            match self.zk.try_commit("bump the leader epoch", w).await {
                 Ok(_) => return Ok(next),
-                Err(HaError::ZooKeeper { message, .. })
-                    if message.contains("version") || message.contains("exist") =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
+                // Another contender's stale bump raced ours (it cannot succeed: its latch check
+                // fails once it no longer leads); read again.
+                Err(f) if f.is_race() => continue,
+                Err(f) => return Err(f.into_error()),
             }
         }
     }
@@ -294,13 +292,13 @@ impl LeaderElection for ZkLeaderElection {
             }
             w.add_create(&path, &record, &EPHEMERAL)
                 .map_err(|e| self.zk.err("publish", e))?;
-            match self.zk.commit("publish the leader address", w).await {
+            match self.zk.try_commit("publish the leader address", w).await {
                 Ok(_) => return Ok(()),
-                Err(HaError::ZooKeeper { .. }) if !leadership.revoked.is_cancelled() => {
+                Err(f) if f.is_race() && !leadership.revoked.is_cancelled() => {
                     // Raced with a deletion or re-creation: look again.
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
-                Err(e) => return Err(e),
+                Err(f) => return Err(f.into_error()),
             }
         }
     }
@@ -338,11 +336,4 @@ fn sequence(name: &str) -> i64 {
         .next()
         .and_then(|s| s.parse().ok())
         .unwrap_or(i64::MAX)
-}
-
-pub(crate) fn parse_u64(data: &[u8]) -> u64 {
-    std::str::from_utf8(data)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -157,25 +157,107 @@ impl ZkCluster {
     pub(crate) async fn commit(
         &self,
         what: &str,
-        mut w: zk::MultiWriter<'_>,
+        w: zk::MultiWriter<'_>,
     ) -> Result<Vec<zk::MultiWriteResult>, HaError> {
+        self.try_commit(what, w)
+            .await
+            .map_err(CommitFailure::into_error)
+    }
+
+    /// Commits a fenced multi-op and says how it failed: fenced off, rejected by the server
+    /// (nothing applied), or without an answer (maybe applied).
+    pub(crate) async fn try_commit(
+        &self,
+        what: &str,
+        mut w: zk::MultiWriter<'_>,
+    ) -> Result<Vec<zk::MultiWriteResult>, CommitFailure> {
         match w.commit().await {
             Ok(r) => Ok(r),
             Err(zk::MultiWriteError::OperationFailed { index: 0, source }) => {
                 self.fence.clear();
-                Err(HaError::NotLeader(format!(
+                Err(CommitFailure::Fenced(HaError::NotLeader(format!(
                     "{what}: our leader latch is gone ({source}); the write was fenced off"
-                )))
+                ))))
             }
             Err(zk::MultiWriteError::OperationFailed { index, source }) => {
-                Err(HaError::ZooKeeper {
-                    quorum: self.quorum.clone(),
-                    message: format!("{what}: operation {index} failed: {source}"),
+                Err(CommitFailure::Rejected {
+                    source: source.clone(),
+                    error: HaError::ZooKeeper {
+                        quorum: self.quorum.clone(),
+                        message: format!("{what}: operation {index} failed: {source}"),
+                    },
                 })
             }
-            Err(zk::MultiWriteError::RequestFailed { source }) => Err(self.err(what, source)),
+            Err(zk::MultiWriteError::RequestFailed { source }) => Err(CommitFailure::Uncertain(
+                self.err(&format!("{what} (outcome unknown)"), source),
+            )),
         }
     }
+}
+
+/// How a fenced multi-op failed. Multi-ops are all-or-nothing, so only [`Uncertain`]
+/// (no answer from the server) leaves the outcome open.
+///
+/// [`Uncertain`]: CommitFailure::Uncertain
+#[derive(Debug)]
+pub(crate) enum CommitFailure {
+    /// The latch check failed: we do not lead; nothing was applied.
+    Fenced(HaError),
+    /// Failed before the multi-op was sent (a read, a bad argument); nothing was applied.
+    NotSent(HaError),
+    /// The server rejected one of our operations (`BadVersion`, `NodeExists`, `NoNode`, ...);
+    /// nothing was applied.
+    Rejected { source: zk::Error, error: HaError },
+    /// The request failed without a verdict (connection lost, session gone): it may or may not
+    /// have been applied.
+    Uncertain(HaError),
+}
+
+impl CommitFailure {
+    pub(crate) fn into_error(self) -> HaError {
+        match self {
+            CommitFailure::Fenced(e)
+            | CommitFailure::NotSent(e)
+            | CommitFailure::Rejected { error: e, .. }
+            | CommitFailure::Uncertain(e) => e,
+        }
+    }
+
+    /// Rejected for a race with another writer (a version or existence check): read again.
+    pub(crate) fn is_race(&self) -> bool {
+        matches!(
+            self,
+            CommitFailure::Rejected {
+                source: zk::Error::BadVersion | zk::Error::NodeExists | zk::Error::NoNode,
+                ..
+            }
+        )
+    }
+
+    pub(crate) fn is_no_node(&self) -> bool {
+        matches!(
+            self,
+            CommitFailure::Rejected {
+                source: zk::Error::NoNode,
+                ..
+            }
+        )
+    }
+}
+
+/// Parses a counter znode (`leader/epoch`, `checkpoint_id_counter`): a decimal `u64`. Anything
+/// else is [`HaError::Corrupt`] naming the znode, never a silent restart from zero.
+pub(crate) fn parse_counter(path: &str, data: &[u8]) -> Result<u64, HaError> {
+    std::str::from_utf8(data)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| HaError::Corrupt {
+            path: path.to_string(),
+            message: format!(
+                "expected a decimal counter, found {:?}",
+                String::from_utf8_lossy(&data[..data.len().min(40)])
+            ),
+        })
 }
 
 /// Which latch node fences our writes; empty when we do not lead.

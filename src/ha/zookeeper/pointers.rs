@@ -15,7 +15,7 @@ use prost::Message;
 use zookeeper_client as zk;
 
 use super::proto::Pointer;
-use super::{PERSISTENT, ZkCluster};
+use super::{CommitFailure, PERSISTENT, ZkCluster};
 use crate::ha::HaError;
 use crate::storage::BlobStore;
 
@@ -38,7 +38,13 @@ impl PointerStore {
     }
 
     /// Writes `data` to a new blob named `<prefix>-<uuid>`, then creates or replaces the pointer
-    /// at `key` (relative to the namespace). On a failed pointer write the new blob is removed.
+    /// at `key` (relative to the namespace), then deletes the blob it replaced.
+    ///
+    /// If the pointer write definitely failed (fenced off, rejected) the new blob is removed. If
+    /// its outcome is unknown (the connection dropped before ZooKeeper answered) the pointer is
+    /// read back: naming our blob, the write went through; otherwise the error is returned and
+    /// the blob is *kept*, because a late commit may still point at it (FLINK-24543). A kept
+    /// blob is at worst an orphan, which `yarnflow ha inspect` lists.
     pub async fn put(&self, key: &str, prefix: &str, data: Bytes) -> Result<(), HaError> {
         let path = self.zk.path(key);
         let blob_path = format!(
@@ -56,79 +62,124 @@ impl PointerStore {
         // Fail fast before touching storage when we already know we do not lead.
         self.zk.fence.latch_path()?;
         self.blobs.write(&blob_path, data).await?;
-        let result = self.write_pointer(&path, &pointer).await;
-        match result {
-            Ok(old) => {
-                if let Some(old) = old
-                    && old != blob_path
-                {
-                    self.blobs.delete(&old).await?;
+        let old = match self.write_pointer(&path, &pointer).await {
+            Ok(old) => old,
+            Err(CommitFailure::Uncertain(e)) => {
+                let landed = matches!(
+                    self.zk.client.get_data(&path).await,
+                    Ok((bytes, _)) if Pointer::decode(bytes.as_slice())
+                        .is_ok_and(|p| p.blob_path == blob_path)
+                );
+                if !landed {
+                    tracing::warn!(pointer = %path, blob = %self.uri(&blob_path), error = %e,
+                        "pointer write outcome unknown; keeping its blob");
+                    return Err(e);
                 }
-                Ok(())
+                // It went through; the blob it replaced (if any) is unknown now and left as
+                // an orphan.
+                None
             }
-            Err(e) => {
-                // The pointer write failed as a whole (multi-ops are atomic): the blob is ours
-                // alone and safe to drop.
+            Err(f) => {
+                // Nothing was applied (multi-ops are atomic): the blob is ours alone.
                 let _ = self.blobs.delete(&blob_path).await;
-                Err(e)
+                return Err(f.into_error());
             }
+        };
+        if let Some(old) = old
+            && old != blob_path
+            && let Err(e) = self.blobs.delete(&old).await
+        {
+            // The new pointer is in place; the old blob is only an orphan now.
+            tracing::warn!(blob = %self.uri(&old), error = %e, "could not delete a replaced blob");
         }
+        Ok(())
     }
 
     /// Creates or replaces the pointer; returns the blob path it replaced.
+    ///
+    /// Optimistic: the first attempt is a create (checkpoints and job graphs are new keys), so
+    /// the usual write is one round trip, the fenced multi-op itself. `NodeExists` turns it into
+    /// a versioned replace, `NoNode` creates the missing parents.
     async fn write_pointer(
         &self,
         path: &str,
         pointer: &Pointer,
-    ) -> Result<Option<String>, HaError> {
+    ) -> Result<Option<String>, CommitFailure> {
         let data = pointer.encode_to_vec();
-        if let Some(parent) = path.rsplit_once('/').map(|(p, _)| p) {
-            self.zk.ensure_path(parent).await?;
-        }
-        loop {
-            let existing = match self.zk.client.get_data(path).await {
-                Ok((bytes, stat)) => Some((Pointer::decode(bytes.as_slice()).ok(), stat.version)),
-                Err(zk::Error::NoNode) => None,
-                Err(e) => return Err(self.zk.err(&format!("read {path}"), e)),
+        // None: try to create. Some((old blob, version)): replace that version.
+        let mut existing: Option<(Option<String>, i32)> = None;
+        for _ in 0..100 {
+            let mut w = self.zk.fenced_writer().map_err(CommitFailure::Fenced)?;
+            match &existing {
+                Some((_, version)) => w.add_set_data(path, &data, Some(*version)),
+                None => w.add_create(path, &data, &PERSISTENT),
+            }
+            .map_err(|e| CommitFailure::NotSent(self.zk.err("write a pointer", e)))?;
+            let failure = match self
+                .zk
+                .try_commit(&format!("write pointer {path}"), w)
+                .await
+            {
+                Ok(_) => return Ok(existing.and_then(|(old, _)| old)),
+                Err(f) => f,
             };
-            let mut w = self.zk.fenced_writer()?;
-            let old = match &existing {
-                Some((old, version)) => {
-                    w.add_set_data(path, &data, Some(*version))
-                        .map_err(|e| self.zk.err("write a pointer", e))?;
-                    old.as_ref().map(|p| p.blob_path.clone())
+            match (&existing, &failure) {
+                (None, CommitFailure::Rejected { source, .. }) if *source == zk::Error::NoNode => {
+                    if let Some((parent, _)) = path.rsplit_once('/') {
+                        self.zk
+                            .ensure_path(parent)
+                            .await
+                            .map_err(CommitFailure::NotSent)?;
+                    }
                 }
-                None => {
-                    w.add_create(path, &data, &PERSISTENT)
-                        .map_err(|e| self.zk.err("write a pointer", e))?;
-                    None
+                // Exists (create) or changed/deleted meanwhile (replace): read it again.
+                _ if failure.is_race() => {
+                    existing = match self.zk.client.get_data(path).await {
+                        Ok((bytes, stat)) => Some((
+                            Pointer::decode(bytes.as_slice())
+                                .ok()
+                                .map(|p| p.blob_path)
+                                .filter(|b| !b.is_empty()),
+                            stat.version,
+                        )),
+                        Err(zk::Error::NoNode) => None,
+                        Err(e) => {
+                            return Err(CommitFailure::NotSent(
+                                self.zk.err(&format!("read {path}"), e),
+                            ));
+                        }
+                    };
                 }
-            };
-            match self.zk.commit(&format!("write pointer {path}"), w).await {
-                Ok(_) => return Ok(old),
-                Err(HaError::ZooKeeper { message, .. })
-                    if message.contains("version") || message.contains("exist") =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
+                _ => return Err(failure),
             }
         }
+        Err(CommitFailure::NotSent(HaError::ZooKeeper {
+            quorum: self.zk.quorum.clone(),
+            message: format!("write pointer {path}: still racing other writers after 100 tries"),
+        }))
     }
 
-    /// Reads the pointer at `key` (`None` if absent or marked for deletion).
+    /// Reads the pointer at `key` (`None` if absent or marked for deletion). A znode that does
+    /// not hold a valid pointer is [`HaError::Corrupt`] naming the znode.
     pub async fn pointer(&self, key: &str) -> Result<Option<Pointer>, HaError> {
         let path = self.zk.path(key);
         match self.zk.client.get_data(&path).await {
             Ok((bytes, _)) => {
-                let p = Pointer::decode(bytes.as_slice()).map_err(|e| HaError::Corrupt {
-                    path: path.clone(),
-                    message: format!("the znode does not hold a pointer: {e}"),
-                })?;
+                let p = decode_pointer(&path, &bytes)?;
                 Ok((!p.marked_for_deletion).then_some(p))
             }
             Err(zk::Error::NoNode) => Ok(None),
             Err(e) => Err(self.zk.err(&format!("read {path}"), e)),
+        }
+    }
+
+    /// Whether `key` holds an entry: a pointer not marked for deletion, or a damaged one (so
+    /// listings show it and reading it names the damage).
+    pub async fn is_live(&self, key: &str) -> Result<bool, HaError> {
+        match self.pointer(key).await {
+            Ok(p) => Ok(p.is_some()),
+            Err(HaError::Corrupt { .. }) => Ok(true),
+            Err(e) => Err(e),
         }
     }
 
@@ -238,11 +289,10 @@ impl PointerStore {
                 let mut w = self.zk.fenced_writer()?;
                 w.add_delete(&node, None)
                     .map_err(|e| self.zk.err("delete a node", e))?;
-                match self.zk.commit(&format!("delete {node}"), w).await {
+                match self.zk.try_commit(&format!("delete {node}"), w).await {
                     Ok(_) => {}
-                    Err(HaError::ZooKeeper { message, .. })
-                        if message.contains("not exist") || message.contains("no node") => {}
-                    Err(e) => return Err(e),
+                    Err(f) if f.is_no_node() => {}
+                    Err(f) => return Err(f.into_error()),
                 }
             }
         }
@@ -258,9 +308,15 @@ impl PointerStore {
                 let mut w = self.zk.fenced_writer()?;
                 w.add_delete(&path, None)
                     .map_err(|e| self.zk.err("delete a node", e))?;
-                match self.zk.commit(&format!("delete {path}"), w).await {
-                    Ok(_) | Err(HaError::ZooKeeper { .. }) => Ok(()),
-                    Err(e) => Err(e),
+                match self.zk.try_commit(&format!("delete {path}"), w).await {
+                    // Gone already, or a child appeared meanwhile: leave it.
+                    Ok(_) => Ok(()),
+                    Err(f @ CommitFailure::Rejected { .. }) if f.is_no_node() => Ok(()),
+                    Err(CommitFailure::Rejected {
+                        source: zk::Error::NotEmpty,
+                        ..
+                    }) => Ok(()),
+                    Err(f) => Err(f.into_error()),
                 }
             }
             Ok(_) => Ok(()),
@@ -271,4 +327,22 @@ impl PointerStore {
     fn uri(&self, path: &str) -> String {
         format!("{}{}", self.blobs.base_uri(), path)
     }
+}
+
+/// Decodes and checks the data of a pointer znode at `path`.
+fn decode_pointer(path: &str, bytes: &[u8]) -> Result<Pointer, HaError> {
+    let corrupt = |message: String| HaError::Corrupt {
+        path: path.to_string(),
+        message,
+    };
+    let p = Pointer::decode(bytes)
+        .map_err(|e| corrupt(format!("the znode does not hold a pointer: {e}")))?;
+    if !p.marked_for_deletion && !p.blob_path.starts_with('/') {
+        return Err(corrupt(format!(
+            "the pointer names no blob (blob path {:?}, {} bytes of znode data)",
+            p.blob_path,
+            bytes.len()
+        )));
+    }
+    Ok(p)
 }

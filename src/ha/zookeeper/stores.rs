@@ -5,8 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use zookeeper_client as zk;
 
-use super::election::parse_u64;
-use super::{PERSISTENT, PointerStore};
+use super::{PERSISTENT, PointerStore, parse_counter};
 use crate::ha::{
     CheckpointIdCounter, CheckpointStoreFactory, CompletedCheckpointStore, HaError, JobGraphStore,
     StoredCheckpoint,
@@ -37,13 +36,10 @@ impl JobGraphStore for ZkJobGraphStore {
 
     async fn job_ids(&self) -> Result<Vec<String>, HaError> {
         let mut ids = Vec::new();
+        // A damaged pointer still names a job: `get` reports it for that job alone, so one bad
+        // entry does not hide the others (Flink's dispatcher fails as a whole there).
         for id in self.pointers.children("jobgraphs").await? {
-            if self
-                .pointers
-                .pointer(&format!("jobgraphs/{id}"))
-                .await?
-                .is_some()
-            {
+            if self.pointers.is_live(&format!("jobgraphs/{id}")).await? {
                 ids.push(id);
             }
         }
@@ -102,9 +98,11 @@ impl CompletedCheckpointStore for ZkCheckpointStore {
 
     async fn checkpoint_ids(&self) -> Result<Vec<u64>, HaError> {
         let mut ids: Vec<u64> = Vec::new();
+        // Damaged pointers are listed: `get` names the damage and the caller falls back to an
+        // older checkpoint instead of failing recovery as a whole.
         for name in self.pointers.children(&self.dir()).await? {
             if let Ok(id) = name.parse::<u64>()
-                && self.pointers.pointer(&self.key(id)).await?.is_some()
+                && self.pointers.is_live(&self.key(id)).await?
             {
                 ids.push(id);
             }
@@ -169,7 +167,7 @@ impl CheckpointIdCounter for ZkCheckpointIdCounter {
         loop {
             let (current, version) = match zk.client.get_data(&path).await {
                 Ok((data, stat)) => (
-                    parse_u64(&data).max(INITIAL_CHECKPOINT_ID),
+                    parse_counter(&path, &data)?.max(INITIAL_CHECKPOINT_ID),
                     Some(stat.version),
                 ),
                 Err(zk::Error::NoNode) => (INITIAL_CHECKPOINT_ID, None),
@@ -187,23 +185,22 @@ impl CheckpointIdCounter for ZkCheckpointIdCounter {
                 None => w.add_create(&path, next.as_bytes(), &PERSISTENT),
             }
             .map_err(|e| zk.err("advance the checkpoint id counter", e))?;
-            match zk.commit("advance the checkpoint id counter", w).await {
+            match zk.try_commit("advance the checkpoint id counter", w).await {
                 Ok(_) => return Ok(current),
                 // Another writer advanced it first: read again.
-                Err(HaError::ZooKeeper { message, .. })
-                    if message.contains("version") || message.contains("exist") =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
+                Err(f) if f.is_race() => continue,
+                // No answer: the id may have been taken. Never hand it out; the caller retries
+                // and gets a fresh one (a gap in ids is harmless, a repeat is not).
+                Err(f) => return Err(f.into_error()),
             }
         }
     }
 
     async fn get(&self) -> Result<u64, HaError> {
         let zk = &self.pointers.zk;
-        match zk.client.get_data(&self.path()).await {
-            Ok((data, _)) => Ok(parse_u64(&data).max(INITIAL_CHECKPOINT_ID)),
+        let path = self.path();
+        match zk.client.get_data(&path).await {
+            Ok((data, _)) => Ok(parse_counter(&path, &data)?.max(INITIAL_CHECKPOINT_ID)),
             Err(zk::Error::NoNode) => Ok(INITIAL_CHECKPOINT_ID),
             Err(e) => Err(zk.err("read the checkpoint id counter", e)),
         }
