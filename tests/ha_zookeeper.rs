@@ -11,8 +11,10 @@ use bytes::Bytes;
 use support::proxy::TcpProxy;
 use support::{MiniCluster, unique};
 use tokio::sync::mpsc;
-use yarnflow::ha::zookeeper::{PointerStore, ZkCluster, ZkLeaderElection};
-use yarnflow::ha::{HaError, LeaderElection, Leadership, StoredCheckpoint};
+use yarnflow::ha::zookeeper::{PointerStore, ZkCluster, ZkLeaderElection, ZkLeaderRetrieval};
+use yarnflow::ha::{
+    HaError, LeaderElection, LeaderInfo, LeaderRetrieval, Leadership, StoredCheckpoint,
+};
 use yarnflow::storage::BlobStore;
 use yarnflow::storage::hdfs::HdfsStore;
 
@@ -513,6 +515,103 @@ async fn a_pointer_write_without_an_answer_never_loses_its_blob() {
         Bytes::from_static(b"v2")
     );
     drop(store);
+}
+
+async fn wait_for(
+    rx: &mut tokio::sync::watch::Receiver<Option<LeaderInfo>>,
+    what: &str,
+    within: Duration,
+    f: impl FnMut(&Option<LeaderInfo>) -> bool,
+) {
+    tokio::time::timeout(within, rx.wait_for(f))
+        .await
+        .unwrap_or_else(|_| panic!("discovery: {what} within {within:?}"))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tolerant_leader_steps_down_before_any_successor_and_discovery_follows_the_key() {
+    let cluster = MiniCluster::get();
+    let ns = namespace();
+    let proxy = TcpProxy::start(cluster.zk_quorum()).await;
+    let zk_l = session(&proxy.addr_string(), &ns).await;
+    let budget = zk_l.tolerated_disconnection();
+    assert!(budget > Duration::ZERO && budget < SESSION, "{budget:?}");
+    let leader = ZkLeaderElection::new(zk_l, "tolerant", true);
+    let l = leader.acquire().await.unwrap();
+    leader.publish(&l, "10.0.0.1:6123").await.unwrap();
+
+    // Discovery behind its own proxy: Flink's default clears the leader while suspended, the
+    // tolerant policy keeps it.
+    let dproxy = TcpProxy::start(cluster.zk_quorum()).await;
+    let strict = ZkLeaderRetrieval::start_with(session(&dproxy.addr_string(), &ns).await, false);
+    let tolerant = ZkLeaderRetrieval::start_with(session(&dproxy.addr_string(), &ns).await, true);
+    let (mut s, mut t) = (strict.watch(), tolerant.watch());
+    let is_l = |i: &Option<LeaderInfo>| {
+        i.as_ref().is_some_and(|i| {
+            i.epoch == l.epoch && i.session_id == l.session_id && i.address == "10.0.0.1:6123"
+        })
+    };
+    wait_for(&mut s, "the leader", Duration::from_secs(5), is_l).await;
+    wait_for(&mut t, "the leader", Duration::from_secs(5), is_l).await;
+    dproxy.cut();
+    wait_for(
+        &mut s,
+        "no leader while suspended",
+        Duration::from_secs(2),
+        Option::is_none,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(is_l(&t.borrow()), "the tolerant watcher keeps the leader");
+    dproxy.restore();
+    wait_for(&mut s, "the leader again", Duration::from_secs(5), is_l).await;
+
+    // The tolerant leader loses ZooKeeper for good: it must step down before the server can
+    // expire its session, i.e. before any successor is granted.
+    let standby = Arc::new(ZkLeaderElection::new(
+        session(cluster.zk_quorum(), &ns).await,
+        "standby",
+        false,
+    ));
+    let sb = standby.clone();
+    let grant = tokio::spawn(async move {
+        let g = sb.acquire().await;
+        (g, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cut_at = Instant::now();
+    proxy.cut();
+    tokio::time::timeout(SESSION * 2, l.revoked.cancelled())
+        .await
+        .expect("the tolerant leader revokes itself");
+    let revoked_at = Instant::now();
+    let (g, granted_at) = tokio::time::timeout(SESSION * 3, grant)
+        .await
+        .expect("the standby leads once the session expired")
+        .unwrap();
+    let ls = g.unwrap();
+    println!(
+        "tolerant leader cut off: revoked after {:?} (budget {budget:?}), successor after {:?}",
+        revoked_at - cut_at,
+        granted_at - cut_at
+    );
+    assert!(revoked_at < granted_at, "never two leaders");
+    assert!(ls.epoch > l.epoch);
+    standby.publish(&ls, "10.0.0.2:6123").await.unwrap();
+    wait_for(&mut s, "the successor", Duration::from_secs(5), |i| {
+        i.as_ref()
+            .is_some_and(|i| i.epoch == ls.epoch && i.address == "10.0.0.2:6123")
+    })
+    .await;
+    standby.resign().await.unwrap();
+    wait_for(
+        &mut s,
+        "no leader after resign",
+        Duration::from_secs(5),
+        Option::is_none,
+    )
+    .await;
 }
 
 /// Runs the `yarnflow` binary with the test cluster's environment.

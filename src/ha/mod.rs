@@ -202,7 +202,10 @@ impl HaServices {
                 owner,
                 cfg.tolerate_suspended,
             )),
-            retrieval: Arc::new(zookeeper::ZkLeaderRetrieval::start(zk.clone())),
+            retrieval: Arc::new(zookeeper::ZkLeaderRetrieval::start_with(
+                zk.clone(),
+                cfg.tolerate_suspended,
+            )),
             job_graphs: Arc::new(zookeeper::ZkJobGraphStore::new(pointers.clone())),
             job_results: Arc::new(job_result_store::FileJobResultStore::new(
                 blob_store.clone(),

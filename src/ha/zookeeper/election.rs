@@ -8,6 +8,10 @@
 //! * the session expires or closes;
 //! * the connection is lost and `tolerate-suspended-connections` is false (Flink's default): the
 //!   latch node is then deleted once the connection returns, so a successor can lead;
+//! * the connection is lost, tolerated, but not back within
+//!   [`ZkCluster::tolerated_disconnection`] (half of what remains of the session after the
+//!   client noticed the loss): the leader steps down *before* the server could expire its session
+//!   and grant a successor, so even a tolerant leader never overlaps with the next one;
 //! * the latch node disappears, e.g. because a successor [evicted](ZkLeaderElection::evict) it.
 //!
 //! # Eviction
@@ -190,31 +194,55 @@ impl ZkLeaderElection {
         Ok(n)
     }
 
-    /// Watches the session and our latch node; revokes the grant when either is lost.
+    /// Watches the session and our latch node; revokes the grant when either is lost, or when
+    /// a tolerated disconnection outlasts [`ZkCluster::tolerated_disconnection`].
     fn spawn_guard(&self, latch: String, leadership: Leadership) {
         let zk = self.zk.clone();
         let tolerate = self.tolerate_suspended;
+        let budget = zk.tolerated_disconnection();
+        // Requests wait while the client reconnects, so the latch is watched by its own task
+        // and the session state below is never stuck behind a pending call.
+        let latch_gone = CancellationToken::new();
+        tokio::spawn(watch_latch(
+            zk.client.clone(),
+            latch.clone(),
+            latch_gone.clone(),
+            leadership.revoked.clone(),
+        ));
         tokio::spawn(async move {
             let mut state = zk.client.state_watcher();
+            let mut deadline: Option<tokio::time::Instant> = None;
             let reason = loop {
-                let watch = match zk.client.check_and_watch_stat(&latch).await {
-                    Ok((Some(_), w)) => Some(w),
-                    Ok((None, _)) => break "our latch node was deleted (evicted or expired)",
-                    Err(_) => None,
+                let timer = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
                 };
                 tokio::select! {
                     _ = leadership.revoked.cancelled() => return,
-                    _ = async { match watch { Some(w) => { w.changed().await; } None => std::future::pending().await } } => {
-                        continue;
-                    }
+                    _ = latch_gone.cancelled() => break "our latch node was deleted (evicted or expired)".to_string(),
+                    _ = timer => break format!(
+                        "ZooKeeper connection suspended for {budget:?}, longer than a leader may \
+                         tolerate before its session could expire"
+                    ),
                     s = state.changed() => match s {
                         zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed => {
-                            break "ZooKeeper session ended";
+                            break "ZooKeeper session ended".to_string();
                         }
                         zk::SessionState::Disconnected if !tolerate => {
-                            break "ZooKeeper connection suspended (tolerate-suspended-connections: false)";
+                            break "ZooKeeper connection suspended (tolerate-suspended-connections: false)".to_string();
                         }
-                        _ => continue,
+                        zk::SessionState::Disconnected => {
+                            tracing::warn!(epoch = leadership.epoch, tolerated = ?budget,
+                                "ZooKeeper connection suspended; keeping leadership meanwhile");
+                            deadline.get_or_insert(tokio::time::Instant::now() + budget);
+                        }
+                        _ => {
+                            if deadline.take().is_some() {
+                                tracing::info!(epoch = leadership.epoch, "ZooKeeper connection back; leadership kept");
+                            }
+                        }
                     },
                 }
             };
@@ -232,6 +260,36 @@ impl ZkLeaderElection {
                 }
             }
         });
+    }
+}
+
+/// Cancels `gone` when the latch node disappears; stops when `stop` is cancelled or the session
+/// ends (the state watcher reports that).
+async fn watch_latch(
+    client: zk::Client,
+    latch: String,
+    gone: CancellationToken,
+    stop: CancellationToken,
+) {
+    loop {
+        let fetched = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = client.check_and_watch_stat(&latch) => r,
+        };
+        match fetched {
+            Ok((Some(_), watcher)) => {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = watcher.changed() => {}
+                }
+            }
+            Ok((None, _)) => {
+                gone.cancel();
+                return;
+            }
+            Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => return,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
     }
 }
 

@@ -67,6 +67,8 @@ pub struct ZkCluster {
     /// `<root>/<cluster-id>`.
     pub(crate) namespace: String,
     pub(crate) fence: Fence,
+    /// The configured connection timeout (how long a silent connection takes to be noticed).
+    pub(crate) connection_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for ZkCluster {
@@ -100,6 +102,7 @@ impl ZkCluster {
             quorum: quorum.to_string(),
             namespace: namespace.trim_end_matches('/').to_string(),
             fence: Fence::default(),
+            connection_timeout,
         })
     }
 
@@ -117,6 +120,30 @@ impl ZkCluster {
             cfg.connection_timeout,
         )
         .await
+    }
+
+    /// How long a leader with `tolerate-suspended-connections: true` may stay disconnected
+    /// before it must revoke itself, so that it has stepped down before the server can expire
+    /// its session and grant a successor (never two leaders).
+    ///
+    /// ```text
+    /// server last heard from us ──── detection (≤ connection timeout) ───▶ Disconnected seen
+    /// server expires the session at: last heard + session timeout
+    ///   ⇒ at least (session − detection) after we see Disconnected; we take half of that.
+    /// ```
+    ///
+    /// The client notices a silent connection after the connection timeout, or 2/5 of the
+    /// session timeout when that is larger than 3/5 of it (zookeeper-client's tick rule). With
+    /// Flink's defaults (60 s session, 15 s connection) a 22.5 s outage is tolerated.
+    pub fn tolerated_disconnection(&self) -> std::time::Duration {
+        let session = self.client.session_timeout();
+        let conn = self.connection_timeout;
+        let detection = if conn.is_zero() || conn > session * 3 / 5 {
+            session * 2 / 5
+        } else {
+            conn
+        };
+        session.saturating_sub(detection) / 2
     }
 
     /// The absolute znode path of `rel` (relative to the cluster namespace).

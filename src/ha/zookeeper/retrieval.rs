@@ -1,8 +1,20 @@
 //! Service discovery: watch `leader/connection_info`; every change, and "no leader", reaches the
 //! watchers.
+//!
+//! ```text
+//!   reader task ── get_and_watch_data(connection_info) ──▶ latest record ─┐
+//!                                                                         ├─▶ watch::Sender
+//!   state task  ── session state (connected / suspended / ended) ─────────┘   Option<LeaderInfo>
+//! ```
+//!
+//! While the connection is suspended nobody can vouch for the leader: with Flink's default
+//! (`tolerate-suspended-connections: false`, its `ON_SUSPENDED_CONNECTION` clearance policy) the
+//! watchers see "no leader" until the connection is back; when tolerant, only the end of the
+//! session clears the leader (`ON_LOST_CONNECTION`).
 
 use prost::Message;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
 use super::ZkCluster;
@@ -17,59 +29,112 @@ pub struct ZkLeaderRetrieval {
 }
 
 impl ZkLeaderRetrieval {
+    /// Follows the leader, clearing it while the connection is suspended (Flink's default).
     pub fn start(zk: ZkCluster) -> ZkLeaderRetrieval {
+        ZkLeaderRetrieval::start_with(zk, false)
+    }
+
+    /// Follows the leader; `tolerate_suspended` (the value of
+    /// `high-availability.zookeeper.client.tolerate-suspended-connections`) keeps the last known
+    /// leader through a suspended connection, clearing it only when the session ends.
+    pub fn start_with(zk: ZkCluster, tolerate_suspended: bool) -> ZkLeaderRetrieval {
         let (tx, rx) = watch::channel(None);
-        let token = tokio_util::sync::CancellationToken::new();
+        let token = CancellationToken::new();
         let stop = token.clone().drop_guard();
+        let (record_tx, mut record_rx) = watch::channel(None);
+        tokio::spawn(read_records(zk.clone(), record_tx, token.clone()));
         tokio::spawn(async move {
-            let path = zk.path(CONNECTION_INFO);
             let mut state = zk.client.state_watcher();
+            let mut suspended = false;
             loop {
-                let watcher = match zk.client.get_and_watch_data(&path).await {
-                    Ok((data, _, w)) => {
-                        let info = LeaderRecord::decode(data.as_slice()).ok().and_then(|r| {
-                            Some(LeaderInfo {
-                                address: r.address,
-                                session_id: r.session_id.parse().ok()?,
-                                epoch: r.epoch,
-                            })
-                        });
-                        tx.send_replace(info);
-                        Some(w)
-                    }
-                    Err(zk::Error::NoNode) => {
-                        tx.send_replace(None);
-                        match zk.client.check_and_watch_stat(&path).await {
-                            Ok((None, w)) => Some(w),
-                            Ok((Some(_), _)) => continue,
-                            Err(_) => None,
-                        }
-                    }
-                    Err(_) => {
-                        // Connection trouble: nobody can vouch for a leader now.
-                        tx.send_replace(None);
-                        None
-                    }
-                };
                 tokio::select! {
                     _ = token.cancelled() => return,
-                    _ = async {
-                        match watcher {
-                            Some(w) => { w.changed().await; }
-                            None => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
-                        }
-                    } => {}
-                    s = state.changed() => {
-                        if s.is_terminated() {
+                    r = record_rx.changed() => if r.is_err() { return },
+                    s = state.changed() => match s {
+                        s if s.is_terminated() => {
                             tx.send_replace(None);
                             return;
                         }
-                    }
+                        zk::SessionState::Disconnected => suspended = true,
+                        _ => suspended = false,
+                    },
                 }
+                let visible = if suspended && !tolerate_suspended {
+                    None
+                } else {
+                    record_rx.borrow().clone()
+                };
+                tx.send_if_modified(|current| {
+                    let changed = *current != visible;
+                    *current = visible;
+                    changed
+                });
             }
         });
         ZkLeaderRetrieval { rx, stop }
     }
+}
+
+/// Keeps `out` equal to the content of `connection_info` (`None`: absent or unreadable).
+async fn read_records(
+    zk: ZkCluster,
+    out: watch::Sender<Option<LeaderInfo>>,
+    stop: CancellationToken,
+) {
+    let path = zk.path(CONNECTION_INFO);
+    loop {
+        let fetched = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = zk.client.get_and_watch_data(&path) => r,
+        };
+        let watcher = match fetched {
+            Ok((data, _, w)) => {
+                let info = decode(&data);
+                if info.is_none() {
+                    tracing::warn!(znode = %path, "unreadable leader record; treating it as no leader");
+                }
+                out.send_replace(info);
+                w
+            }
+            Err(zk::Error::NoNode) => {
+                out.send_replace(None);
+                match zk.client.check_and_watch_stat(&path).await {
+                    Ok((None, w)) => w,
+                    Ok((Some(_), _)) => continue,
+                    Err(e) if is_final(&e) => return,
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
+            }
+            Err(e) if is_final(&e) => return,
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = watcher.changed() => {}
+        }
+    }
+}
+
+fn is_final(e: &zk::Error) -> bool {
+    matches!(
+        e,
+        zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed
+    )
+}
+
+fn decode(data: &[u8]) -> Option<LeaderInfo> {
+    let r = LeaderRecord::decode(data).ok()?;
+    Some(LeaderInfo {
+        address: r.address,
+        session_id: r.session_id.parse().ok()?,
+        epoch: r.epoch,
+    })
 }
 
 impl LeaderRetrieval for ZkLeaderRetrieval {
