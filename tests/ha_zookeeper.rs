@@ -112,6 +112,19 @@ async fn three_contenders_one_leader_failover_and_eviction() {
     // The third contender knows the second is dead (say YARN told it): eviction hands over at
     // once, without waiting for any session to expire.
     let third = 3 - first - second;
+    elections[second]
+        .publish(&l2, "10.0.0.2:6123")
+        .await
+        .unwrap();
+    let discovery = ZkLeaderRetrieval::start(session(cluster.zk_quorum(), &ns).await);
+    let mut seen = discovery.watch();
+    wait_for(
+        &mut seen,
+        "the second leader",
+        Duration::from_secs(5),
+        |i| i.as_ref().is_some_and(|i| i.epoch == l2.epoch),
+    )
+    .await;
     let evict_at = Instant::now();
     let n = elections[third]
         .evict(&format!("appattempt_{second}"))
@@ -126,6 +139,14 @@ async fn three_contenders_one_leader_failover_and_eviction() {
     println!("takeover after eviction: {takeover:?}");
     assert_eq!(who, third);
     assert!(takeover < Duration::from_secs(1), "{takeover:?}");
+    // Discovery stops naming the evicted leader at once.
+    wait_for(
+        &mut seen,
+        "no leader after eviction",
+        Duration::from_secs(1),
+        |i| i.as_ref().is_none_or(|i| i.epoch != l2.epoch),
+    )
+    .await;
     assert!(l3.epoch > l2.epoch);
     // The evicted leader notices its latch is gone and revokes itself.
     tokio::time::timeout(Duration::from_secs(2), l2.revoked.cancelled())
@@ -293,7 +314,7 @@ async fn terminal_cleanup_leaves_nothing_and_suspension_deletes_nothing() {
     );
     config.set("high-availability.zookeeper.client.session-timeout", "4 s");
     let cfg = yarnflow::ha::config::HaConfig::from_config(&config).unwrap();
-    let ha = yarnflow::ha::HaServices::zookeeper(&cfg, "attempt-1", blobs.clone())
+    let ha = yarnflow::ha::HaServices::from_config(&config, "attempt-1")
         .await
         .unwrap();
     ha.election.acquire().await.unwrap();

@@ -49,20 +49,20 @@ impl HaConfig {
             .trim_matches('/')
             .to_string();
         let (quorum, storage_dir) = match kind {
-            HaType::ZooKeeper => (
-                c.required("high-availability.zookeeper.quorum")?
-                    .split_whitespace()
-                    .collect::<String>(),
-                c.required("high-availability.storageDir")?
-                    .trim_end_matches('/')
-                    .to_string(),
-            ),
+            HaType::ZooKeeper => {
+                c.required("high-availability.zookeeper.quorum")?;
+                c.required("high-availability.storageDir")?;
+                (
+                    c.parse_with("high-availability.zookeeper.quorum", parse_quorum)?
+                        .unwrap_or_default(),
+                    c.parse_with("high-availability.storageDir", parse_storage_uri)?
+                        .unwrap_or_default(),
+                )
+            }
             HaType::None => (
                 String::new(),
-                c.string("high-availability.storageDir")
-                    .unwrap_or_default()
-                    .trim_end_matches('/')
-                    .to_string(),
+                c.parse_with("high-availability.storageDir", parse_storage_uri)?
+                    .unwrap_or_default(),
             ),
         };
         let root = format!(
@@ -71,8 +71,13 @@ impl HaConfig {
                 .unwrap_or_else(|| "/yarnflow".into())
                 .trim_matches('/')
         );
+        if cluster_id.is_empty() {
+            c.parse_with("high-availability.cluster-id", |_| -> Result<(), String> {
+                Err("must not be empty".into())
+            })?;
+        }
         let job_result_store_path = c
-            .string("job-result-store.storage-path")
+            .parse_with("job-result-store.storage-path", parse_storage_uri)?
             .unwrap_or_else(|| format!("{storage_dir}/job-result-store/{cluster_id}"));
         let num_retained = c
             .i64("execution.checkpointing.num-retained")?
@@ -108,6 +113,53 @@ impl HaConfig {
     pub fn blob_dir_uri(&self) -> String {
         format!("{}/{}", self.storage_dir, self.cluster_id)
     }
+}
+
+/// `host:port[,host:port...]`, whitespace stripped (as Flink does).
+fn parse_quorum(v: &str) -> Result<String, String> {
+    let quorum: String = v.split_whitespace().collect();
+    let expected = || format!("expected host:port[,host:port...], got '{v}'");
+    if quorum.is_empty() {
+        return Err(expected());
+    }
+    for server in quorum.split(',') {
+        match server.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(expected()),
+        }
+    }
+    Ok(quorum)
+}
+
+/// A storage URI yarnflow can open: `hdfs://host:port/path` or `file:///path` (trailing `/`
+/// removed).
+fn parse_storage_uri(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let bad = |why: &str| {
+        Err(format!(
+            "{why}: expected hdfs://host:port/path or file:///path, got '{v}'"
+        ))
+    };
+    let Some((scheme, rest)) = v.split_once("://") else {
+        return bad("not a URI");
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match scheme {
+        "hdfs" if authority.is_empty() => return bad("missing the namenode host:port"),
+        "hdfs" if cfg!(not(feature = "hdfs")) => {
+            return Err(format!(
+                "'{v}': this yarnflow binary was built without HDFS support (cargo feature `hdfs`)"
+            ));
+        }
+        "hdfs" => {}
+        "file" if !authority.is_empty() => return bad("a file URI takes no host"),
+        "file" => {}
+        _ => return bad(&format!("unsupported scheme '{scheme}'")),
+    }
+    if path.trim_matches('/').is_empty() {
+        return bad("the path must not be the root directory");
+    }
+    Ok(v.trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
@@ -149,5 +201,50 @@ mod tests {
             e.contains("high-availability.type") && e.contains("zookeeper"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn malformed_values_name_key_and_file() {
+        let mut c = Config::defaults();
+        c.merge_str(
+            "high-availability.type: zookeeper\n\
+             high-availability.zookeeper.quorum: zk1:2181, zk2\n\
+             high-availability.storageDir: hdfs:///ha\n",
+            Origin::File("conf/yarnflow.yaml".into()),
+        )
+        .unwrap();
+        let e = HaConfig::from_config(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("conf/yarnflow.yaml")
+                && e.contains("high-availability.zookeeper.quorum")
+                && e.contains("zk2"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        c.merge_str(
+            "high-availability.zookeeper.quorum: zk1:2181,zk2:2181\n",
+            Origin::File("conf/yarnflow.yaml".into()),
+        )
+        .unwrap();
+        let e = HaConfig::from_config(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("conf/yarnflow.yaml")
+                && e.contains("high-availability.storageDir")
+                && e.contains("host:port"),
+            "{e}"
+        );
+        for bad in ["/ha", "s3://b/ha", "file://host/ha", "file:///"] {
+            c.set("high-availability.storageDir", bad);
+            let e = HaConfig::from_config(&c).unwrap_err().to_string();
+            assert!(e.contains("high-availability.storageDir"), "{bad}: {e}");
+        }
+        c.set("high-availability.storageDir", "file:///tmp/ha/");
+        c.set("job-result-store.storage-path", "jrs");
+        let e = HaConfig::from_config(&c).unwrap_err().to_string();
+        assert!(e.contains("job-result-store.storage-path"), "{e}");
+        c.set("job-result-store.storage-path", "file:///tmp/jrs");
+        let h = HaConfig::from_config(&c).unwrap();
+        assert_eq!(h.storage_dir, "file:///tmp/ha");
+        assert_eq!(h.job_result_store_path, "file:///tmp/jrs");
     }
 }

@@ -195,6 +195,14 @@ impl HaServices {
         let zk = zookeeper::ZkCluster::for_cluster(cfg).await?;
         let blob_dir = uri_path(&cfg.blob_dir_uri());
         let pointers = zookeeper::PointerStore::new(zk.clone(), blob_store.clone(), &blob_dir);
+        // The job result store may live on another filesystem than storageDir.
+        let jrs_store = if cfg.job_result_store_path.starts_with(blob_store.base_uri()) {
+            blob_store.clone()
+        } else {
+            crate::storage::open(&cfg.job_result_store_path)
+                .await?
+                .store
+        };
         let jrs_dir = uri_path(&cfg.job_result_store_path);
         Ok(HaServices {
             election: Arc::new(zookeeper::ZkLeaderElection::new(
@@ -208,7 +216,7 @@ impl HaServices {
             )),
             job_graphs: Arc::new(zookeeper::ZkJobGraphStore::new(pointers.clone())),
             job_results: Arc::new(job_result_store::FileJobResultStore::new(
-                blob_store.clone(),
+                jrs_store,
                 &jrs_dir,
                 cfg.delete_on_commit,
             )),
@@ -218,6 +226,48 @@ impl HaServices {
                 num_retained: cfg.num_retained,
             }),
         })
+    }
+}
+
+impl HaServices {
+    /// The HA services `config` asks for (`high-availability.type`), with storage opened from
+    /// `high-availability.storageDir`:
+    /// * `zookeeper`: [`HaServices::zookeeper`]; `owner` names this contender in its latch node
+    ///   (on YARN: the application attempt id, so a successor attempt can
+    ///   [evict](LeaderElection::evict) it);
+    /// * `none`: [`HaServices::embedded`] under `<storageDir>/<cluster-id>`; needs storageDir
+    ///   (local mode builds its embedded services itself).
+    ///
+    /// A malformed or missing key is one [`HaError::Config`] naming the key and the file.
+    pub async fn from_config(
+        config: &crate::config::Config,
+        owner: &str,
+    ) -> Result<HaServices, HaError> {
+        let cfg =
+            config::HaConfig::from_config(config).map_err(|e| HaError::Config(e.to_string()))?;
+        match cfg.kind {
+            config::HaType::ZooKeeper => {
+                let storage = crate::storage::open(&cfg.storage_dir).await?;
+                HaServices::zookeeper(&cfg, owner, storage.store).await
+            }
+            config::HaType::None => {
+                if cfg.storage_dir.is_empty() {
+                    config
+                        .required("high-availability.storageDir")
+                        .map_err(|e| {
+                            HaError::Config(format!(
+                                "{e}: embedded HA services keep their data there"
+                            ))
+                        })?;
+                }
+                let storage = crate::storage::open(&cfg.blob_dir_uri()).await?;
+                Ok(HaServices::embedded(
+                    storage.store,
+                    &storage.path,
+                    cfg.num_retained,
+                ))
+            }
+        }
     }
 }
 

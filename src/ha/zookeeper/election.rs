@@ -191,6 +191,18 @@ impl ZkLeaderElection {
                 }
             }
         }
+        // Its published address too, so discovery says "no leader" now rather than when its
+        // session expires (the next leader replaces the record anyway).
+        let info = self.zk.path(CONNECTION_INFO);
+        if let Ok((data, stat)) = self.zk.client.get_data(&info).await
+            && stat.ephemeral_owner != self.zk.client.session_id().0
+            && LeaderRecord::decode(data.as_slice()).is_ok_and(|r| r.owner == owner)
+        {
+            match self.zk.client.delete(&info, Some(stat.version)).await {
+                Ok(()) | Err(zk::Error::NoNode) | Err(zk::Error::BadVersion) => {}
+                Err(e) => return Err(self.zk.err("evict a leader record", e)),
+            }
+        }
         Ok(n)
     }
 
