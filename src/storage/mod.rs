@@ -153,3 +153,32 @@ fn open_local(uri: &str, authority: &str, path: String) -> Result<Location, Stor
         path,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn open_dispatches_by_scheme_and_names_bad_uris() {
+        let l = open("file:///tmp/yarnflow/x").await.unwrap();
+        assert_eq!(l.path, "/tmp/yarnflow/x");
+        assert_eq!(l.uri(), "file:///tmp/yarnflow/x");
+        assert_eq!(l.join("y").path, "/tmp/yarnflow/x/y");
+        for (uri, says) in [
+            ("/tmp/x", "expected hdfs://"),
+            ("s3://bucket/x", "unsupported scheme 's3'"),
+            ("file://host/x", "no host"),
+            ("hdfs:///x", "host:port"),
+        ] {
+            let e = open(uri).await.unwrap_err();
+            assert!(matches!(e, StorageError::BadUri { .. }), "{uri}: {e:?}");
+            let text = e.to_string();
+            assert!(text.contains(uri) && text.contains(says), "{text}");
+        }
+        #[cfg(not(feature = "hdfs"))]
+        {
+            let e = open("hdfs://nn:8020/x").await.unwrap_err().to_string();
+            assert!(e.contains("without HDFS support"), "{e}");
+        }
+    }
+}
