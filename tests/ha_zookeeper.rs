@@ -467,6 +467,9 @@ async fn malformed_znodes_are_named_errors_and_do_not_hide_the_others() {
         "{err}"
     );
     assert!(graphs.get("j1").await.unwrap().is_some());
+    // Damaged entries can still be removed.
+    graphs.remove("j2").await.unwrap();
+    assert_eq!(graphs.job_ids().await.unwrap(), vec!["j1"]);
 
     // A counter that is not a number is an error naming it, never a restart at 1.
     let err = counter.get_and_increment().await.unwrap_err().to_string();

@@ -236,7 +236,10 @@ impl PointerStore {
             Err(e) => return Err(self.zk.err(&format!("read {path}"), e)),
         };
         let mut version = stat.version;
-        if let Ok(mut p) = Pointer::decode(bytes.as_slice()) {
+        // A damaged pointer names no blob we could delete: only its node goes.
+        if let Ok(mut p) = Pointer::decode(bytes.as_slice())
+            && p.blob_path.starts_with('/')
+        {
             if !p.marked_for_deletion {
                 p.marked_for_deletion = true;
                 let mut w = self.zk.fenced_writer()?;
