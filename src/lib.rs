@@ -17,10 +17,10 @@
 //! * [`cli`]: clap subcommands, the thin layer between argv and the library;
 //! * [`config`]: Flink-style flat configuration keys with Flink's defaults, from `conf/yarnflow.yaml`;
 //! * [`job`]: job specs, operators and the exactly-once file sink;
-//! * [`jobmanager`]: the JobManager (restart strategies so far);
+//! * [`jobmanager`]: job masters, checkpoint tracking, restart strategies, slot pool, REST API;
 //! * [`logging`]: stderr + JSON-lines logs stamped with application, attempt and container;
 //! * [`logs`]: one merged timeline of every attempt's and container's logs;
-//! * [`taskmanager`]: subtasks (source → chain → sink) driven by checkpoint barriers;
+//! * [`taskmanager`]: subtasks (source → chain → sink) driven by barriers, the TaskManager process;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
 //! * [`hadoop`]: Hadoop IPC + SASL, credentials files, YARN AM/NM protocols, RM REST, WebHDFS;
 //! * [`ha`]: leader election, discovery and the fenced job-graph/checkpoint/result stores.

@@ -1,5 +1,6 @@
-//! The JobManager: restart strategies so far; the dispatcher, job masters and the checkpoint
-//! coordinator come with the runtime issue.
+//! The JobManager: job masters (checkpoints, region failover, cleanup), the TaskManager slot
+//! pool and its gRPC endpoint, restart strategies, job status, and the REST API. (A dispatcher
+//! for several jobs per JobManager is still to come.)
 
 pub mod checkpoint;
 pub mod job_master;

@@ -1,5 +1,5 @@
-//! The TaskManager side: subtasks and their checkpointing. (Registration with the JobManager
-//! over gRPC comes with the runtime issue.)
+//! The TaskManager side: subtasks and their checkpointing ([`task`]) and the process that
+//! registers with the JobManager over gRPC and runs what it deploys ([`executor`]).
 
 pub mod executor;
 pub mod task;
