@@ -59,6 +59,7 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
         checkpoint_timeout: Duration::from_secs(10),
         tolerable_failed_checkpoints: 0,
         runtime: Arc::new(job_master::InProcess),
+        leadership: tokio_util::sync::CancellationToken::new(),
     }
 }
 

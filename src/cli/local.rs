@@ -136,6 +136,7 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
         sink_dir: output.clone(),
         spec: spec.clone(),
         runtime: Arc::new(job_master::InProcess),
+        leadership: CancellationToken::new(),
     };
     let num_retained = config
         .u64("execution.checkpointing.num-retained")?
@@ -146,6 +147,12 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
         &workdir.join("ha").display().to_string(),
         num_retained,
     );
+    // Bound (and printed) before any TaskManager starts, so the address precedes their lines.
+    let port = config.u64("rest.port")?.unwrap_or(0);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port as u16))
+        .await
+        .context("bind the REST port (rest.port)")?;
+    println!("REST API: http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
     let _stop_children = shutdown.clone().drop_guard();
     let mut cfg = cfg;
@@ -178,11 +185,6 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
         .lock()
         .expect("jobs lock")
         .insert(spec.job_id(), handle);
-    let port = config.u64("rest.port")?.unwrap_or(0);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port as u16))
-        .await
-        .context("bind the REST port (rest.port)")?;
-    println!("REST API: http://{}", listener.local_addr()?);
     let app = crate::jobmanager::rest::router(rest);
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -1,17 +1,23 @@
-//! `yarnflow taskmanager --jobmanager http://host:port`: a TaskManager process (in YARN
-//! containers, local mode, or by hand).
+//! `yarnflow taskmanager [--jobmanager http://host:port]`: a TaskManager process (in YARN
+//! containers, local mode, or by hand). Without `--jobmanager` it finds the leader through the
+//! configured HA service discovery (`high-availability.type: zookeeper`) and follows it across
+//! failovers.
 
 use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::taskmanager::executor::{self, TaskManagerConfig};
+use crate::ha::LeaderRetrieval;
+use crate::ha::config::{HaConfig, HaType};
+use crate::ha::zookeeper::{ZkCluster, ZkLeaderRetrieval};
+use crate::taskmanager::executor::{self, LeaderSource, TaskManagerConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct TaskManagerArgs {
-    /// The JobManager's gRPC endpoint, e.g. http://127.0.0.1:6123.
+    /// The JobManager's address, e.g. http://127.0.0.1:6123 (default: the leader named by
+    /// ZooKeeper service discovery).
     #[arg(long)]
-    pub jobmanager: String,
+    pub jobmanager: Option<String>,
     /// Slots offered (taskmanager.numberOfTaskSlots).
     #[arg(long)]
     pub slots: Option<u32>,
@@ -36,9 +42,27 @@ pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<Exi
         let _ = tokio::signal::ctrl_c().await;
         s.cancel();
     });
+    // Keeps the discovery session alive while the TaskManager runs.
+    let mut _retrieval = None;
+    let leader = match &args.jobmanager {
+        Some(a) => LeaderSource::Address(a.clone()),
+        None => {
+            let ha = HaConfig::from_config(&config)?;
+            if ha.kind != HaType::ZooKeeper {
+                anyhow::bail!(
+                    "no --jobmanager given and high-availability.type is not zookeeper: nothing names the JobManager"
+                );
+            }
+            let zk = ZkCluster::for_cluster(&ha).await?;
+            let retrieval = ZkLeaderRetrieval::start_with(zk, ha.tolerate_suspended);
+            let rx = retrieval.watch();
+            _retrieval = Some(retrieval);
+            LeaderSource::Discovery(rx)
+        }
+    };
     executor::run(
         TaskManagerConfig {
-            jobmanager: args.jobmanager.clone(),
+            leader,
             slots: slots.max(1),
             id,
             resource_id: std::env::var("CONTAINER_ID").unwrap_or_default(),

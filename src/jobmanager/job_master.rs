@@ -30,6 +30,9 @@ pub struct JobMasterConfig {
     pub checkpoint_timeout: Duration,
     pub tolerable_failed_checkpoints: u32,
     pub runtime: std::sync::Arc<dyn TaskRuntime>,
+    /// Cancelled when this JobManager loses leadership: the job is SUSPENDED (not globally
+    /// terminal, so nothing is cleaned up) and the next leader recovers it.
+    pub leadership: tokio_util::sync::CancellationToken,
 }
 
 /// How the job ended.
@@ -111,6 +114,16 @@ pub struct JobSnapshot {
     pub restored_from_checkpoint: Option<u64>,
     pub checkpoint_duration_ms_p50: Option<u64>,
     pub checkpoint_duration_ms_max: Option<u64>,
+}
+
+impl JobSnapshot {
+    /// Terminal for this JobManager: FINISHED, CANCELED, FAILED or SUSPENDED.
+    pub fn status_is_terminal(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "FINISHED" | "CANCELED" | "FAILED" | "SUSPENDED"
+        )
+    }
 }
 
 impl JobMasterHandle {
@@ -300,6 +313,7 @@ async fn run(
         publish(lifecycle.status(), &outcome, &tracker);
         let restart_at = restarting.values().min().copied();
         tokio::select! {
+            _ = cfg.leadership.cancelled() => break JobStatus::Suspended,
             _ = cancel_rx.recv() => break JobStatus::Canceled,
             Some(subtask) = kill_rx.recv() => {
                 if let Some(t) = tasks.remove(&subtask) {

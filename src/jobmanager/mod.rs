@@ -1,8 +1,9 @@
 //! The JobManager: job masters (checkpoints, region failover, cleanup), the TaskManager slot
-//! pool and its gRPC endpoint, restart strategies, job status, and the REST API. (A dispatcher
-//! for several jobs per JobManager is still to come.)
+//! pool and its gRPC endpoint, restart strategies, job status, the REST API, and the dispatcher
+//! that recovers and runs a leader's jobs.
 
 pub mod checkpoint;
+pub mod dispatcher;
 pub mod job_master;
 pub mod rest;
 pub mod restart;

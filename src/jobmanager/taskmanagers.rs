@@ -24,6 +24,8 @@ type Outbox = mpsc::Sender<Result<JobManagerMessage, Status>>;
 
 struct TaskManager {
     id: String,
+    /// The YARN container it runs in (empty outside YARN).
+    resource_id: String,
     slots: u32,
     used: u32,
     outbox: Outbox,
@@ -72,6 +74,17 @@ impl TaskManagerPool {
         s.tms
             .values()
             .map(|t| (t.id.clone(), t.slots, t.slots - t.used))
+            .collect()
+    }
+
+    /// The containers (resource ids) of the registered TaskManagers: how the ApplicationMaster
+    /// learns that a container it launched or adopted is serving.
+    pub fn registered_resources(&self) -> Vec<String> {
+        let s = self.state.lock().expect("pool lock");
+        s.tms
+            .values()
+            .filter(|t| !t.resource_id.is_empty())
+            .map(|t| t.resource_id.clone())
             .collect()
     }
 
@@ -257,6 +270,7 @@ impl JobManagerGateway for TaskManagerPool {
                 id,
                 TaskManager {
                     id: reg.taskmanager_id.clone(),
+                    resource_id: reg.resource_id.clone(),
                     slots: reg.slots.max(1),
                     used: 0,
                     outbox: tx.clone(),

@@ -7,19 +7,30 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use super::task::{self, SubtaskState, TaskCommand, TaskConfig, TaskEvent};
 use crate::control::job_manager_gateway_client::JobManagerGatewayClient;
 use crate::control::{self, TaskManagerMessage, job_manager_message, task_manager_message};
+use crate::ha::LeaderInfo;
 use crate::job::spec::Step;
+
+/// Where the TaskManager finds its JobManager.
+#[derive(Debug, Clone)]
+pub enum LeaderSource {
+    /// A fixed address (local mode, or started by hand).
+    Address(String),
+    /// HA service discovery: whoever leads now; a newly published leader ends the current
+    /// session at once, so a failover does not wait for a timeout.
+    Discovery(watch::Receiver<Option<LeaderInfo>>),
+}
 
 #[derive(Debug, Clone)]
 pub struct TaskManagerConfig {
-    /// `http://host:port` of the JobManager's gRPC endpoint.
-    pub jobmanager: String,
+    /// The JobManager's gRPC endpoint (`http://host:port`), fixed or discovered.
+    pub leader: LeaderSource,
     pub slots: u32,
     pub id: String,
     /// The YARN container id, if in one.
@@ -31,26 +42,63 @@ pub async fn run(cfg: TaskManagerConfig, shutdown: CancellationToken) {
     let mut known_epoch = 0u64;
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
-        match session(&cfg, &mut known_epoch, &shutdown).await {
+        let (address, mut discovery) = match &cfg.leader {
+            LeaderSource::Address(a) => (a.clone(), None),
+            LeaderSource::Discovery(rx) => {
+                let mut rx = rx.clone();
+                let found = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = rx.wait_for(|l| l.as_ref().is_some_and(|l| l.epoch >= known_epoch)) => {
+                        r.ok().and_then(|l| l.clone())
+                    }
+                };
+                let Some(leader) = found else {
+                    tracing::error!("leader discovery ended; stopping");
+                    return;
+                };
+                (leader.address.clone(), Some((rx, leader)))
+            }
+        };
+        // Resolves when discovery publishes a leader other than the one we connect to.
+        let leader_changed = async {
+            match discovery.as_mut() {
+                Some((rx, current)) => {
+                    let current = current.clone();
+                    let _ = rx
+                        .wait_for(|l| l.as_ref().is_some_and(|l| *l != current))
+                        .await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::pin!(leader_changed);
+        let result = tokio::select! {
+            r = session(&cfg, &address, &mut known_epoch, &shutdown) => r,
+            _ = &mut leader_changed => Err("a new leader was published".to_string()),
+        };
+        match result {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
-                tracing::warn!(jobmanager = %cfg.jobmanager, error = %e, "JobManager session ended");
+                tracing::warn!(jobmanager = %address, error = %e, "JobManager session ended");
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
+            // A new leader: connect at once.
+            _ = &mut leader_changed => backoff = Duration::from_millis(100),
         }
     }
 }
 
 async fn session(
     cfg: &TaskManagerConfig,
+    address: &str,
     known_epoch: &mut u64,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    let mut client = JobManagerGatewayClient::connect(cfg.jobmanager.clone())
+    let mut client = JobManagerGatewayClient::connect(address.to_string())
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     let (out, out_rx) = mpsc::channel::<TaskManagerMessage>(1024);

@@ -1,0 +1,236 @@
+//! The dispatcher (Flink's `Dispatcher`): the leader's front desk for jobs. It recovers the job
+//! graphs the previous leader left in the HA services, accepts new submissions, starts one job
+//! master per job under the leadership token, and reports each job's end.
+//!
+//! Recovery follows Flink's rules: a job with a job-result-store entry is never run again; a
+//! *dirty* entry (the previous leader died during cleanup) has its cleanup finished here, in the
+//! safe order, then is marked clean.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::job_master::{self, JobMasterConfig, JobOutcome, TaskRuntime};
+use super::rest::RestState;
+use super::restart::RestartStrategy;
+use crate::config::{Config, ConfigError};
+use crate::ha::{HaError, HaServices};
+use crate::job::spec::{JobSpec, SinkSpec, Step};
+use crate::storage::Location;
+
+/// Why a job was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("job {0} already has a result (it ran to a globally terminal state); not run again")]
+    DuplicateJob(String),
+    #[error("job {0} is already running")]
+    AlreadyRunning(String),
+    #[error("job {job}: {message}")]
+    BadJob { job: String, message: String },
+    #[error(transparent)]
+    Ha(#[from] HaError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl DispatchError {
+    /// Whether the submitter's input is at fault (as opposed to the cluster).
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            DispatchError::DuplicateJob(_)
+                | DispatchError::AlreadyRunning(_)
+                | DispatchError::BadJob { .. }
+        )
+    }
+}
+
+/// One leader's dispatcher. Cheap to clone; clones share the jobs.
+#[derive(Clone)]
+pub struct Dispatcher {
+    ha: HaServices,
+    config: Arc<Config>,
+    runtime: Arc<dyn TaskRuntime>,
+    rest: RestState,
+    /// Where a `files` sink without a path writes: `<default_output>/<job id>`.
+    default_output: Option<Location>,
+    leadership: CancellationToken,
+    outcomes: mpsc::UnboundedSender<JobOutcome>,
+}
+
+impl Dispatcher {
+    /// A dispatcher whose job masters end (SUSPENDED) when `leadership` is cancelled; every
+    /// job's outcome is sent to the returned receiver.
+    pub fn new(
+        ha: HaServices,
+        config: Arc<Config>,
+        runtime: Arc<dyn TaskRuntime>,
+        rest: RestState,
+        default_output: Option<Location>,
+        leadership: CancellationToken,
+    ) -> (Dispatcher, mpsc::UnboundedReceiver<JobOutcome>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Dispatcher {
+                ha,
+                config,
+                runtime,
+                rest,
+                default_output,
+                leadership,
+                outcomes: tx,
+            },
+            rx,
+        )
+    }
+
+    /// Finishes the cleanup of dirty job results, then starts every job graph found in the HA
+    /// services that has no result. Returns the recovered job ids.
+    pub async fn recover(&self) -> Result<Vec<String>, DispatchError> {
+        for dirty in self.ha.job_results.dirty_results().await? {
+            tracing::info!(job_id = %dirty.job_id, status = %dirty.status, "finishing the cleanup of a terminated job");
+            self.cleanup(&dirty.job_id).await?;
+            self.ha.job_results.mark_clean(&dirty.job_id).await?;
+        }
+        let mut recovered = Vec::new();
+        for job_id in self.ha.job_graphs.job_ids().await? {
+            if self.ha.job_results.has_result(&job_id).await? {
+                tracing::info!(job_id = %job_id, "job graph of a terminated job left behind; removing it");
+                self.cleanup(&job_id).await?;
+                continue;
+            }
+            let Some(graph) = self.ha.job_graphs.get(&job_id).await? else {
+                continue;
+            };
+            let spec: JobSpec = serde_json::from_slice(&graph).map_err(|e| {
+                DispatchError::Ha(HaError::Corrupt {
+                    path: format!("job graph {job_id}"),
+                    message: e.to_string(),
+                })
+            })?;
+            tracing::info!(job_id = %job_id, "job graph recovered");
+            self.start(spec)?;
+            recovered.push(job_id);
+        }
+        Ok(recovered)
+    }
+
+    /// Submits a job: refused if it already has a result or is running.
+    pub async fn submit(&self, spec: JobSpec) -> Result<String, DispatchError> {
+        let job_id = spec.job_id();
+        if self.is_running(&job_id) {
+            return Err(DispatchError::AlreadyRunning(job_id));
+        }
+        if self.ha.job_results.has_result(&job_id).await? {
+            return Err(DispatchError::DuplicateJob(job_id));
+        }
+        self.start(spec)?;
+        Ok(job_id)
+    }
+
+    pub fn is_running(&self, job_id: &str) -> bool {
+        self.rest
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .get(job_id)
+            .is_some_and(|h| !h.snapshot.borrow().status_is_terminal())
+    }
+
+    /// The TaskManager slots the running jobs need.
+    pub fn slots_needed(&self) -> u32 {
+        self.rest
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .values()
+            .filter(|h| !h.snapshot.borrow().status_is_terminal())
+            .map(|h| h.snapshot.borrow().parallelism)
+            .sum()
+    }
+
+    /// Removes a terminated job's HA data (graph, checkpoints, counter) in the safe order.
+    async fn cleanup(&self, job_id: &str) -> Result<(), HaError> {
+        self.ha.job_graphs.remove(job_id).await?;
+        let f = &self.ha.checkpoint_store_factory;
+        f.checkpoint_store(job_id).shutdown(true).await?;
+        f.checkpoint_id_counter(job_id).shutdown(true).await
+    }
+
+    fn sink_dir(&self, spec: &JobSpec) -> Result<Location, DispatchError> {
+        let bad = |message: String| DispatchError::BadJob {
+            job: spec.job_id(),
+            message,
+        };
+        match spec.pipeline.last() {
+            Some(Step::Sink(SinkSpec::Files { path: Some(p) })) => {
+                // Opened by each TaskManager; here only checked for a known scheme.
+                let (store, path) = match self.default_output.as_ref() {
+                    Some(d) if p.starts_with(d.store.base_uri()) => {
+                        (d.store.clone(), crate::ha::uri_path(p))
+                    }
+                    _ => {
+                        let local: Arc<dyn crate::storage::BlobStore> =
+                            Arc::new(crate::storage::local::LocalStore);
+                        match p.strip_prefix("file://") {
+                            Some(path) => (local, path.to_string()),
+                            None if p.starts_with('/') => (local, p.clone()),
+                            None if p.starts_with("hdfs://") => {
+                                return Err(bad(format!(
+                                    "sink path {p} is on another filesystem than this JobManager's storage"
+                                )));
+                            }
+                            None => return Err(bad(format!("sink path {p}: unknown scheme"))),
+                        }
+                    }
+                };
+                Ok(Location { store, path })
+            }
+            _ => match &self.default_output {
+                Some(d) => Ok(d.join(&spec.job_id())),
+                None => Err(bad(
+                    "the files sink has no path and this JobManager has no default output directory"
+                        .into(),
+                )),
+            },
+        }
+    }
+
+    fn start(&self, spec: JobSpec) -> Result<(), DispatchError> {
+        let checkpointing = spec.checkpoint_interval().is_some();
+        let c = &self.config;
+        let cfg = JobMasterConfig {
+            restart: RestartStrategy::from_config(c, checkpointing)?,
+            checkpoint_timeout: c
+                .duration("execution.checkpointing.timeout")?
+                .unwrap_or(Duration::from_secs(600)),
+            tolerable_failed_checkpoints: c
+                .u64("execution.checkpointing.tolerable-failed-checkpoints")?
+                .unwrap_or(0) as u32,
+            sink_dir: self.sink_dir(&spec)?,
+            spec: spec.clone(),
+            runtime: self.runtime.clone(),
+            leadership: self.leadership.clone(),
+        };
+        let job_id = spec.job_id();
+        let (handle, done) = job_master::start(cfg, self.ha.clone());
+        self.rest
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .insert(job_id.clone(), handle);
+        let outcomes = self.outcomes.clone();
+        tokio::spawn(async move {
+            match done.await {
+                Ok(outcome) => {
+                    tracing::info!(job_id = %outcome.job_id, status = %outcome.status, restarts = outcome.restarts, "job reached a final state for this leader");
+                    let _ = outcomes.send(outcome);
+                }
+                Err(e) => tracing::error!(job_id = %job_id, error = %e, "the job master panicked"),
+            }
+        });
+        Ok(())
+    }
+}
