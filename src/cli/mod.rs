@@ -7,6 +7,7 @@ mod doctor;
 mod ha;
 mod local;
 mod logs;
+mod submit;
 mod taskmanager;
 
 use std::path::PathBuf;
@@ -39,6 +40,10 @@ pub enum Command {
     /// Preflight check of a YARN cluster: RM REST and IPC, HDFS, ZooKeeper, and a test
     /// application whose ApplicationMaster is this binary.
     Doctor(doctor::DoctorArgs),
+    /// Submit a job to YARN: stage it in HDFS and start its ApplicationMaster.
+    Submit(submit::SubmitArgs),
+    /// Cancel the jobs of a yarnflow application cleanly (HA data removed, final status KILLED).
+    Cancel(submit::CancelArgs),
     /// Run a job on this machine: embedded HA, local storage, no Hadoop needed.
     Local(local::LocalArgs),
     /// One merged timeline of an application's logs across attempts and containers.
@@ -54,7 +59,12 @@ impl Command {
     /// The component name stamped on every log line of this process.
     pub fn component(&self) -> &'static str {
         match self {
-            Command::Config(_) | Command::Ha(_) | Command::Doctor(_) | Command::Logs(_) => "client",
+            Command::Config(_)
+            | Command::Ha(_)
+            | Command::Doctor(_)
+            | Command::Logs(_)
+            | Command::Submit(_)
+            | Command::Cancel(_) => "client",
             Command::Appmaster(_) => "appmaster",
             Command::Local(_) => "jobmanager",
             Command::Taskmanager(_) => "taskmanager",
@@ -105,7 +115,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Local(args) => local::run(&cli, args).await,
+        Command::Submit(args) => submit::submit(&cli, args).await,
+        Command::Cancel(args) => submit::cancel(args).await,
         Command::Taskmanager(args) => taskmanager::run(&cli, args).await,
-        Command::Appmaster(args) => appmaster::run(args).await,
+        Command::Appmaster(args) => appmaster::run(&cli, args).await,
     }
 }

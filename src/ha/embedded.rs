@@ -265,6 +265,7 @@ impl HaServices {
                 counters: Mutex::new(HashMap::new()),
             }),
             blob_store: blobs,
+            zookeeper: None,
         }
     }
 }

@@ -243,17 +243,6 @@ pub async fn clean(cfg: &HaConfig, blobs: Arc<dyn BlobStore>) -> Result<(), HaEr
     // Last: our own latch, then the leader subtree and the namespace node itself.
     lease.revoked.cancel();
     election.resign().await?;
-    for rel in [
-        "leader/latch",
-        "leader/epoch",
-        "leader/connection_info",
-        "leader",
-        "",
-    ] {
-        match zk.client.delete(&zk.path(rel), None).await {
-            Ok(()) | Err(zk::Error::NoNode) => {}
-            Err(e) => return Err(zk.err(&format!("delete {}", zk.path(rel)), e)),
-        }
-    }
+    zk.remove_namespace().await?;
     Ok(())
 }

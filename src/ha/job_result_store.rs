@@ -74,6 +74,24 @@ impl JobResultStore for FileJobResultStore {
             || self.store.exists(&self.clean(job_id)).await?)
     }
 
+    async fn get(&self, job_id: &str) -> Result<Option<JobResultEntry>, HaError> {
+        for path in [self.dirty(job_id), self.clean(job_id)] {
+            match self.store.read(&path).await {
+                Ok(data) => {
+                    let env: Envelope =
+                        serde_json::from_slice(&data).map_err(|e| HaError::Corrupt {
+                            path: format!("{}{path}", self.store.base_uri()),
+                            message: format!("not a job result: {e}"),
+                        })?;
+                    return Ok(Some(env.result));
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
     async fn dirty_results(&self) -> Result<Vec<JobResultEntry>, HaError> {
         let mut out = Vec::new();
         for meta in self.store.list(&self.dir).await? {

@@ -162,6 +162,8 @@ pub trait JobResultStore: Send + Sync {
     async fn mark_clean(&self, job_id: &str) -> Result<(), HaError>;
     /// Whether the job has a result, dirty or clean (resubmission is then refused).
     async fn has_result(&self, job_id: &str) -> Result<bool, HaError>;
+    /// The job's result, dirty or clean (`None`: none, or deleted on commit).
+    async fn get(&self, job_id: &str) -> Result<Option<JobResultEntry>, HaError>;
     async fn dirty_results(&self) -> Result<Vec<JobResultEntry>, HaError>;
 }
 
@@ -175,6 +177,9 @@ pub struct HaServices {
     /// Where checkpoint data and snapshots go (the HA storage dir's filesystem).
     pub blob_store: Arc<dyn BlobStore>,
     pub checkpoint_store_factory: Arc<dyn CheckpointStoreFactory>,
+    /// ZooKeeper HA only: the cluster's session and blob directory, for
+    /// [`HaServices::close_and_cleanup_all_data`].
+    zookeeper: Option<(zookeeper::ZkCluster, String)>,
 }
 
 /// Per-job checkpoint stores and counters.
@@ -225,11 +230,30 @@ impl HaServices {
                 pointers,
                 num_retained: cfg.num_retained,
             }),
+            zookeeper: Some((zk, blob_dir)),
         })
     }
 }
 
 impl HaServices {
+    /// Flink's `closeAndCleanupAllData`, for a cluster whose jobs are all globally terminal:
+    /// removes every pointer (safe order), the HA blob directory, then resigns and removes the
+    /// leader nodes and the cluster's namespace node. The job result store stays: it is what
+    /// tells a late restart that the jobs already ran. Embedded services keep everything (local
+    /// mode prints where it lives).
+    pub async fn close_and_cleanup_all_data(&self) -> Result<(), HaError> {
+        let Some((zk, blob_dir)) = &self.zookeeper else {
+            return Ok(());
+        };
+        let pointers = zookeeper::PointerStore::new(zk.clone(), self.blob_store.clone(), blob_dir);
+        for top in ["jobgraphs", "jobs"] {
+            pointers.remove_tree(top).await?;
+        }
+        self.blob_store.delete_dir(blob_dir).await?;
+        self.election.resign().await?;
+        zk.remove_namespace().await
+    }
+
     /// The HA services `config` asks for (`high-availability.type`), with storage opened from
     /// `high-availability.storageDir`:
     /// * `zookeeper`: [`HaServices::zookeeper`]; `owner` names this contender in its latch node

@@ -58,6 +58,8 @@ pub struct AppReport {
     pub started_time: i64,
     pub finished_time: i64,
     pub am_host_http_address: String,
+    /// `host:port` the AM registered as its RPC address (yarnflow: the JobManager endpoint).
+    pub am_rpc_address: String,
     pub current_attempt: Option<String>,
 }
 
@@ -248,6 +250,7 @@ impl RmRest {
             started_time: i(a, "startedTime"),
             finished_time: i(a, "finishedTime"),
             am_host_http_address: s(a, "amHostHttpAddress"),
+            am_rpc_address: s(a, "amRPCAddress"),
             current_attempt: a["currentAppAttemptId"].as_str().map(str::to_string),
         })
     }

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod dispatcher;
+pub mod endpoint;
 pub mod job_master;
 pub mod rest;
 pub mod restart;

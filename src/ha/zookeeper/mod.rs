@@ -147,6 +147,24 @@ impl ZkCluster {
     }
 
     /// The absolute znode path of `rel` (relative to the cluster namespace).
+    /// Deletes the leader nodes and the namespace node itself, after a final cleanup removed
+    /// everything below them (missing nodes are fine).
+    pub async fn remove_namespace(&self) -> Result<(), HaError> {
+        for rel in [
+            "leader/latch",
+            "leader/epoch",
+            "leader/connection_info",
+            "leader",
+            "",
+        ] {
+            match self.client.delete(&self.path(rel), None).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(self.err(&format!("delete {}", self.path(rel)), e)),
+            }
+        }
+        Ok(())
+    }
+
     pub fn path(&self, rel: &str) -> String {
         if rel.is_empty() {
             self.namespace.clone()

@@ -44,7 +44,7 @@ pub fn encode_packet(messages: &[&dyn EncodeDelimited]) -> Bytes {
 }
 
 /// A message that can be written varint-delimited (prost messages and raw encoded bodies).
-pub trait EncodeDelimited {
+pub trait EncodeDelimited: Sync {
     fn delimited_len(&self) -> usize;
     fn encode_delimited(&self, out: &mut BytesMut);
 }

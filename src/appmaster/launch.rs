@@ -1,0 +1,154 @@
+//! What `yarnflow submit` hands the ApplicationMaster and the AM hands its TaskManager
+//! containers: environment variable names, the staged files, and the launch contexts.
+//!
+//! YARN tells a container its own id, node and log dirs, but not the RM scheduler address, the
+//! staged files or where the HA services live; those travel in these variables.
+//!
+//! ```text
+//! <staging> = <fs.defaultFS>/user/<user>/.yarnflow/<application id>/
+//!     yarnflow        the binary (AM and TaskManagers)
+//!     yarnflow.yaml   the effective configuration (submit's conf dir + -D overrides)
+//!     job.yaml        the job spec (read by attempt 1; later attempts recover from HA)
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::hadoop::yarn::{LaunchContext, LocalResource, LocalResourceType};
+
+/// The RM scheduler address (ApplicationMasterProtocol), `host:port`.
+pub const RM_SCHEDULER_ENV: &str = crate::appmaster::doctor::RM_SCHEDULER_ENV;
+/// The staging directory URI, removed when the application ends.
+pub const STAGING_ENV: &str = "YARNFLOW_STAGING_DIR";
+/// The staged files ([`encode_staged_files`]), localized into every TaskManager too.
+pub const STAGED_FILES_ENV: &str = "YARNFLOW_STAGED_FILES";
+/// Where `files` sinks without a path write (`<dir>/<job id>`).
+pub const OUTPUT_ENV: &str = "YARNFLOW_OUTPUT_DIR";
+/// Variables a yarnflow process with the `hdfs` feature needs for libhdfs (passed through from
+/// the submitter to the AM, and from the AM to its TaskManagers).
+pub const PASS_THROUGH_ENV: &[&str] = &[
+    "JAVA_HOME",
+    "CLASSPATH",
+    "LD_LIBRARY_PATH",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+];
+
+/// One staged file, with the exact size and modification time YARN's localizer checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedFile {
+    /// The name in the container's working directory.
+    pub name: String,
+    pub uri: String,
+    pub size: i64,
+    pub timestamp: i64,
+}
+
+impl StagedFile {
+    pub fn local_resource(&self) -> (String, LocalResource) {
+        (
+            self.name.clone(),
+            LocalResource {
+                uri: self.uri.clone(),
+                size: self.size,
+                timestamp: self.timestamp,
+                kind: LocalResourceType::File,
+            },
+        )
+    }
+}
+
+/// `name|uri|size|timestamp` joined by `;`: no quotes, because the NodeManager writes each
+/// variable into a shell script inside double quotes.
+pub fn encode_staged_files(files: &[StagedFile]) -> String {
+    files
+        .iter()
+        .map(|f| format!("{}|{}|{}|{}", f.name, f.uri, f.size, f.timestamp))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The inverse of [`encode_staged_files`]; a malformed entry is one clear error.
+pub fn decode_staged_files(raw: &str) -> anyhow::Result<Vec<StagedFile>> {
+    raw.split(';')
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let bad = || anyhow::anyhow!("{STAGED_FILES_ENV}: malformed entry '{entry}' (expected name|uri|size|timestamp)");
+            let mut parts = entry.split('|');
+            let (Some(name), Some(uri), Some(size), Some(ts), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad());
+            };
+            Ok(StagedFile {
+                name: name.to_string(),
+                uri: uri.to_string(),
+                size: size.parse().map_err(|_| bad())?,
+                timestamp: ts.parse().map_err(|_| bad())?,
+            })
+        })
+        .collect()
+}
+
+/// Reads [`STAGED_FILES_ENV`]; a missing or malformed value is one clear error.
+pub fn staged_files_from_env() -> anyhow::Result<Vec<StagedFile>> {
+    let raw = std::env::var(STAGED_FILES_ENV)
+        .map_err(|_| anyhow::anyhow!("{STAGED_FILES_ENV} is not set by the submitter"))?;
+    decode_staged_files(&raw)
+}
+
+/// The pass-through variables present in this process.
+pub fn pass_through_env() -> Vec<(String, String)> {
+    PASS_THROUGH_ENV
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+/// The launch context of one TaskManager container: it finds the leader through ZooKeeper
+/// (cluster-id = the application id), so it survives the AM's restarts unchanged.
+pub fn taskmanager_context(
+    files: &[StagedFile],
+    application_id: &str,
+    slots: u32,
+    env: Vec<(String, String)>,
+) -> LaunchContext {
+    LaunchContext {
+        // No double quotes: the NodeManager wraps the command in bash -c "...".
+        commands: vec![format!(
+            "exec ./yarnflow --conf . -D high-availability.cluster-id={application_id} taskmanager --slots {slots} --id tm-$CONTAINER_ID 1><LOG_DIR>/taskmanager.out 2><LOG_DIR>/taskmanager.err"
+        )],
+        environment: env,
+        local_resources: files.iter().map(StagedFile::local_resource).collect(),
+        tokens: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_files_round_trip_and_bad_entries_are_named() {
+        let files = vec![
+            StagedFile {
+                name: "yarnflow".into(),
+                uri: "hdfs://127.0.0.1:9000/user/u/.yarnflow/app/yarnflow".into(),
+                size: 12,
+                timestamp: 1700000000000,
+            },
+            StagedFile {
+                name: "job.yaml".into(),
+                uri: "hdfs://nn:8020/x/job.yaml".into(),
+                size: 3,
+                timestamp: 5,
+            },
+        ];
+        let raw = encode_staged_files(&files);
+        assert!(!raw.contains('"'));
+        assert_eq!(decode_staged_files(&raw).unwrap(), files);
+        let e = decode_staged_files("a|b|c").unwrap_err().to_string();
+        assert!(e.contains("'a|b|c'"), "{e}");
+        let e = decode_staged_files("a|b|x|1").unwrap_err().to_string();
+        assert!(e.contains(STAGED_FILES_ENV), "{e}");
+    }
+}

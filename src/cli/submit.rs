@@ -1,0 +1,348 @@
+//! `yarnflow submit JOB.yaml` and `yarnflow cancel APP_ID`: put a job on YARN (stage the binary,
+//! the effective configuration and the spec in HDFS, submit an application whose AM is
+//! `yarnflow appmaster --mode job`), follow it, or cancel its jobs cleanly.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+
+use super::Cli;
+use super::doctor::current_user;
+use crate::appmaster::launch::{self, StagedFile};
+use crate::config::Origin;
+use crate::hadoop::conf::{self, HadoopConf};
+use crate::hadoop::rest::{AppReport, RmRest, SubmissionContext};
+use crate::hadoop::webhdfs::WebHdfs;
+use crate::hadoop::yarn::{LaunchContext, Resource};
+use crate::job::spec::JobSpec;
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// The job specification (YAML).
+    pub job: PathBuf,
+    /// Hadoop configuration directory (default: $HADOOP_CONF_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub hadoop_conf: Option<PathBuf>,
+    /// Application name (default: yarn.application.name, else the job's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// YARN queue (default: yarn.application.queue).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Return once the job runs instead of following it to its end.
+    #[arg(long)]
+    pub detached: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The application id (application_<cluster timestamp>_<n>).
+    pub application_id: String,
+    /// Hadoop configuration directory (default: $HADOOP_CONF_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub hadoop_conf: Option<PathBuf>,
+}
+
+/// Progress on a terminal (spinner), plain lines otherwise.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new() -> Progress {
+        Progress(std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        }))
+    }
+
+    fn line(&self, msg: &str) {
+        match &self.0 {
+            Some(bar) => bar.println(msg),
+            None => println!("{msg}"),
+        }
+    }
+
+    fn status(&self, msg: &str) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(msg.to_string());
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The configuration handed to the AM: every key that is not a built-in default.
+fn effective_config_yaml(config: &crate::config::Config) -> anyhow::Result<String> {
+    let map: BTreeMap<&str, &str> = config
+        .iter()
+        .filter(|(k, _)| !matches!(config.origin(k), Some(Origin::Defaults)))
+        .collect();
+    Ok(format!(
+        "# written by yarnflow submit: the submitter's configuration and -D overrides\n{}",
+        serde_yaml_ng::to_string(&map)?
+    ))
+}
+
+pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let spec = JobSpec::load(&args.job)?;
+    let spec_text = std::fs::read_to_string(&args.job)
+        .with_context(|| format!("read {}", args.job.display()))?;
+    let hadoop = HadoopConf::load(args.hadoop_conf.as_deref())?;
+    let user = current_user();
+    let ha_on = config.get("high-availability.type") == Some("zookeeper");
+    if config.get("high-availability.storageDir").is_none() {
+        bail!(
+            "high-availability.storageDir is not set: the ApplicationMaster keeps job graphs and checkpoints there (e.g. hdfs://namenode:8020/yarnflow/ha)"
+        );
+    }
+    let rest = RmRest::new(hadoop.required(conf::RM_WEBAPP_ADDRESS)?);
+    let webhdfs = WebHdfs::new(&hadoop.webhdfs_url()?, &user);
+    let fs = hadoop
+        .required(conf::FS_DEFAULT)?
+        .trim_end_matches('/')
+        .to_string();
+    let progress = Progress::new();
+    let t0 = Instant::now();
+
+    let (app, max) = rest.new_application().await?;
+    let staging = format!("/user/{user}/.yarnflow/{app}");
+    progress.status(&format!("staging {fs}{staging}"));
+    let exe = std::env::current_exe().context("find the yarnflow binary")?;
+    let binary = tokio::fs::read(&exe)
+        .await
+        .with_context(|| format!("read {}", exe.display()))?;
+    webhdfs.mkdirs(&staging).await?;
+    let mut files = Vec::new();
+    for (name, data) in [
+        ("yarnflow", Bytes::from(binary)),
+        (
+            "yarnflow.yaml",
+            Bytes::from(effective_config_yaml(&config)?),
+        ),
+        ("job.yaml", Bytes::from(spec_text)),
+    ] {
+        let path = format!("{staging}/{name}");
+        webhdfs.create(&path, data).await?;
+        let status = webhdfs.status(&path).await?;
+        files.push(StagedFile {
+            name: name.into(),
+            uri: format!("{fs}{path}"),
+            size: status.length,
+            timestamp: status.modification_time,
+        });
+    }
+
+    let output = format!("{fs}/user/{user}/yarnflow-output/{app}");
+    let mut env = vec![
+        (
+            launch::RM_SCHEDULER_ENV.to_string(),
+            hadoop.required(conf::RM_SCHEDULER_ADDRESS)?.to_string(),
+        ),
+        (launch::STAGING_ENV.to_string(), format!("{fs}{staging}")),
+        (
+            launch::STAGED_FILES_ENV.to_string(),
+            launch::encode_staged_files(&files),
+        ),
+        (launch::OUTPUT_ENV.to_string(), output.clone()),
+    ];
+    env.extend(launch::pass_through_env());
+    // libhdfs in the AM and TaskManagers needs the Hadoop client jars.
+    if let Ok(cp) = std::env::var("YARNFLOW_HADOOP_CLASSPATH") {
+        env.retain(|(k, _)| k != "CLASSPATH");
+        env.push(("CLASSPATH".into(), cp));
+    }
+    let attempts = match config.i64("yarn.application-attempts")? {
+        Some(n) => n as i32,
+        None if ha_on => 2,
+        None => 1,
+    };
+    let memory_mb = (config
+        .memory_bytes("jobmanager.memory.process.size")?
+        .unwrap_or(256 << 20)
+        >> 20) as i64;
+    let name = args
+        .name
+        .clone()
+        .or_else(|| {
+            config
+                .get("yarn.application.name")
+                .filter(|n| *n != "yarnflow")
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| spec.name.clone());
+    rest.submit_application(&SubmissionContext {
+        application_id: Some(app),
+        name,
+        queue: args
+            .queue
+            .clone()
+            .or_else(|| config.string("yarn.application.queue"))
+            .unwrap_or_else(|| "default".into()),
+        application_type: "YARNFLOW".into(),
+        max_app_attempts: attempts,
+        keep_containers_across_application_attempts: ha_on,
+        attempt_failures_validity_interval: config
+            .i64("yarn.application-attempt-failures-validity-interval")?
+            .unwrap_or(10_000),
+        resource: Resource {
+            memory_mb: memory_mb.min(max.memory_mb.max(1)),
+            vcores: config.u64("yarn.appmaster.vcores")?.unwrap_or(1) as i32,
+        },
+        tags: vec!["yarnflow".into(), format!("job:{}", spec.job_id())],
+        am: LaunchContext {
+            commands: vec![
+                "exec ./yarnflow --conf . appmaster --mode job --job job.yaml 1><LOG_DIR>/appmaster.out 2><LOG_DIR>/appmaster.err".into(),
+            ],
+            environment: env,
+            local_resources: files.iter().map(StagedFile::local_resource).collect(),
+            tokens: None,
+        },
+        ..Default::default()
+    })
+    .await?;
+    progress.line(&format!("application {app} submitted ({attempts} attempts)"));
+    progress.line(&format!("output: {output}"));
+
+    // ACCEPTED → RUNNING → job RUNNING.
+    let job_id = spec.job_id();
+    let mut last_state = String::new();
+    let mut jobmanager = String::new();
+    let mut job_running = false;
+    let report = loop {
+        let r = rest.application(&app.to_string()).await?;
+        if r.state != last_state {
+            progress.line(&format!(
+                "{app} {} ({:.1} s)",
+                r.state,
+                t0.elapsed().as_secs_f64()
+            ));
+            if r.state == "RUNNING" {
+                progress.line(&format!("tracking URL: {}", r.tracking_url));
+            }
+            last_state = r.state.clone();
+        }
+        if r.is_final() {
+            break r;
+        }
+        if let Some(address) = jobmanager_address(&r)
+            && address != jobmanager
+        {
+            progress.line(&format!("JobManager: {address}"));
+            jobmanager = address;
+        }
+        if !jobmanager.is_empty() {
+            let status = job_status(&jobmanager, &job_id).await;
+            if let Some(s) = &status {
+                progress.status(&format!("job {job_id} {s}"));
+                if s == "RUNNING" && !job_running {
+                    job_running = true;
+                    progress.line(&format!(
+                        "job {job_id} RUNNING ({:.1} s)",
+                        t0.elapsed().as_secs_f64()
+                    ));
+                    if args.detached {
+                        progress.finish();
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    progress.finish();
+    println!(
+        "{app} {} / {}: {}",
+        report.state,
+        report.final_status,
+        report.diagnostics.lines().next().unwrap_or_default()
+    );
+    Ok(if report.final_status == "SUCCEEDED" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The JobManager endpoint the AM registered (`amRPCAddress`), once it has.
+fn jobmanager_address(r: &AppReport) -> Option<String> {
+    let a = r.am_rpc_address.trim();
+    (!a.is_empty() && !a.ends_with(":0") && !a.starts_with("N/A")).then(|| format!("http://{a}"))
+}
+
+async fn job_status(jobmanager: &str, job_id: &str) -> Option<String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let v: serde_json::Value = http
+        .get(format!("{jobmanager}/jobs/{job_id}"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    v["status"].as_str().map(str::to_string)
+}
+
+pub async fn cancel(args: &CancelArgs) -> anyhow::Result<ExitCode> {
+    let hadoop = HadoopConf::load(args.hadoop_conf.as_deref())?;
+    let rest = RmRest::new(hadoop.required(conf::RM_WEBAPP_ADDRESS)?);
+    let app = &args.application_id;
+    let r = rest
+        .application(app)
+        .await
+        .with_context(|| format!("application {app}"))?;
+    if r.is_final() {
+        bail!("application {app} already ended ({} / {})", r.state, r.final_status);
+    }
+    let jm = jobmanager_address(&r).with_context(|| {
+        format!("application {app} has no JobManager yet (state {})", r.state)
+    })?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let jobs: serde_json::Value = http
+        .get(format!("{jm}/jobs"))
+        .send()
+        .await
+        .with_context(|| format!("JobManager {jm}"))?
+        .json()
+        .await
+        .with_context(|| format!("JobManager {jm}: /jobs"))?;
+    for j in jobs["jobs"].as_array().into_iter().flatten() {
+        if let Some(id) = j["id"].as_str() {
+            http.post(format!("{jm}/jobs/{id}/cancel"))
+                .send()
+                .await
+                .with_context(|| format!("cancel job {id} at {jm}"))?;
+            println!("job {id}: cancel requested");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = rest.application(app).await?;
+        if r.is_final() {
+            println!("{app} {} / {}", r.state, r.final_status);
+            return Ok(if r.final_status == "KILLED" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        if Instant::now() > deadline {
+            bail!("application {app} did not end within 60 s of the cancel");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
