@@ -201,6 +201,9 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         .min(config
             .duration("yarn.heartbeat.interval")?
             .unwrap_or(Duration::from_secs(5)));
+    let template = config
+        .string("yarn.container-start-command-template")
+        .unwrap_or_else(|| launch::DEFAULT_START_COMMAND_TEMPLATE.into());
     let mut allocated: HashMap<String, Container> = HashMap::new();
     let (launched_tx, mut launched) = mpsc::unbounded_channel::<(String, Result<(), String>)>();
     let mut request = AllocateRequest::default();
@@ -234,6 +237,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
             &app,
             slots_per_tm,
             &env,
+            &template,
             &launched_tx,
         );
         if dispatcher.slots_needed() == 0 && (!results.is_empty() || !earlier.is_empty()) {
@@ -374,6 +378,7 @@ fn apply(
     app: &str,
     slots: u32,
     env: &[(String, String)],
+    template: &str,
     launched: &mpsc::UnboundedSender<(String, Result<(), String>)>,
 ) {
     for action in actions {
@@ -411,7 +416,7 @@ fn apply(
                     let _ = launched.send((container, Err(format!("no NMToken for node {node}"))));
                     continue;
                 };
-                let ctx = launch::taskmanager_context(files, app, slots, env.to_vec());
+                let ctx = launch::taskmanager_context(files, app, slots, env.to_vec(), template);
                 let launched = launched.clone();
                 tokio::spawn(async move {
                     let mut nm = NmClient::new();

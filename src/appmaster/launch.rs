@@ -104,19 +104,34 @@ pub fn pass_through_env() -> Vec<(String, String)> {
         .collect()
 }
 
+/// `yarn.container-start-command-template`'s default (Flink's, without the JVM parts).
+pub const DEFAULT_START_COMMAND_TEMPLATE: &str = "%yarnflow% %args% %redirects%";
+
 /// The launch context of one TaskManager container: it finds the leader through ZooKeeper
-/// (cluster-id = the application id), so it survives the AM's restarts unchanged.
+/// (cluster-id = the application id), so it survives the AM's restarts unchanged. `template`
+/// is `yarn.container-start-command-template` (`%yarnflow%`, `%args%`, `%redirects%`).
 pub fn taskmanager_context(
     files: &[StagedFile],
     application_id: &str,
     slots: u32,
     env: Vec<(String, String)>,
+    template: &str,
 ) -> LaunchContext {
+    // No double quotes: the NodeManager wraps the command in bash -c "...".
+    let command = template
+        .replace("%yarnflow%", "exec ./yarnflow")
+        .replace(
+            "%args%",
+            &format!(
+                "--conf . -D high-availability.cluster-id={application_id} taskmanager --slots {slots} --id tm-$CONTAINER_ID"
+            ),
+        )
+        .replace(
+            "%redirects%",
+            "1><LOG_DIR>/taskmanager.out 2><LOG_DIR>/taskmanager.err",
+        );
     LaunchContext {
-        // No double quotes: the NodeManager wraps the command in bash -c "...".
-        commands: vec![format!(
-            "exec ./yarnflow --conf . -D high-availability.cluster-id={application_id} taskmanager --slots {slots} --id tm-$CONTAINER_ID 1><LOG_DIR>/taskmanager.out 2><LOG_DIR>/taskmanager.err"
-        )],
+        commands: vec![command],
         environment: env,
         local_resources: files.iter().map(StagedFile::local_resource).collect(),
         tokens: None,

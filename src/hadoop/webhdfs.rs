@@ -133,6 +133,31 @@ impl WebHdfs {
         })
     }
 
+    /// The names of a directory's children (`LISTSTATUS`); a missing directory is `NotFound`.
+    pub async fn list(&self, path: &str) -> Result<Vec<(String, FileStatus)>, WebHdfsError> {
+        let v: Value = self
+            .send(path, self.http.get(self.url(path, "LISTSTATUS")))
+            .await?
+            .json()
+            .await
+            .map_err(|e| Self::failed(path, e))?;
+        Ok(v["FileStatuses"]["FileStatus"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["pathSuffix"].as_str().unwrap_or_default().to_string(),
+                    FileStatus {
+                        length: s["length"].as_i64().unwrap_or_default(),
+                        modification_time: s["modificationTime"].as_i64().unwrap_or_default(),
+                        is_dir: s["type"] == "DIRECTORY",
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// Deletes a file or directory (recursively); a missing path is fine.
     pub async fn delete(&self, path: &str) -> Result<(), WebHdfsError> {
         let delete = format!("{}&recursive=true", self.url(path, "DELETE"));

@@ -1,0 +1,398 @@
+//! Restart attempts on the real mini cluster: `yarnflow submit` runs `examples/exactly-once.yaml`
+//! under a yarnflow ApplicationMaster; the tests SIGKILL the AM or a TaskManager container
+//! (`yarn/minicluster/run kill`) and check the committed output is exactly 0..1,999,999 once
+//! each, the final state through the RM REST API, and what is left in ZooKeeper and HDFS.
+//!
+//! The tests take a lock so one application runs at a time (2 cores).
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use support::MiniCluster;
+use yarnflow::hadoop::rest::{AppReport, RmRest};
+use yarnflow::hadoop::webhdfs::WebHdfs;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const JOB: &str = "exactly-once";
+
+fn user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "root".into())
+}
+
+/// A yarnflow conf dir with ZooKeeper HA on the mini cluster, plus `extra` lines.
+fn conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
+    let dir = cluster.dir.join(format!("conf-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("yarnflow.yaml"),
+        format!(
+            "high-availability.type: zookeeper\n\
+             high-availability.storageDir: {}/yarnflow/ha\n\
+             high-availability.zookeeper.quorum: {}\n{extra}",
+            cluster.hdfs_uri(),
+            cluster.zk_quorum()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn yarnflow(cluster: &MiniCluster, conf: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_yarnflow"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("--conf")
+        .arg(conf)
+        .env("HADOOP_CONF_DIR", cluster.env("HADOOP_CONF_DIR"))
+        .env("JAVA_HOME", cluster.env("JAVA_HOME"))
+        .env(
+            "YARNFLOW_HADOOP_CLASSPATH",
+            cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
+        );
+    c
+}
+
+/// `yarnflow submit --detached`: returns the application id once the job runs.
+fn submit(cluster: &MiniCluster, conf: &Path, spec: &str) -> String {
+    let out = yarnflow(cluster, conf)
+        .args(["submit", spec, "--detached"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "submit failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("job exactly-once RUNNING"), "{stdout}");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("application ")?.split_whitespace().next())
+        .expect("the application id is printed")
+        .to_string()
+}
+
+async fn wait_final(rest: &RmRest, app: &str, within: Duration) -> AppReport {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = rest.application(app).await.unwrap();
+        if r.is_final() {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "{app} still {} ", r.state);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The JobManager's view of the job, once the current attempt serves it.
+async fn job_view(rest: &RmRest, app: &str) -> Option<(String, serde_json::Value)> {
+    let r = rest.application(app).await.ok()?;
+    let a = r.am_rpc_address.trim();
+    if a.is_empty() || a.ends_with(":0") || a.starts_with("N/A") {
+        return None;
+    }
+    let jm = format!("http://{a}");
+    let v = reqwest::Client::new()
+        .get(format!("{jm}/jobs/{JOB}"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some((jm, v))
+}
+
+/// Waits until the job has completed `n` checkpoints under the current attempt.
+async fn wait_checkpoints(rest: &RmRest, app: &str, n: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((_, v)) = job_view(rest, app).await
+            && v["completed_checkpoints"].as_u64().unwrap_or(0) >= n
+        {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no {n} checkpoints on {app}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn current_am_container(rest: &RmRest, app: &str) -> (i64, String) {
+    let attempts = rest.attempts(app).await.unwrap();
+    let a = attempts.iter().max_by_key(|a| a.id).unwrap();
+    (a.id, a.container_id.clone())
+}
+
+/// Containers of `app` that ever ran on the mini cluster's NodeManagers (their log dirs).
+fn containers_of(cluster: &MiniCluster, app: &str) -> Vec<String> {
+    fn walk(dir: &Path, app: &str, out: &mut Vec<String>, depth: u32) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name == app {
+                for c in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                    out.push(c.file_name().to_string_lossy().to_string());
+                }
+            } else if depth < 4 && e.path().is_dir() && name != "usercache" {
+                walk(&e.path(), app, out, depth + 1);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&cluster.dir.join("data"), app, &mut out, 0);
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn kill_container(cluster: &MiniCluster, container: &str) {
+    let out = cluster.run("kill", &[container]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every committed number of the job's output, checked exactly-once.
+async fn check_output(cluster: &MiniCluster, app: &str) {
+    let web = WebHdfs::new(cluster.webhdfs(), &user());
+    let dir = format!("/user/{}/yarnflow-output/{app}/{JOB}", user());
+    let mut seen = HashSet::new();
+    let mut count = 0u64;
+    for (name, _) in web.list(&dir).await.unwrap() {
+        if !name.starts_with("part-") {
+            continue;
+        }
+        let data = web.open(&format!("{dir}/{name}")).await.unwrap();
+        for l in std::str::from_utf8(&data).unwrap().lines() {
+            count += 1;
+            assert!(seen.insert(l.parse::<u64>().unwrap()), "duplicate {l}");
+        }
+    }
+    assert_eq!(count, 2_000_000, "records committed in {dir}");
+}
+
+/// Nothing under the cluster id in ZooKeeper, nothing in HA storage but the job result, no
+/// staging directory.
+async fn check_no_ha_data(cluster: &MiniCluster, conf: &Path, app: &str) {
+    let out = yarnflow(cluster, conf)
+        .args(["ha", "inspect", "--cluster-id", app])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(no znodes)"), "{text}");
+    let web = WebHdfs::new(cluster.webhdfs(), &user());
+    let ha: Vec<String> = web
+        .list("/yarnflow/ha")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!ha.contains(&app.to_string()), "HA blobs left: {ha:?}");
+    let results = web
+        .list(&format!("/yarnflow/ha/job-result-store/{app}"))
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].0.starts_with(JOB), "{results:?}");
+    assert!(
+        web.list(&format!("/user/{}/.yarnflow/{app}", user()))
+            .await
+            .is_err(),
+        "the staging directory is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = MiniCluster::get();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(cluster, "am-kill", "");
+    let app = submit(cluster, &conf, "examples/exactly-once.yaml");
+    wait_checkpoints(&rest, &app, 5).await;
+    let (attempt, am) = current_am_container(&rest, &app).await;
+    assert_eq!(attempt, 1);
+    let before = containers_of(cluster, &app);
+    let killed = Instant::now();
+    kill_container(cluster, &am);
+    // Attempt 2 serves the job, restored from a checkpoint.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        if current_am_container(&rest, &app).await.0 == 2
+            && let Some((_, v)) = job_view(&rest, &app).await
+            && v["status"] == "RUNNING"
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "attempt 2 never ran the job");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "AM SIGKILL -> job RUNNING under attempt 2: {} ms",
+        killed.elapsed().as_millis()
+    );
+    assert!(view["restored_from_checkpoint"].as_u64().is_some(), "{view}");
+    let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
+    assert_eq!(
+        (report.state.as_str(), report.final_status.as_str()),
+        ("FINISHED", "SUCCEEDED"),
+        "{}",
+        report.diagnostics
+    );
+    assert_eq!(rest.attempts(&app).await.unwrap().len(), 2);
+    // Adopted, not replaced: attempt 2 started no container but its own AM.
+    let after = containers_of(cluster, &app);
+    let new: Vec<&String> = after.iter().filter(|c| !before.contains(c)).collect();
+    assert_eq!(new.len(), 1, "attempt 2 started only its AM: {new:?}");
+    assert!(new[0].ends_with("_02_000001"), "{new:?}");
+    check_output(cluster, &app).await;
+    check_no_ha_data(cluster, &conf, &app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = MiniCluster::get();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(cluster, "tm-kill", "");
+    let app = submit(cluster, &conf, "examples/exactly-once.yaml");
+    wait_checkpoints(&rest, &app, 5).await;
+    let (_, am) = current_am_container(&rest, &app).await;
+    let before = containers_of(cluster, &app);
+    let victim = before
+        .iter()
+        .find(|c| **c != am)
+        .expect("a TaskManager container")
+        .clone();
+    let killed = Instant::now();
+    kill_container(cluster, &victim);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((_, v)) = job_view(&rest, &app).await
+            && v["restarts"].as_u64().unwrap_or(0) >= 1
+            && v["status"] == "RUNNING"
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never restarted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "TaskManager SIGKILL -> job RUNNING again: {} ms",
+        killed.elapsed().as_millis()
+    );
+    let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
+    assert_eq!(
+        report.final_status, "SUCCEEDED",
+        "{} {}",
+        report.state, report.diagnostics
+    );
+    assert_eq!(rest.attempts(&app).await.unwrap().len(), 1);
+    let after = containers_of(cluster, &app);
+    assert!(
+        after.len() > before.len(),
+        "a replacement container was started: before {before:?}, after {after:?}"
+    );
+    check_output(cluster, &app).await;
+    check_no_ha_data(cluster, &conf, &app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_data() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = MiniCluster::get();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(cluster, "am-exhaust", "yarn.application-attempts: 2\n");
+    let app = submit(cluster, &conf, "examples/exactly-once.yaml");
+    for attempt in 1..=2 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while current_am_container(&rest, &app).await.0 != attempt {
+            assert!(Instant::now() < deadline, "attempt {attempt} never started");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        wait_checkpoints(&rest, &app, 2).await;
+        let (_, am) = current_am_container(&rest, &app).await;
+        kill_container(cluster, &am);
+    }
+    let report = wait_final(&rest, &app, Duration::from_secs(60)).await;
+    assert_eq!(report.final_status, "FAILED", "{}", report.state);
+    assert!(
+        report.diagnostics.contains("failed 2 times"),
+        "{}",
+        report.diagnostics
+    );
+    // Kept for a later recovery.
+    let out = yarnflow(cluster, &conf)
+        .args(["ha", "inspect", "--cluster-id", &app])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("jobgraphs/{JOB}")), "{text}");
+    assert!(text.contains("checkpoints/"), "{text}");
+    assert!(text.contains("orphans: 0 pointer(s) without blob"), "{text}");
+    // What `ha clean` is for, once nothing runs.
+    let out = yarnflow(cluster, &conf)
+        .args(["ha", "clean", "--cluster-id", &app])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taskmanager_that_never_starts_is_rate_limited_and_fails_the_job() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = MiniCluster::get();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(
+        cluster,
+        "tm-start-fail",
+        "yarn.container-start-command-template: \"exit 3; %yarnflow% %args% %redirects%\"\n\
+         resourcemanager.start-worker.max-failure-rate: 2\n\
+         resourcemanager.start-worker.retry-interval: 5 s\n\
+         slot.request.timeout: 20 s\n\
+         restart-strategy.type: none\n",
+    );
+    // Not detached: the job never runs; submit follows it to its end and fails.
+    let t0 = Instant::now();
+    let out = yarnflow(cluster, &conf)
+        .args(["submit", "examples/exactly-once.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let app = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("application ")?.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let report = rest.application(&app).await.unwrap();
+    assert_eq!(report.final_status, "FAILED", "{stdout}");
+    assert!(
+        report.diagnostics.contains("no free TaskManager slot"),
+        "{}",
+        report.diagnostics
+    );
+    let containers = containers_of(cluster, &app);
+    let tms = containers.len() - 1;
+    println!(
+        "start failures: {tms} TaskManager containers in {} s",
+        t0.elapsed().as_secs()
+    );
+    // Unthrottled, 4 wanted containers failing at once are re-requested every heartbeat.
+    assert!(tms <= 14, "a request storm: {containers:?}");
+}
