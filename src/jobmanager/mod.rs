@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod dispatcher;
 pub mod job_master;
+pub mod metrics;
 pub mod rest;
 pub mod restart;
 pub mod status;
