@@ -4,9 +4,11 @@
 mod appmaster;
 mod config;
 mod doctor;
+mod fail_attempt;
 mod ha;
 mod local;
 mod logs;
+mod status;
 mod taskmanager;
 
 use std::path::PathBuf;
@@ -41,6 +43,12 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Run a job on this machine: embedded HA, local storage, no Hadoop needed.
     Local(local::LocalArgs),
+    /// An application at a glance: attempts, containers, the leading JobManager, its jobs and
+    /// TaskManagers.
+    Status(status::StatusArgs),
+    /// Fail the application's current attempt (YARN's failApplicationAttempt): the
+    /// ResourceManager starts the next one, as after an ApplicationMaster crash.
+    FailAttempt(fail_attempt::FailAttemptArgs),
     /// One merged timeline of an application's logs across attempts and containers.
     Logs(logs::LogsArgs),
     /// A TaskManager process: registers its slots with a JobManager and runs subtasks.
@@ -54,7 +62,12 @@ impl Command {
     /// The component name stamped on every log line of this process.
     pub fn component(&self) -> &'static str {
         match self {
-            Command::Config(_) | Command::Ha(_) | Command::Doctor(_) | Command::Logs(_) => "client",
+            Command::Config(_)
+            | Command::Ha(_)
+            | Command::Doctor(_)
+            | Command::Logs(_)
+            | Command::Status(_)
+            | Command::FailAttempt(_) => "client",
             Command::Appmaster(_) => "appmaster",
             Command::Local(_) => "jobmanager",
             Command::Taskmanager(_) => "taskmanager",
@@ -104,6 +117,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ha(args) => ha::run(&cli, args).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Status(args) => status::run(&cli, args).await,
+        Command::FailAttempt(args) => fail_attempt::run(args).await,
         Command::Local(args) => local::run(&cli, args).await,
         Command::Taskmanager(args) => taskmanager::run(&cli, args).await,
         Command::Appmaster(args) => appmaster::run(args).await,
