@@ -1,7 +1,7 @@
 //! `yarnflow status` and `yarnflow fail-attempt` against the real mini cluster: unknown ids are
 //! one line naming them; an application whose AM is just `sleep` gets its attempt failed and a
 //! second one started; status shows attempts, says when no leader is published, and reads a
-//! leader's JobManager REST API when one is.
+//! leader's JobManager REST API (served by this test, `/metrics` included) when one is.
 
 mod support;
 
@@ -187,6 +187,31 @@ async fn fail_attempt_starts_the_next_attempt_and_status_follows() {
     assert_eq!(
         v["containers"]["taskmanager_containers_completed"], 0,
         "{v}"
+    );
+
+    // Its Prometheus endpoint answers too (nothing running: zeros).
+    let resp = reqwest::get(format!("{address}/metrics")).await.unwrap();
+    assert!(resp.status().is_success());
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        resp.headers()
+    );
+    let metrics = resp.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "yarnflow_jobs{status=\"RUNNING\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "yarnflow_containers_failed_total 0"),
+        "{metrics}"
     );
 
     // The leader's JobManager gone: one line says so, the RM part is still there.
