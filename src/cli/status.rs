@@ -448,7 +448,7 @@ pub fn render(r: &StatusReport, now_ms: u64) -> String {
     if let Some(c) = &r.containers {
         let _ = writeln!(
             out,
-            "containers of {}: {} running ({} TaskManager), {} TaskManager container(s) completed while the application ran",
+            "containers of {}: {} running ({} of them TaskManagers), {} TaskManager container(s) completed while the application ran",
             c.attempt, c.running, c.taskmanagers_running, c.taskmanager_containers_completed
         );
     }
