@@ -114,6 +114,8 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         ),
+        leader_epoch: Some(leadership.epoch),
+        ..Default::default()
     };
     let shutdown = CancellationToken::new();
     let _stop_serving = shutdown.clone().drop_guard();

@@ -180,6 +180,7 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         ),
+        ..Default::default()
     };
     rest.jobs
         .lock()

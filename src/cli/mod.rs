@@ -4,9 +4,11 @@
 mod appmaster;
 mod config;
 mod doctor;
+mod fail_attempt;
 mod ha;
 mod local;
 mod logs;
+mod status;
 mod submit;
 mod taskmanager;
 
@@ -46,6 +48,12 @@ pub enum Command {
     Cancel(submit::CancelArgs),
     /// Run a job on this machine: embedded HA, local storage, no Hadoop needed.
     Local(local::LocalArgs),
+    /// An application at a glance: attempts, containers, the leading JobManager, its jobs and
+    /// TaskManagers.
+    Status(status::StatusArgs),
+    /// Fail the application's current attempt (YARN's failApplicationAttempt): the
+    /// ResourceManager starts the next one, as after an ApplicationMaster crash.
+    FailAttempt(fail_attempt::FailAttemptArgs),
     /// One merged timeline of an application's logs across attempts and containers.
     Logs(logs::LogsArgs),
     /// A TaskManager process: registers its slots with a JobManager and runs subtasks.
@@ -64,7 +72,9 @@ impl Command {
             | Command::Doctor(_)
             | Command::Logs(_)
             | Command::Submit(_)
-            | Command::Cancel(_) => "client",
+            | Command::Cancel(_)
+            | Command::Status(_)
+            | Command::FailAttempt(_) => "client",
             Command::Appmaster(_) => "appmaster",
             Command::Local(_) => "jobmanager",
             Command::Taskmanager(_) => "taskmanager",
@@ -114,6 +124,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ha(args) => ha::run(&cli, args).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Status(args) => status::run(&cli, args).await,
+        Command::FailAttempt(args) => fail_attempt::run(args).await,
         Command::Local(args) => local::run(&cli, args).await,
         Command::Submit(args) => submit::submit(&cli, args).await,
         Command::Cancel(args) => submit::cancel(args).await,

@@ -114,6 +114,10 @@ pub struct JobSnapshot {
     pub restored_from_checkpoint: Option<u64>,
     pub checkpoint_duration_ms_p50: Option<u64>,
     pub checkpoint_duration_ms_max: Option<u64>,
+    /// Trigger-to-completion time of the latest completed checkpoint.
+    pub last_checkpoint_duration_ms: Option<u64>,
+    /// When this JobManager saw the latest checkpoint complete (ms since the Unix epoch).
+    pub latest_checkpoint_completed_ms: Option<u64>,
 }
 
 impl JobSnapshot {
@@ -199,8 +203,15 @@ async fn run(
             .iter()
             .map(|d| d.as_millis() as u64)
             .collect();
+        let last = d.last().copied();
         d.sort_unstable();
         snapshot.send_modify(|s| {
+            if tracker.latest_completed.is_some()
+                && s.latest_checkpoint_id != tracker.latest_completed
+            {
+                s.latest_checkpoint_completed_ms = Some(now_ms());
+                s.last_checkpoint_duration_ms = last;
+            }
             s.status = status.to_string();
             s.restarts = outcome.restarts;
             s.exceptions = outcome.failures.clone();

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod dispatcher;
 pub mod endpoint;
 pub mod job_master;
+pub mod metrics;
 pub mod rest;
 pub mod restart;
 pub mod status;

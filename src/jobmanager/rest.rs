@@ -1,6 +1,7 @@
 //! The JobManager's REST API (axum), Flink's paths: `GET /overview`, `/jobs`, `/jobs/{id}`,
-//! `/jobs/{id}/checkpoints`, `/taskmanagers`, `/config`, `POST /jobs/{id}/cancel`. Handlers
-//! only read job snapshots and post to job masters; they own nothing.
+//! `/jobs/{id}/checkpoints`, `/taskmanagers`, `/config`, `POST /jobs/{id}/cancel`, and
+//! `/metrics` (Prometheus text, see [`super::metrics`]). Handlers only read job snapshots and
+//! counters and post to job masters; they own nothing.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::job_master::JobMasterHandle;
+use super::metrics::Metrics;
 use super::taskmanagers::TaskManagerPool;
 
 #[derive(Clone, Default)]
@@ -21,6 +23,10 @@ pub struct RestState {
     pub taskmanagers: Option<TaskManagerPool>,
     /// The effective configuration (key, value).
     pub config: Arc<Vec<(String, String)>>,
+    /// The fencing epoch of this JobManager's leadership, when it leads under HA.
+    pub leader_epoch: Option<u64>,
+    /// Counters the ApplicationMaster increments (containers, failovers), shown by `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 fn not_found(what: &str) -> Response {
@@ -36,6 +42,7 @@ pub fn router(state: RestState) -> Router {
         .route("/jobs/{id}/cancel", post(cancel))
         .route("/taskmanagers", get(taskmanagers))
         .route("/config", get(config))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -130,4 +137,16 @@ async fn config(State(s): State<RestState>) -> Json<serde_json::Value> {
         .map(|(k, v)| json!({"key": k, "value": v}))
         .collect();
     Json(json!(list))
+}
+
+async fn metrics(State(s): State<RestState>) -> Response {
+    let text = super::metrics::render(&s, &snapshots(&s));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            super::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response()
 }
