@@ -10,14 +10,13 @@ mod support;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use support::MiniCluster;
 use yarnflow::hadoop::rest::{AppReport, RmRest};
 use yarnflow::hadoop::webhdfs::WebHdfs;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const JOB: &str = "exactly-once";
 
@@ -215,7 +214,7 @@ async fn check_no_ha_data(cluster: &MiniCluster, conf: &Path, app: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "am-kill", "");
@@ -242,7 +241,10 @@ async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
         "AM SIGKILL -> job RUNNING under attempt 2: {} ms",
         killed.elapsed().as_millis()
     );
-    assert!(view["restored_from_checkpoint"].as_u64().is_some(), "{view}");
+    assert!(
+        view["restored_from_checkpoint"].as_u64().is_some(),
+        "{view}"
+    );
     let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
     assert_eq!(
         (report.state.as_str(), report.final_status.as_str()),
@@ -262,7 +264,7 @@ async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "tm-kill", "");
@@ -310,10 +312,16 @@ async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_data() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
-    let conf = conf_dir(cluster, "am-exhaust", "yarn.application-attempts: 2\n");
+    // A short ZooKeeper session, so the killed attempt's latch goes soon after the app fails.
+    let conf = conf_dir(
+        cluster,
+        "am-exhaust",
+        "yarn.application-attempts: 2\n\
+         high-availability.zookeeper.client.session-timeout: 6 s\n",
+    );
     let app = submit(cluster, &conf, "examples/exactly-once.yaml");
     for attempt in 1..=2 {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -340,22 +348,37 @@ async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_d
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("jobgraphs/{JOB}")), "{text}");
     assert!(text.contains("checkpoints/"), "{text}");
-    assert!(text.contains("orphans: 0 pointer(s) without blob"), "{text}");
-    // What `ha clean` is for, once nothing runs.
+    assert!(
+        text.contains("orphans: 0 pointer(s) without blob"),
+        "{text}"
+    );
+    // What `ha clean` is for, once nothing runs: it refuses while the killed attempt's
+    // ZooKeeper session (and so its latch) lives on, then removes everything.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = yarnflow(cluster, &conf)
+            .args(["ha", "clean", "--cluster-id", &app])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("refusing to clean"), "{err}");
+        assert!(Instant::now() < deadline, "{err}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let out = yarnflow(cluster, &conf)
-        .args(["ha", "clean", "--cluster-id", &app])
+        .args(["ha", "inspect", "--cluster-id", &app])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(no znodes)"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taskmanager_that_never_starts_is_rate_limited_and_fails_the_job() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(

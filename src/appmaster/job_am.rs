@@ -77,8 +77,12 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         // ZooKeeper sessions. Fencing makes a mistaken eviction harmless.
         match ha.election.evict(&previous.to_string()).await {
             Ok(0) => {}
-            Ok(k) => tracing::info!(owner = %previous, latches = k, "evicted the leader latch of an earlier attempt"),
-            Err(e) => tracing::warn!(owner = %previous, error = %e, "could not evict an earlier attempt's latch"),
+            Ok(k) => {
+                tracing::info!(owner = %previous, latches = k, "evicted the leader latch of an earlier attempt")
+            }
+            Err(e) => {
+                tracing::warn!(owner = %previous, error = %e, "could not evict an earlier attempt's latch")
+            }
         }
     }
     let leadership = ha
@@ -200,9 +204,11 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
     let heartbeat = config
         .duration("yarn.heartbeat.container-request-interval")?
         .unwrap_or(Duration::from_millis(500))
-        .min(config
-            .duration("yarn.heartbeat.interval")?
-            .unwrap_or(Duration::from_secs(5)));
+        .min(
+            config
+                .duration("yarn.heartbeat.interval")?
+                .unwrap_or(Duration::from_secs(5)),
+        );
     let template = config
         .string("yarn.container-start-command-template")
         .unwrap_or_else(|| launch::DEFAULT_START_COMMAND_TEMPLATE.into());
@@ -223,7 +229,10 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
             needed_before = needed;
         }
         for c in pool.registered_resources() {
-            if workers.state(&c).is_some_and(|s| s != WorkerState::Registered) {
+            if workers
+                .state(&c)
+                .is_some_and(|s| s != WorkerState::Registered)
+            {
                 workers.on_registered(&c);
                 tracing::info!(container = %c, "TaskManager container registered");
             }
@@ -389,7 +398,7 @@ fn apply(
                 tracing::info!(containers = n, "container request (total outstanding)");
                 request.asks = vec![ResourceAsk {
                     priority: TM_PRIORITY,
-                    capability: capability.clone(),
+                    capability: *capability,
                     num_containers: n as i32,
                 }];
             }

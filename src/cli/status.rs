@@ -561,6 +561,7 @@ mod tests {
                 started_time: 1_700_000_000_000,
                 finished_time: 0,
                 am_host_http_address: String::new(),
+                am_rpc_address: String::new(),
                 current_attempt: None,
             },
             attempts: vec![],

@@ -210,7 +210,9 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     })
     .await?;
-    progress.line(&format!("application {app} submitted ({attempts} attempts)"));
+    progress.line(&format!(
+        "application {app} submitted ({attempts} attempts)"
+    ));
     progress.line(&format!("output: {output}"));
 
     // ACCEPTED → RUNNING → job RUNNING.
@@ -304,10 +306,17 @@ pub async fn cancel(args: &CancelArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("application {app}"))?;
     if r.is_final() {
-        bail!("application {app} already ended ({} / {})", r.state, r.final_status);
+        bail!(
+            "application {app} already ended ({} / {})",
+            r.state,
+            r.final_status
+        );
     }
     let jm = jobmanager_address(&r).with_context(|| {
-        format!("application {app} has no JobManager yet (state {})", r.state)
+        format!(
+            "application {app} has no JobManager yet (state {})",
+            r.state
+        )
     })?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -247,8 +247,14 @@ async fn run(
     };
     let graph = serde_json::to_vec(&spec).unwrap_or_default();
     if let Err(e) = ha.job_graphs.put(&job_id, Bytes::from(graph)).await {
+        // A deposed leader leaves the job to its successor.
+        outcome.status = if e.lost_leadership() {
+            JobStatus::Suspended
+        } else {
+            JobStatus::Failed
+        };
         outcome.failure = Some(format!("cannot persist the job graph: {e}"));
-        outcome.status = JobStatus::Failed;
+        publish(outcome.status, &outcome, &tracker);
         return outcome;
     }
     let mut latest = latest_checkpoint(&ha, &job_id).await;
@@ -281,23 +287,37 @@ async fn run(
         async move { runtime.deploy(config, restore, events).await }
     };
     let mut tasks: BTreeMap<u32, Running> = BTreeMap::new();
+    let mut restores = Vec::new();
     for s in 0..parallelism {
-        let restore = match restore_of(&latest, s) {
-            Ok(r) => r,
+        match restore_of(&latest, s) {
+            Ok(r) => restores.push((s, r)),
             Err(e) => {
                 outcome.failure = Some(e);
                 outcome.status = JobStatus::Failed;
+                publish(outcome.status, &outcome, &tracker);
                 return outcome;
             }
-        };
-        match spawn(s, restore, events_tx.clone()).await {
+        }
+    }
+    // All subtasks ask for their slots at once (Flink's bulk slot request); one that gets
+    // none fails like any subtask and goes through the restart strategy.
+    let deployed = futures::future::join_all(restores.into_iter().map(|(s, restore)| {
+        let deploy = spawn(s, restore, events_tx.clone());
+        async move { (s, deploy.await) }
+    }))
+    .await;
+    for (s, d) in deployed {
+        match d {
             Ok(d) => {
                 tasks.insert(s, d);
             }
             Err(e) => {
-                outcome.failure = Some(format!("cannot deploy subtask {s}: {e}"));
-                outcome.status = JobStatus::Failed;
-                return outcome;
+                let _ = events_tx
+                    .send(TaskEvent::Failed {
+                        subtask: s,
+                        error: format!("cannot deploy: {e}"),
+                    })
+                    .await;
             }
         }
     }
