@@ -159,6 +159,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         default_output,
         leadership.revoked.child_token(),
     );
+    let _ = rest.dispatcher.set(dispatcher.clone());
     let t_recover = Instant::now();
     let recovered = dispatcher.recover().await?;
     for job_id in &recovered {

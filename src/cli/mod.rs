@@ -8,6 +8,7 @@ mod fail_attempt;
 mod ha;
 mod local;
 mod logs;
+mod standalone;
 mod status;
 mod submit;
 mod taskmanager;
@@ -56,6 +57,11 @@ pub enum Command {
     FailAttempt(fail_attempt::FailAttemptArgs),
     /// One merged timeline of an application's logs across attempts and containers.
     Logs(logs::LogsArgs),
+    /// A standalone JobManager of an HA cluster: contends for leadership in ZooKeeper, leads or
+    /// stands by.
+    Jobmanager(standalone::JobManagerArgs),
+    /// Submit a job to the leading standalone JobManager (found through ZooKeeper).
+    Run(standalone::RunArgs),
     /// A TaskManager process: registers its slots with a JobManager and runs subtasks.
     Taskmanager(taskmanager::TaskManagerArgs),
     /// The ApplicationMaster (launched by YARN, not by users).
@@ -74,7 +80,9 @@ impl Command {
             | Command::Submit(_)
             | Command::Cancel(_)
             | Command::Status(_)
-            | Command::FailAttempt(_) => "client",
+            | Command::FailAttempt(_)
+            | Command::Run(_) => "client",
+            Command::Jobmanager(_) => "jobmanager",
             Command::Appmaster(_) => "appmaster",
             Command::Local(_) => "jobmanager",
             Command::Taskmanager(_) => "taskmanager",
@@ -127,6 +135,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&cli, args).await,
         Command::FailAttempt(args) => fail_attempt::run(args).await,
         Command::Local(args) => local::run(&cli, args).await,
+        Command::Jobmanager(args) => standalone::jobmanager(&cli, args).await,
+        Command::Run(args) => standalone::run(&cli, args).await,
         Command::Submit(args) => submit::submit(&cli, args).await,
         Command::Cancel(args) => submit::cancel(args).await,
         Command::Taskmanager(args) => taskmanager::run(&cli, args).await,

@@ -111,7 +111,7 @@ impl Dispatcher {
                 })
             })?;
             tracing::info!(job_id = %job_id, "job graph recovered");
-            self.start(spec)?;
+            self.start(spec).await?;
             recovered.push(job_id);
         }
         Ok(recovered)
@@ -126,7 +126,7 @@ impl Dispatcher {
         if self.ha.job_results.has_result(&job_id).await? {
             return Err(DispatchError::DuplicateJob(job_id));
         }
-        self.start(spec)?;
+        self.start(spec).await?;
         Ok(job_id)
     }
 
@@ -159,46 +159,27 @@ impl Dispatcher {
         f.checkpoint_id_counter(job_id).shutdown(true).await
     }
 
-    fn sink_dir(&self, spec: &JobSpec) -> Result<Location, DispatchError> {
-        let bad = |message: String| DispatchError::BadJob {
-            job: spec.job_id(),
-            message,
-        };
+    async fn sink_dir(&self, spec: &JobSpec) -> Result<Location, DispatchError> {
         match spec.pipeline.last() {
-            Some(Step::Sink(SinkSpec::Files { path: Some(p) })) => {
-                // Opened by each TaskManager; here only checked for a known scheme.
-                let (store, path) = match self.default_output.as_ref() {
-                    Some(d) if p.starts_with(d.store.base_uri()) => {
-                        (d.store.clone(), crate::ha::uri_path(p))
-                    }
-                    _ => {
-                        let local: Arc<dyn crate::storage::BlobStore> =
-                            Arc::new(crate::storage::local::LocalStore);
-                        match p.strip_prefix("file://") {
-                            Some(path) => (local, path.to_string()),
-                            None if p.starts_with('/') => (local, p.clone()),
-                            None if p.starts_with("hdfs://") => {
-                                return Err(bad(format!(
-                                    "sink path {p} is on another filesystem than this JobManager's storage"
-                                )));
-                            }
-                            None => return Err(bad(format!("sink path {p}: unknown scheme"))),
-                        }
-                    }
-                };
-                Ok(Location { store, path })
-            }
+            Some(Step::Sink(SinkSpec::Files { path: Some(p) })) => crate::storage::open(p)
+                .await
+                .map_err(|e| DispatchError::BadJob {
+                    job: spec.job_id(),
+                    message: format!("sink path: {e}"),
+                }),
             _ => match &self.default_output {
                 Some(d) => Ok(d.join(&spec.job_id())),
-                None => Err(bad(
-                    "the files sink has no path and this JobManager has no default output directory"
-                        .into(),
-                )),
+                None => Err(DispatchError::BadJob {
+                    job: spec.job_id(),
+                    message:
+                        "the files sink needs a path (sink: { kind: files, path: hdfs://... })"
+                            .into(),
+                }),
             },
         }
     }
 
-    fn start(&self, spec: JobSpec) -> Result<(), DispatchError> {
+    async fn start(&self, spec: JobSpec) -> Result<(), DispatchError> {
         let checkpointing = spec.checkpoint_interval().is_some();
         let c = &self.config;
         let cfg = JobMasterConfig {
@@ -209,7 +190,7 @@ impl Dispatcher {
             tolerable_failed_checkpoints: c
                 .u64("execution.checkpointing.tolerable-failed-checkpoints")?
                 .unwrap_or(0) as u32,
-            sink_dir: self.sink_dir(&spec)?,
+            sink_dir: self.sink_dir(&spec).await?,
             spec: spec.clone(),
             runtime: self.runtime.clone(),
             leadership: self.leadership.clone(),

@@ -27,6 +27,8 @@ pub struct RestState {
     pub leader_epoch: Option<u64>,
     /// Counters the ApplicationMaster increments (containers, failovers), shown by `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Where `POST /jobs` submits (set once the leader's dispatcher exists).
+    pub dispatcher: Arc<std::sync::OnceLock<super::dispatcher::Dispatcher>>,
 }
 
 fn not_found(what: &str) -> Response {
@@ -36,7 +38,7 @@ fn not_found(what: &str) -> Response {
 pub fn router(state: RestState) -> Router {
     Router::new()
         .route("/overview", get(overview))
-        .route("/jobs", get(jobs))
+        .route("/jobs", get(jobs).post(submit))
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/checkpoints", get(checkpoints))
         .route("/jobs/{id}/cancel", post(cancel))
@@ -79,6 +81,38 @@ async fn jobs(State(s): State<RestState>) -> Json<serde_json::Value> {
         .map(|j| json!({"id": j.job_id, "name": j.name, "status": j.status}))
         .collect();
     Json(json!({ "jobs": list }))
+}
+
+/// `POST /jobs` with a job spec (YAML) as the body.
+async fn submit(State(s): State<RestState>, body: String) -> Response {
+    let Some(dispatcher) = s.dispatcher.get() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "errors": ["this JobManager accepts no submissions (not leading yet)"] })),
+        )
+            .into_response();
+    };
+    let spec = match crate::job::spec::JobSpec::parse(&body, "the request body") {
+        Ok(spec) => spec,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "errors": [e.to_string()] })),
+            )
+                .into_response();
+        }
+    };
+    match dispatcher.submit(spec).await {
+        Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id }))).into_response(),
+        Err(e) => {
+            let code = if e.is_user_error() {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            (code, Json(json!({ "errors": [e.to_string()] }))).into_response()
+        }
+    }
 }
 
 async fn job(State(s): State<RestState>, Path(id): Path<String>) -> Response {
