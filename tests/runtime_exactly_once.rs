@@ -60,6 +60,7 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
         tolerable_failed_checkpoints: 0,
         runtime: Arc::new(job_master::InProcess),
         leadership: tokio_util::sync::CancellationToken::new(),
+        graph_persisted: false,
     }
 }
 

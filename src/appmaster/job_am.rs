@@ -32,6 +32,7 @@ use crate::hadoop::yarn::{
 use crate::job::spec::JobSpec;
 use crate::jobmanager::dispatcher::{DispatchError, Dispatcher};
 use crate::jobmanager::job_master::JobOutcome;
+use crate::jobmanager::metrics::Metrics;
 use crate::jobmanager::rest::RestState;
 use crate::jobmanager::status::JobStatus;
 use crate::jobmanager::taskmanagers::TaskManagerPool;
@@ -121,6 +122,11 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         leader_epoch: Some(leadership.epoch),
         ..Default::default()
     };
+    let metrics = rest.metrics.clone();
+    metrics.failovers.store(
+        (attempt.attempt - 1).max(0) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let shutdown = CancellationToken::new();
     let _stop_serving = shutdown.clone().drop_guard();
     crate::jobmanager::endpoint::spawn(listener, &pool, rest.clone(), shutdown.clone());
@@ -219,6 +225,8 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut needed_before = u32::MAX;
+    // The outstanding ask last sent (for the containers-requested counter).
+    let mut asked = 0u32;
     let revoked = leadership.revoked.clone();
 
     let (final_status, diagnostics) = loop {
@@ -239,6 +247,15 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
             }
         }
         pending.extend(workers.tick(Instant::now()));
+        for a in &pending {
+            if let Action::Ask(n) = a {
+                let more = n.saturating_sub(asked);
+                metrics
+                    .containers_requested
+                    .fetch_add(more as u64, std::sync::atomic::Ordering::Relaxed);
+                asked = *n;
+            }
+        }
         apply(
             std::mem::take(&mut pending),
             &mut request,
@@ -271,6 +288,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
                     workers.on_started(&container);
                 }
                 Err(e) => {
+                    Metrics::inc(&metrics.containers_failed);
                     tracing::warn!(container = %container, error = %e, "container start failed");
                     allocated.remove(&container);
                     pending.extend(workers.on_start_failed(&container, Instant::now()));
@@ -288,6 +306,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
                     pending.extend(workers.on_recovered(&[(c.id.to_string(), c.node.to_string())], Instant::now()));
                 }
                 for c in r.allocated {
+                    Metrics::inc(&metrics.containers_allocated);
                     let id = c.id.to_string();
                     tracing::info!(container = %id, node = %c.node, "container allocated");
                     pending.extend(workers.on_allocated(&id, &c.node.to_string(), Instant::now()));
@@ -298,6 +317,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
                     let ours = workers.state(&id).is_some();
                     allocated.remove(&id);
                     if ours {
+                        Metrics::inc(&metrics.containers_failed);
                         tracing::warn!(container = %id, exit_status = s.exit_status, diagnostics = %s.diagnostics.lines().next().unwrap_or_default(), "container completed");
                         pending.extend(workers.on_completed(&id, Instant::now()));
                     }

@@ -29,9 +29,14 @@ pub const PASS_THROUGH_ENV: &[&str] = &[
     "JAVA_HOME",
     "CLASSPATH",
     "LD_LIBRARY_PATH",
+    "LIBHDFS_OPTS",
     "RUST_LOG",
     "RUST_BACKTRACE",
 ];
+
+/// JVM options for libhdfs's embedded JVM when the submitter sets no `LIBHDFS_OPTS`: it only
+/// runs the HDFS client, so start fast (C1 only, serial GC) and stay small.
+pub const DEFAULT_LIBHDFS_OPTS: &str = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss512k -Xmx256m";
 
 /// One staged file, with the exact size and modification time YARN's localizer checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -137,6 +137,7 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
         spec: spec.clone(),
         runtime: Arc::new(job_master::InProcess),
         leadership: CancellationToken::new(),
+        graph_persisted: false,
     };
     let num_retained = config
         .u64("execution.checkpointing.num-retained")?

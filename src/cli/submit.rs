@@ -156,6 +156,9 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         (launch::OUTPUT_ENV.to_string(), output.clone()),
     ];
     env.extend(launch::pass_through_env());
+    if !env.iter().any(|(k, _)| k == "LIBHDFS_OPTS") {
+        env.push(("LIBHDFS_OPTS".into(), launch::DEFAULT_LIBHDFS_OPTS.into()));
+    }
     // libhdfs in the AM and TaskManagers needs the Hadoop client jars.
     if let Ok(cp) = std::env::var("YARNFLOW_HADOOP_CLASSPATH") {
         env.retain(|(k, _)| k != "CLASSPATH");

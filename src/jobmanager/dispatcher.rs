@@ -111,7 +111,7 @@ impl Dispatcher {
                 })
             })?;
             tracing::info!(job_id = %job_id, "job graph recovered");
-            self.start(spec).await?;
+            self.start(spec, true).await?;
             recovered.push(job_id);
         }
         Ok(recovered)
@@ -126,7 +126,7 @@ impl Dispatcher {
         if self.ha.job_results.has_result(&job_id).await? {
             return Err(DispatchError::DuplicateJob(job_id));
         }
-        self.start(spec).await?;
+        self.start(spec, false).await?;
         Ok(job_id)
     }
 
@@ -179,7 +179,8 @@ impl Dispatcher {
         }
     }
 
-    async fn start(&self, spec: JobSpec) -> Result<(), DispatchError> {
+    /// Starts a job master; `recovered`: its graph came from the job graph store.
+    async fn start(&self, spec: JobSpec, recovered: bool) -> Result<(), DispatchError> {
         let checkpointing = spec.checkpoint_interval().is_some();
         let c = &self.config;
         let cfg = JobMasterConfig {
@@ -194,6 +195,7 @@ impl Dispatcher {
             spec: spec.clone(),
             runtime: self.runtime.clone(),
             leadership: self.leadership.clone(),
+            graph_persisted: recovered,
         };
         let job_id = spec.job_id();
         let (handle, done) = job_master::start(cfg, self.ha.clone());

@@ -33,6 +33,9 @@ pub struct JobMasterConfig {
     /// Cancelled when this JobManager loses leadership: the job is SUSPENDED (not globally
     /// terminal, so nothing is cleaned up) and the next leader recovers it.
     pub leadership: tokio_util::sync::CancellationToken,
+    /// The job graph is already in the HA job graph store (submitted by the dispatcher, or
+    /// recovered from it); otherwise the job master persists it first.
+    pub graph_persisted: bool,
 }
 
 /// How the job ended.
@@ -246,7 +249,12 @@ async fn run(
         failures: Vec::new(),
     };
     let graph = serde_json::to_vec(&spec).unwrap_or_default();
-    if let Err(e) = ha.job_graphs.put(&job_id, Bytes::from(graph)).await {
+    let persisted = if cfg.graph_persisted {
+        Ok(())
+    } else {
+        ha.job_graphs.put(&job_id, Bytes::from(graph)).await
+    };
+    if let Err(e) = persisted {
         // A deposed leader leaves the job to its successor.
         outcome.status = if e.lost_leadership() {
             JobStatus::Suspended
