@@ -145,7 +145,10 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
     let previous: Vec<(String, String)> = registration
         .containers_from_previous_attempts
         .iter()
-        .map(|c| (c.id.to_string(), c.node.to_string()))
+        .map(|c| {
+            tracing::info!(container = %c.id, node_http = %c.node_http_address, "container recovered from an earlier attempt");
+            (c.id.to_string(), c.node.to_string())
+        })
         .collect();
     tracing::info!(
         containers = previous.len(),
@@ -284,7 +287,10 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
             }
             Some((container, r)) = launched.recv() => match r {
                 Ok(()) => {
-                    tracing::info!(container = %container, "container started");
+                    // `yarnflow logs` finds TaskManager containers (and their NodeManager's web
+                    // address) through this line.
+                    let node_http = allocated.get(&container).map(|c| c.node_http_address.clone()).unwrap_or_default();
+                    tracing::info!(container = %container, node_http = %node_http, "container started");
                     workers.on_started(&container);
                 }
                 Err(e) => {
@@ -303,12 +309,13 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
                     }
                 }
                 for c in r.containers_from_previous_attempts {
+                    tracing::info!(container = %c.id, node_http = %c.node_http_address, "container recovered from an earlier attempt");
                     pending.extend(workers.on_recovered(&[(c.id.to_string(), c.node.to_string())], Instant::now()));
                 }
                 for c in r.allocated {
                     Metrics::inc(&metrics.containers_allocated);
                     let id = c.id.to_string();
-                    tracing::info!(container = %id, node = %c.node, "container allocated");
+                    tracing::info!(container = %id, node = %c.node, node_http = %c.node_http_address, "container allocated");
                     pending.extend(workers.on_allocated(&id, &c.node.to_string(), Instant::now()));
                     allocated.insert(id, c);
                 }
