@@ -152,6 +152,69 @@ fn containers_of(cluster: &MiniCluster, app: &str) -> Vec<String> {
     out
 }
 
+/// `yarnflow <args>` with the cluster's Hadoop conf; returns stdout (asserting success).
+fn cli(cluster: &MiniCluster, conf: &Path, args: &[&str]) -> String {
+    let out = yarnflow(cluster, conf).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "yarnflow {args:?}:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `yarnflow logs` after an AM kill: both attempts and the TaskManagers in one timeline, with
+/// the attempt markers; the filters and `--json` work.
+fn check_logs(cluster: &MiniCluster, conf: &Path, app: &str) {
+    let all = cli(cluster, conf, &["logs", app, "--attempt", "all"]);
+    assert!(all.contains("attempt 1 started"), "{all}");
+    assert!(all.contains("attempt 2 started"), "{all}");
+    assert!(all.contains("[a1 ") && all.contains("[a2 "), "{all}");
+    // TaskManager containers: their start markers and their own lines, under both leaders.
+    assert!(all.contains("started on localhost"), "{all}");
+    assert!(
+        all.lines()
+            .filter(|l| l.contains("registered with the JobManager epoch=2"))
+            .count()
+            >= 1,
+        "TaskManagers re-registered with attempt 2: {all}"
+    );
+    assert!(all.contains("leadership granted"), "{all}");
+    let stamps: Vec<&str> = all.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "the timeline is ordered by time"
+    );
+    let am = cli(cluster, conf, &["logs", app, "--container", "am"]);
+    assert!(
+        !am.is_empty() && am.lines().all(|l| l.contains(" am] ")),
+        "{am}"
+    );
+    let errors = cli(cluster, conf, &["logs", app, "--level", "error"]);
+    assert!(
+        errors
+            .lines()
+            .all(|l| l.contains("ERROR") || l.contains("=====")),
+        "{errors}"
+    );
+    let grep = cli(
+        cluster,
+        conf,
+        &["logs", app, "--grep", "leadership granted"],
+    );
+    let granted: Vec<&str> = grep.lines().filter(|l| !l.contains("=====")).collect();
+    assert!(granted.len() >= 2, "one grant per attempt: {grep}");
+    assert!(
+        granted.iter().all(|l| l.contains("leadership granted")),
+        "{grep}"
+    );
+    let json = cli(cluster, conf, &["logs", app, "--json"]);
+    for l in json.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+}
+
 fn kill_container(cluster: &MiniCluster, container: &str) {
     let out = cluster.run("kill", &[container]);
     assert!(
@@ -260,6 +323,7 @@ async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
     assert!(new[0].ends_with("_02_000001"), "{new:?}");
     check_output(cluster, &app).await;
     check_no_ha_data(cluster, &conf, &app).await;
+    check_logs(cluster, &conf, &app);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,6 +358,23 @@ async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
         "TaskManager SIGKILL -> job RUNNING again: {} ms",
         killed.elapsed().as_millis()
     );
+    // `yarnflow status` while it runs matches the RM and the JobManager.
+    let status: serde_json::Value =
+        serde_json::from_str(&cli(cluster, &conf, &["status", &app, "--json"])).unwrap();
+    let (jm, view) = job_view(&rest, &app).await.unwrap();
+    assert_eq!(status["application"]["state"], "RUNNING", "{status}");
+    assert_eq!(status["leader"]["address"], jm.as_str(), "{status}");
+    assert_eq!(status["leader"]["epoch"], 1, "{status}");
+    let job = &status["jobmanager"]["jobs"][0];
+    assert_eq!(job["job_id"], JOB, "{status}");
+    assert_eq!(job["restarts"], view["restarts"], "{status} vs {view}");
+    assert!(
+        status["containers"]["taskmanager_containers_completed"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{status}"
+    );
     let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
     assert_eq!(
         report.final_status, "SUCCEEDED",
@@ -301,6 +382,13 @@ async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
         report.state, report.diagnostics
     );
     assert_eq!(rest.attempts(&app).await.unwrap().len(), 1);
+    let status: serde_json::Value =
+        serde_json::from_str(&cli(cluster, &conf, &["status", &app, "--json"])).unwrap();
+    assert_eq!(status["application"]["state"], "FINISHED", "{status}");
+    assert_eq!(
+        status["application"]["final_status"], "SUCCEEDED",
+        "{status}"
+    );
     let after = containers_of(cluster, &app);
     assert!(
         after.len() > before.len(),
@@ -418,4 +506,29 @@ async fn a_taskmanager_that_never_starts_is_rate_limited_and_fails_the_job() {
     );
     // Unthrottled, 4 wanted containers failing at once are re-requested every heartbeat.
     assert!(tms <= 14, "a request storm: {containers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_the_app_killed_and_removes_its_ha_data() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let cluster = MiniCluster::get();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(cluster, "cancel", "");
+    let app = submit(cluster, &conf, "examples/exactly-once.yaml");
+    wait_checkpoints(&rest, &app, 2).await;
+    let out = cli(cluster, &conf, &["cancel", &app]);
+    assert!(out.contains("KILLED"), "{out}");
+    let report = rest.application(&app).await.unwrap();
+    assert_eq!(
+        (report.state.as_str(), report.final_status.as_str()),
+        ("FINISHED", "KILLED"),
+        "{}",
+        report.diagnostics
+    );
+    assert!(
+        report.diagnostics.contains("CANCELED"),
+        "{}",
+        report.diagnostics
+    );
+    check_no_ha_data(cluster, &conf, &app).await;
 }
