@@ -34,7 +34,7 @@ fn text(out: &Output) -> (String, String) {
 #[test]
 fn unknown_application_is_one_line_naming_the_id() {
     let cluster = MiniCluster::get();
-    for sub in ["status", "fail-attempt"] {
+    for sub in ["status", "fail-attempt", "logs", "cancel"] {
         let out = yarnflow(cluster, &[sub, "application_1_0001"]);
         let (stdout, stderr) = text(&out);
         assert!(!out.status.success(), "{sub}: {stdout}{stderr}");

@@ -93,7 +93,7 @@ pub async fn run(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let app = match rest.application(&args.app_id).await {
         Ok(a) => a,
         Err(e) if e.is_not_found() => bail!(
-            "application {} not found at the ResourceManager {}",
+            "application {} is not known to the ResourceManager at {}",
             args.app_id,
             rest.base()
         ),

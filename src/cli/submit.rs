@@ -304,10 +304,14 @@ pub async fn cancel(args: &CancelArgs) -> anyhow::Result<ExitCode> {
     let hadoop = HadoopConf::load(args.hadoop_conf.as_deref())?;
     let rest = RmRest::new(hadoop.required(conf::RM_WEBAPP_ADDRESS)?);
     let app = &args.application_id;
-    let r = rest
-        .application(app)
-        .await
-        .with_context(|| format!("application {app}"))?;
+    let r = match rest.application(app).await {
+        Ok(r) => r,
+        Err(e) if e.is_not_found() => bail!(
+            "application {app} is not known to the ResourceManager at {}",
+            rest.base()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("application {app}")),
+    };
     if r.is_final() {
         bail!(
             "application {app} already ended ({} / {})",

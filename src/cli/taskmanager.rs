@@ -66,6 +66,12 @@ pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<Exi
             slots: slots.max(1),
             id,
             resource_id: std::env::var("CONTAINER_ID").unwrap_or_default(),
+            heartbeat_interval: config
+                .duration("heartbeat.interval")?
+                .unwrap_or(std::time::Duration::from_secs(10)),
+            heartbeat_timeout: config
+                .duration("heartbeat.timeout")?
+                .unwrap_or(std::time::Duration::from_secs(50)),
         },
         shutdown,
     )

@@ -271,7 +271,8 @@ impl HaServices {
             config::HaConfig::from_config(config).map_err(|e| HaError::Config(e.to_string()))?;
         match cfg.kind {
             config::HaType::ZooKeeper => {
-                let storage = crate::storage::open(&cfg.storage_dir).await?;
+                // HDFS connects in the background: ZooKeeper work need not wait for its JVM.
+                let storage = crate::storage::open_deferred(&cfg.storage_dir).await?;
                 HaServices::zookeeper(&cfg, owner, storage.store).await
             }
             config::HaType::None => {

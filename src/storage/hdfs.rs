@@ -52,14 +52,16 @@ fn ensure_classpath() {
         {
             unsafe { std::env::set_var("CLASSPATH", cp) };
         }
-        if std::env::var_os("LIBHDFS_OPTS").is_none() {
+        // Our log4j settings, added to the user's LIBHDFS_OPTS unless they name their own.
+        let opts = std::env::var("LIBHDFS_OPTS").unwrap_or_default();
+        if !opts.contains("log4j.configuration") {
             let file = std::env::temp_dir().join(format!(
                 "yarnflow-libhdfs-log4j-{}.properties",
                 std::process::id()
             ));
             if std::fs::write(&file, LOG4J_PROPERTIES).is_ok() {
-                let opts = format!("-Dlog4j.configuration=file:{}", file.display());
-                unsafe { std::env::set_var("LIBHDFS_OPTS", opts) };
+                let opts = format!("{opts} -Dlog4j.configuration=file:{}", file.display());
+                unsafe { std::env::set_var("LIBHDFS_OPTS", opts.trim()) };
             }
         }
     });

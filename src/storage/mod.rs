@@ -12,6 +12,7 @@
 //!   directory and renames it into place, so a reader sees the whole blob or none.
 //! * [`BlobStore::delete`] of a missing path succeeds (deletes are retried after crashes).
 
+pub mod deferred;
 #[cfg(feature = "hdfs")]
 pub mod hdfs;
 pub mod local;
@@ -96,6 +97,29 @@ impl Location {
             path: format!("{}/{}", self.path.trim_end_matches('/'), name),
         }
     }
+}
+
+/// Like [`open`], but an HDFS connection (libhdfs starts a JVM: seconds) is made in the
+/// background; the first call on the store waits for it, and a failure to connect is that
+/// call's error.
+pub async fn open_deferred(uri: &str) -> Result<Location, StorageError> {
+    #[cfg(feature = "hdfs")]
+    if let Some(rest) = uri.strip_prefix("hdfs://")
+        && let Some(i) = rest.find('/')
+        && i > 0
+    {
+        let base = format!("hdfs://{}", &rest[..i]);
+        let b = base.clone();
+        let store = deferred::DeferredStore::start(&base, async move {
+            let store: Arc<dyn BlobStore> = Arc::new(hdfs::HdfsStore::connect(&b).await?);
+            Ok(store)
+        });
+        return Ok(Location {
+            store: Arc::new(store),
+            path: rest[i..].to_string(),
+        });
+    }
+    open(uri).await
 }
 
 /// Opens the filesystem of a storage URI: `hdfs://host:port/...` (with the `hdfs` feature) or

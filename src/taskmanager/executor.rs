@@ -35,6 +35,10 @@ pub struct TaskManagerConfig {
     pub id: String,
     /// The YARN container id, if in one.
     pub resource_id: String,
+    /// `heartbeat.interval` / `heartbeat.timeout`: HTTP/2 pings on the session, so a JobManager
+    /// that vanished without closing the connection (host lost, partition) is noticed.
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
 }
 
 /// Runs until `shutdown`; reconnects after every lost session.
@@ -98,9 +102,16 @@ async fn session(
     known_epoch: &mut u64,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    let mut client = JobManagerGatewayClient::connect(address.to_string())
+    let channel = tonic::transport::Endpoint::from_shared(address.to_string())
+        .map_err(|e| format!("bad JobManager address {address}: {e}"))?
+        .connect_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(cfg.heartbeat_interval)
+        .keep_alive_timeout(cfg.heartbeat_timeout)
+        .keep_alive_while_idle(true)
+        .connect()
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
+    let mut client = JobManagerGatewayClient::new(channel);
     let (out, out_rx) = mpsc::channel::<TaskManagerMessage>(1024);
     out.send(TaskManagerMessage {
         kind: Some(task_manager_message::Kind::Register(control::Register {
