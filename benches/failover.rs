@@ -42,16 +42,7 @@ fn now_ms() -> i64 {
 }
 
 fn yarnflow(cluster: &MiniCluster, conf: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_yarnflow"));
-    c.arg("--conf")
-        .arg(conf)
-        .env("HADOOP_CONF_DIR", cluster.env("HADOOP_CONF_DIR"))
-        .env("JAVA_HOME", cluster.env("JAVA_HOME"))
-        .env(
-            "YARNFLOW_HADOOP_CLASSPATH",
-            cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
-        );
-    c
+    cluster.yarnflow(conf)
 }
 
 fn percentile(values: &[f64], p: f64) -> f64 {
@@ -65,13 +56,9 @@ fn percentile(values: &[f64], p: f64) -> f64 {
 
 /// The JobManager's view of the job under the current attempt.
 async fn job(rest: &RmRest, app: &str) -> Option<serde_json::Value> {
-    let r = rest.application(app).await.ok()?;
-    let a = r.am_rpc_address.trim().to_string();
-    if a.is_empty() || a.ends_with(":0") || a.starts_with("N/A") {
-        return None;
-    }
+    let jm = support::jobmanager_of(rest, app).await?;
     reqwest::Client::new()
-        .get(format!("http://{a}/jobs/bench"))
+        .get(format!("{jm}/jobs/bench"))
         .timeout(Duration::from_secs(2))
         .send()
         .await

@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use support::MiniCluster;
@@ -34,13 +34,7 @@ fn free_port() -> u16 {
 }
 
 fn yarnflow(cluster: &MiniCluster, conf: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_yarnflow"));
-    c.arg("--conf")
-        .arg(conf)
-        .env("JAVA_HOME", cluster.env("JAVA_HOME"))
-        .env("CLASSPATH", cluster.env("YARNFLOW_HADOOP_CLASSPATH"))
-        .stdin(Stdio::null());
-    c
+    cluster.yarnflow(conf)
 }
 
 async fn job(port: u16) -> Option<serde_json::Value> {

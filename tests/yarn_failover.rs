@@ -43,17 +43,7 @@ fn conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
 }
 
 fn yarnflow(cluster: &MiniCluster, conf: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_yarnflow"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("--conf")
-        .arg(conf)
-        .env("HADOOP_CONF_DIR", cluster.env("HADOOP_CONF_DIR"))
-        .env("JAVA_HOME", cluster.env("JAVA_HOME"))
-        .env(
-            "YARNFLOW_HADOOP_CLASSPATH",
-            cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
-        );
-    c
+    cluster.yarnflow(conf)
 }
 
 /// `yarnflow submit --detached`: returns the application id once the job runs.
@@ -90,12 +80,7 @@ async fn wait_final(rest: &RmRest, app: &str, within: Duration) -> AppReport {
 
 /// The JobManager's view of the job, once the current attempt serves it.
 async fn job_view(rest: &RmRest, app: &str) -> Option<(String, serde_json::Value)> {
-    let r = rest.application(app).await.ok()?;
-    let a = r.am_rpc_address.trim();
-    if a.is_empty() || a.ends_with(":0") || a.starts_with("N/A") {
-        return None;
-    }
-    let jm = format!("http://{a}");
+    let jm = support::jobmanager_of(rest, app).await?;
     let v = reqwest::Client::new()
         .get(format!("{jm}/jobs/{JOB}"))
         .timeout(Duration::from_secs(3))

@@ -33,9 +33,7 @@ use crate::job::spec::JobSpec;
 use crate::jobmanager::dispatcher::{DispatchError, Dispatcher};
 use crate::jobmanager::job_master::JobOutcome;
 use crate::jobmanager::metrics::Metrics;
-use crate::jobmanager::rest::RestState;
 use crate::jobmanager::status::JobStatus;
-use crate::jobmanager::taskmanagers::TaskManagerPool;
 
 /// Priority of TaskManager container requests.
 const TM_PRIORITY: i32 = 1;
@@ -103,25 +101,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         .u64("taskmanager.numberOfTaskSlots")?
         .unwrap_or(1)
         .max(1) as u32;
-    let pool = TaskManagerPool::new(
-        leadership.epoch,
-        &leadership.session_id.to_string(),
-        config
-            .duration("slot.request.timeout")?
-            .unwrap_or(Duration::from_secs(300)),
-    );
-    let rest = RestState {
-        jobs: Default::default(),
-        taskmanagers: Some(pool.clone()),
-        config: Arc::new(
-            config
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        leader_epoch: Some(leadership.epoch),
-        ..Default::default()
-    };
+    let (pool, rest) = crate::jobmanager::endpoint::leader_state(&config, &leadership)?;
     let metrics = rest.metrics.clone();
     metrics.failovers.store(
         (attempt.attempt - 1).max(0) as u64,

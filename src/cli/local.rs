@@ -14,7 +14,6 @@ use crate::ha::HaServices;
 use crate::job::spec::{JobSpec, SinkSpec, Step};
 use crate::jobmanager::job_master::{self, JobMasterConfig};
 use crate::jobmanager::rest::RestState;
-use crate::jobmanager::restart::RestartStrategy;
 use crate::jobmanager::status::JobStatus;
 use crate::jobmanager::taskmanagers::TaskManagerPool;
 use crate::storage::Location;
@@ -124,21 +123,13 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
     };
     println!("work directory: {}", workdir.display());
     println!("output: {}", output.uri());
-    let checkpointing = spec.checkpoint_interval().is_some();
-    let cfg = JobMasterConfig {
-        restart: RestartStrategy::from_config(&config, checkpointing)?,
-        checkpoint_timeout: config
-            .duration("execution.checkpointing.timeout")?
-            .unwrap_or(Duration::from_secs(600)),
-        tolerable_failed_checkpoints: config
-            .u64("execution.checkpointing.tolerable-failed-checkpoints")?
-            .unwrap_or(0) as u32,
-        sink_dir: output.clone(),
-        spec: spec.clone(),
-        runtime: Arc::new(job_master::InProcess),
-        leadership: CancellationToken::new(),
-        graph_persisted: false,
-    };
+    let cfg = JobMasterConfig::from_config(
+        &config,
+        spec.clone(),
+        output.clone(),
+        Arc::new(job_master::InProcess),
+        CancellationToken::new(),
+    )?;
     let num_retained = config
         .u64("execution.checkpointing.num-retained")?
         .unwrap_or(1)

@@ -23,8 +23,6 @@ use crate::ha::config::{HaConfig, HaType};
 use crate::ha::zookeeper::{ZkCluster, ZkLeaderRetrieval};
 use crate::ha::{LeaderInfo, LeaderRetrieval};
 use crate::jobmanager::dispatcher::Dispatcher;
-use crate::jobmanager::rest::RestState;
-use crate::jobmanager::taskmanagers::TaskManagerPool;
 
 #[derive(Debug, clap::Args)]
 pub struct JobManagerArgs {
@@ -84,24 +82,7 @@ pub async fn jobmanager(cli: &Cli, args: &JobManagerArgs) -> anyhow::Result<Exit
             .await
             .with_context(|| format!("bind the JobManager port {bind}:{port} (rest.port)"))?;
         let address = format!("http://{host}:{}", listener.local_addr()?.port());
-        let pool = TaskManagerPool::new(
-            leadership.epoch,
-            &leadership.session_id.to_string(),
-            config
-                .duration("slot.request.timeout")?
-                .unwrap_or(Duration::from_secs(300)),
-        );
-        let rest = RestState {
-            taskmanagers: Some(pool.clone()),
-            config: Arc::new(
-                config
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            leader_epoch: Some(leadership.epoch),
-            ..Default::default()
-        };
+        let (pool, rest) = crate::jobmanager::endpoint::leader_state(&config, &leadership)?;
         let serving = leadership.revoked.child_token();
         crate::jobmanager::endpoint::spawn(listener, &pool, rest.clone(), serving.clone());
         let (dispatcher, mut outcomes) = Dispatcher::new(

@@ -7,14 +7,12 @@
 //! safe order, then is marked clean.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::job_master::{self, JobMasterConfig, JobOutcome, TaskRuntime};
 use super::rest::RestState;
-use super::restart::RestartStrategy;
 use crate::config::{Config, ConfigError};
 use crate::ha::{HaError, HaServices};
 use crate::job::spec::{JobSpec, SinkSpec, Step};
@@ -181,21 +179,15 @@ impl Dispatcher {
 
     /// Starts a job master; `recovered`: its graph came from the job graph store.
     async fn start(&self, spec: JobSpec, recovered: bool) -> Result<(), DispatchError> {
-        let checkpointing = spec.checkpoint_interval().is_some();
-        let c = &self.config;
         let cfg = JobMasterConfig {
-            restart: RestartStrategy::from_config(c, checkpointing)?,
-            checkpoint_timeout: c
-                .duration("execution.checkpointing.timeout")?
-                .unwrap_or(Duration::from_secs(600)),
-            tolerable_failed_checkpoints: c
-                .u64("execution.checkpointing.tolerable-failed-checkpoints")?
-                .unwrap_or(0) as u32,
-            sink_dir: self.sink_dir(&spec).await?,
-            spec: spec.clone(),
-            runtime: self.runtime.clone(),
-            leadership: self.leadership.clone(),
             graph_persisted: recovered,
+            ..JobMasterConfig::from_config(
+                &self.config,
+                spec.clone(),
+                self.sink_dir(&spec).await?,
+                self.runtime.clone(),
+                self.leadership.clone(),
+            )?
         };
         let job_id = spec.job_id();
         let (handle, done) = job_master::start(cfg, self.ha.clone());

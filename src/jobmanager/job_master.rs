@@ -38,6 +38,33 @@ pub struct JobMasterConfig {
     pub graph_persisted: bool,
 }
 
+impl JobMasterConfig {
+    /// The job master settings the configuration gives (restart strategy, checkpoint timeout
+    /// and tolerable failures) for `spec`, writing to `sink_dir` through `runtime`.
+    pub fn from_config(
+        config: &crate::config::Config,
+        spec: JobSpec,
+        sink_dir: Location,
+        runtime: std::sync::Arc<dyn TaskRuntime>,
+        leadership: tokio_util::sync::CancellationToken,
+    ) -> Result<JobMasterConfig, crate::config::ConfigError> {
+        Ok(JobMasterConfig {
+            restart: RestartStrategy::from_config(config, spec.checkpoint_interval().is_some())?,
+            checkpoint_timeout: config
+                .duration("execution.checkpointing.timeout")?
+                .unwrap_or(Duration::from_secs(600)),
+            tolerable_failed_checkpoints: config
+                .u64("execution.checkpointing.tolerable-failed-checkpoints")?
+                .unwrap_or(0) as u32,
+            spec,
+            sink_dir,
+            runtime,
+            leadership,
+            graph_persisted: false,
+        })
+    }
+}
+
 /// How the job ended.
 #[derive(Debug, Clone)]
 pub struct JobOutcome {

@@ -136,6 +136,24 @@ impl MiniCluster {
         self.env("WEBHDFS")
     }
 
+    /// The `yarnflow` binary set up for this cluster: `--conf conf`, its Hadoop conf, and the
+    /// JVM and Hadoop client jars libhdfs needs (for this process and for what it submits).
+    pub fn yarnflow(&self, conf: &Path) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_yarnflow"));
+        c.current_dir(repo_root())
+            .arg("--conf")
+            .arg(conf)
+            .env("HADOOP_CONF_DIR", self.env("HADOOP_CONF_DIR"))
+            .env("JAVA_HOME", self.env("JAVA_HOME"))
+            .env("CLASSPATH", self.env("YARNFLOW_HADOOP_CLASSPATH"))
+            .env(
+                "YARNFLOW_HADOOP_CLASSPATH",
+                self.env("YARNFLOW_HADOOP_CLASSPATH"),
+            )
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
     /// Runs `yarn/minicluster/run <sub> --dir <dir> <args>` against this cluster.
     pub fn run(&self, sub: &str, args: &[&str]) -> Output {
         script(&[sub, "--dir"], &self.dir, args)
@@ -149,6 +167,14 @@ fn script(head: &[&str], dir: &Path, tail: &[&str]) -> Output {
         .args(tail)
         .output()
         .expect("run yarn/minicluster/run")
+}
+
+/// The JobManager base URL of a yarnflow application's current attempt (the AM registers it as
+/// its RPC address), once it has registered.
+pub async fn jobmanager_of(rest: &yarnflow::hadoop::rest::RmRest, app: &str) -> Option<String> {
+    let r = rest.application(app).await.ok()?;
+    let a = r.am_rpc_address.trim();
+    (!a.is_empty() && !a.ends_with(":0") && !a.starts_with("N/A")).then(|| format!("http://{a}"))
 }
 
 /// Parses `export KEY='value'` lines.
