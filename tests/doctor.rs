@@ -187,7 +187,7 @@ fn logs_merge_the_am_and_its_containers() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
-        err.contains("application_1_0999") && err.contains("not found"),
+        err.contains("application_1_0999") && err.contains("not known"),
         "{err}"
     );
 }
