@@ -35,6 +35,10 @@ use crate::jobmanager::job_master::JobOutcome;
 use crate::jobmanager::metrics::Metrics;
 use crate::jobmanager::status::JobStatus;
 
+/// Consecutive retriable allocate failures tolerated (one per heartbeat) before the attempt
+/// gives up.
+const MAX_ALLOCATE_FAILURES: u32 = 20;
+
 /// Priority of TaskManager container requests.
 const TM_PRIORITY: i32 = 1;
 
@@ -208,6 +212,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut needed_before = u32::MAX;
+    let mut allocate_failures = 0u32;
     // The outstanding ask last sent (for the containers-requested counter).
     let mut asked = 0u32;
     let revoked = leadership.revoked.clone();
@@ -281,7 +286,22 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
                 }
             },
             _ = ticker.tick() => {
-                let r = am.allocate(&std::mem::take(&mut request)).await.context("allocate")?;
+                let sent = std::mem::take(&mut request);
+                let r = match am.allocate(&sent).await {
+                    Ok(r) => {
+                        allocate_failures = 0;
+                        r
+                    }
+                    // A blip at the RM: resend the same request next heartbeat; only a lasting
+                    // failure ends the attempt (YARN then starts the next one).
+                    Err(e) if e.is_retriable() && allocate_failures < MAX_ALLOCATE_FAILURES => {
+                        allocate_failures += 1;
+                        tracing::warn!(error = %e, failures = allocate_failures, "allocate failed; retrying");
+                        request = sent;
+                        continue;
+                    }
+                    Err(e) => return Err(anyhow::Error::new(e).context("allocate")),
+                };
                 if let Some(cmd) = r.am_command {
                     match cmd {
                         AmCommand::Shutdown => anyhow::bail!("the ResourceManager ordered a shutdown"),
