@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::job::operators::{Chain, OperatorState, SequenceSource};
+use crate::job::operators::{Chain, OperatorState, Source, SourceState};
 use crate::job::sink::{FileSink, SinkState};
 use crate::job::spec::{SourceSpec, Step};
 use crate::storage::Location;
@@ -32,7 +32,7 @@ pub struct TaskConfig {
 /// A subtask's checkpointed state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubtaskState {
-    pub source: SequenceSource,
+    pub source: SourceState,
     pub operators: Vec<OperatorState>,
     pub sink: SinkState,
 }
@@ -97,19 +97,17 @@ async fn run(
     let Some(Step::Source(source_spec)) = cfg.pipeline.first() else {
         return Err("the pipeline has no source".into());
     };
-    let (mut source, rate) = match source_spec {
-        SourceSpec::Sequence { from, to, rate } => (
-            SequenceSource::new(*from, *to, cfg.subtask, cfg.parallelism),
-            rate.map(|r| (r / cfg.parallelism.max(1) as u64).max(1)),
-        ),
-        SourceSpec::TextFiles { .. } => {
-            return Err("the text-files source is not available yet".into());
+    let mut source = Source::new(source_spec, cfg.subtask, cfg.parallelism);
+    let rate = match source_spec {
+        SourceSpec::Sequence { rate, .. } => {
+            rate.map(|r| (r / cfg.parallelism.max(1) as u64).max(1))
         }
+        SourceSpec::TextFiles { .. } => None,
     };
     let mut chain = Chain::from_steps(&cfg.pipeline);
     let mut sink = FileSink::new(cfg.sink_dir.clone(), cfg.subtask);
     if let Some(state) = restore {
-        source = state.source;
+        source.restore(state.source)?;
         chain.restore(&state.operators);
         sink.restore(&state.sink).await.map_err(|e| e.to_string())?;
     } else {
@@ -135,7 +133,7 @@ async fn run(
                 Some(TaskCommand::Barrier(id)) => {
                     let sink_state = sink.snapshot(id).await.map_err(|e| e.to_string())?;
                     let state = SubtaskState {
-                        source: source.clone(),
+                        source: source.snapshot(),
                         operators: chain.snapshot(),
                         sink: sink_state,
                     };
@@ -153,7 +151,7 @@ async fn run(
             },
             _ = interval.tick(), if !finished_reported => {
                 batch.clear();
-                source.poll(per_tick, &mut batch);
+                source.poll(per_tick, &mut batch).await?;
                 for r in batch.drain(..) {
                     if let Some(out) = chain.process(r) {
                         sink.write_line(&out.to_line());
