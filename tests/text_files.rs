@@ -181,7 +181,7 @@ async fn a_killed_subtask_resumes_at_its_checkpointed_offset() {
     let mut expected = 0usize;
     for f in 0..4 {
         let path = dir.join(format!("in-{f}.txt"));
-        let lines = 150_000 + f * 10_000;
+        let lines = 400_000 + f * 10_000;
         let text: String = (0..lines).map(|n| format!("{f}:{n}\n")).collect();
         std::fs::write(&path, text).unwrap();
         expected += lines;

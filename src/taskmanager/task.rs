@@ -1,8 +1,9 @@
 //! One subtask: source → chain → files sink, driven by checkpoint barriers.
 //!
 //! The task owns its state and runs a `select!` loop over its command inbox (barriers,
-//! completion notices, cancel) and a tick that pulls the next batch from the source (rate
-//! limited). On a barrier it snapshots source offset, operator state and sink (phase one of the
+//! completion notices, cancel) and the source: a rate-limited source pulls one batch per 10 ms
+//! tick, an unlimited one pulls batch after batch, yielding to the runtime in between (the inbox
+//! comes first in every round, so a barrier waits for at most one batch). On a barrier it snapshots source offset, operator state and sink (phase one of the
 //! sink's commit) and acknowledges with that state; on a completion notice the sink commits.
 //! When a bounded source is exhausted the task reports `Finished` and keeps serving barriers
 //! and notices, so the final checkpoint commits the tail, until it is told to stop.
@@ -123,6 +124,7 @@ async fn run(
     };
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let limited = rate.is_some();
     let mut emitted: u64 = 0;
     let mut finished_reported = false;
     let mut batch = Vec::with_capacity(per_tick);
@@ -149,7 +151,7 @@ async fn run(
                 }
                 Some(TaskCommand::Stop) | None => return Ok(()),
             },
-            _ = interval.tick(), if !finished_reported => {
+            _ = next_batch(&mut interval, limited), if !finished_reported => {
                 batch.clear();
                 source.poll(per_tick, &mut batch).await?;
                 for r in batch.drain(..) {
@@ -170,6 +172,16 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// When the source may emit its next batch: on the next tick when rate-limited, else as soon as
+/// the runtime has run whatever else is ready.
+async fn next_batch(interval: &mut tokio::time::Interval, limited: bool) {
+    if limited {
+        interval.tick().await;
+    } else {
+        tokio::task::yield_now().await;
     }
 }
 
