@@ -128,15 +128,18 @@ async fn latency(label: &str, store: Arc<dyn BlobStore>, dir: &str) {
         Some(LATENCY_RATE),
         Some("100 ms"),
     );
+    let wall = Instant::now();
     let outcome = run_job(spec, store, dir).await;
+    let wall = wall.elapsed();
     let d = &outcome.checkpoint_durations;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{label}: checkpoint completion p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n={})",
+        "{label}: checkpoint completion p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n={}, job ran {:.1} s)",
         ms(percentile(d, 0.5)),
         ms(percentile(d, 0.99)),
         ms(percentile(d, 1.0)),
-        d.len()
+        d.len(),
+        wall.as_secs_f64()
     );
 }
 
