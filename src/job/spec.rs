@@ -90,7 +90,8 @@ pub enum SourceSpec {
         #[serde(default)]
         rate: Option<u64>,
     },
-    /// Lines of files (HDFS or local URIs); files are split across subtasks.
+    /// Lines of files (`hdfs://host:port/path` or `file:///path`), one record per line;
+    /// file i goes to subtask i % parallelism. Bounded: done when its files are.
     TextFiles { paths: Vec<String> },
 }
 
@@ -228,6 +229,20 @@ impl JobSpec {
                         "pipeline[{i}].source.to: {to} is below from {from}"
                     )));
                 }
+                Step::Source(SourceSpec::TextFiles { paths }) => {
+                    if paths.is_empty() {
+                        return Err(err(format!(
+                            "pipeline[{i}].source.paths: empty; list at least one file URI"
+                        )));
+                    }
+                    for (j, p) in paths.iter().enumerate() {
+                        if !(p.starts_with("hdfs://") || p.starts_with("file:///")) {
+                            return Err(err(format!(
+                                "pipeline[{i}].source.paths[{j}]: '{p}' is not a file URI; write hdfs://host:port/path or file:///absolute/path"
+                            )));
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -320,6 +335,21 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("ends with a sink")
+        );
+        let text = |paths: &str| {
+            format!(
+                "name: t\npipeline:\n  - source: {{ kind: text-files, paths: {paths} }}\n  - sink: {{ kind: files }}\n"
+            )
+        };
+        assert!(JobSpec::parse(&text("[\"file:///a\", \"hdfs://nn:8020/b\"]"), "j").is_ok());
+        let e = JobSpec::parse(&text("[]"), "j").unwrap_err().to_string();
+        assert!(e.contains("pipeline[0].source.paths: empty"), "{e}");
+        let e = JobSpec::parse(&text("[\"file:///a\", \"data/b.txt\"]"), "j")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("paths[1]") && e.contains("'data/b.txt'") && e.contains("file:///"),
+            "{e}"
         );
         assert!(JobSpec::parse("[1", "j").is_err());
         assert!(JobSpec::parse("", "j").is_err());

@@ -1,8 +1,9 @@
 //! One subtask: source → chain → files sink, driven by checkpoint barriers.
 //!
 //! The task owns its state and runs a `select!` loop over its command inbox (barriers,
-//! completion notices, cancel) and a tick that pulls the next batch from the source (rate
-//! limited). On a barrier it snapshots source offset, operator state and sink (phase one of the
+//! completion notices, cancel) and the source: a rate-limited source pulls one batch per 10 ms
+//! tick, an unlimited one pulls batch after batch, yielding to the runtime in between (the inbox
+//! comes first in every round, so a barrier waits for at most one batch). On a barrier it snapshots source offset, operator state and sink (phase one of the
 //! sink's commit) and acknowledges with that state; on a completion notice the sink commits.
 //! When a bounded source is exhausted the task reports `Finished` and keeps serving barriers
 //! and notices, so the final checkpoint commits the tail, until it is told to stop.
@@ -12,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::job::operators::{Chain, OperatorState, SequenceSource};
+use crate::job::operators::{Chain, OperatorState, Source, SourceState};
 use crate::job::sink::{FileSink, SinkState};
 use crate::job::spec::{SourceSpec, Step};
 use crate::storage::Location;
@@ -32,7 +33,7 @@ pub struct TaskConfig {
 /// A subtask's checkpointed state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubtaskState {
-    pub source: SequenceSource,
+    pub source: SourceState,
     pub operators: Vec<OperatorState>,
     pub sink: SinkState,
 }
@@ -97,19 +98,17 @@ async fn run(
     let Some(Step::Source(source_spec)) = cfg.pipeline.first() else {
         return Err("the pipeline has no source".into());
     };
-    let (mut source, rate) = match source_spec {
-        SourceSpec::Sequence { from, to, rate } => (
-            SequenceSource::new(*from, *to, cfg.subtask, cfg.parallelism),
-            rate.map(|r| (r / cfg.parallelism.max(1) as u64).max(1)),
-        ),
-        SourceSpec::TextFiles { .. } => {
-            return Err("the text-files source is not available yet".into());
+    let mut source = Source::new(source_spec, cfg.subtask, cfg.parallelism);
+    let rate = match source_spec {
+        SourceSpec::Sequence { rate, .. } => {
+            rate.map(|r| (r / cfg.parallelism.max(1) as u64).max(1))
         }
+        SourceSpec::TextFiles { .. } => None,
     };
     let mut chain = Chain::from_steps(&cfg.pipeline);
     let mut sink = FileSink::new(cfg.sink_dir.clone(), cfg.subtask);
     if let Some(state) = restore {
-        source = state.source;
+        source.restore(state.source)?;
         chain.restore(&state.operators);
         sink.restore(&state.sink).await.map_err(|e| e.to_string())?;
     } else {
@@ -125,6 +124,7 @@ async fn run(
     };
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let limited = rate.is_some();
     let mut emitted: u64 = 0;
     let mut finished_reported = false;
     let mut batch = Vec::with_capacity(per_tick);
@@ -135,7 +135,7 @@ async fn run(
                 Some(TaskCommand::Barrier(id)) => {
                     let sink_state = sink.snapshot(id).await.map_err(|e| e.to_string())?;
                     let state = SubtaskState {
-                        source: source.clone(),
+                        source: source.snapshot(),
                         operators: chain.snapshot(),
                         sink: sink_state,
                     };
@@ -151,9 +151,9 @@ async fn run(
                 }
                 Some(TaskCommand::Stop) | None => return Ok(()),
             },
-            _ = interval.tick(), if !finished_reported => {
+            _ = next_batch(&mut interval, limited), if !finished_reported => {
                 batch.clear();
-                source.poll(per_tick, &mut batch);
+                source.poll(per_tick, &mut batch).await?;
                 for r in batch.drain(..) {
                     if let Some(out) = chain.process(r) {
                         sink.write_line(&out.to_line());
@@ -172,6 +172,16 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// When the source may emit its next batch: on the next tick when rate-limited, else as soon as
+/// the runtime has run whatever else is ready.
+async fn next_batch(interval: &mut tokio::time::Interval, limited: bool) {
+    if limited {
+        interval.tick().await;
+    } else {
+        tokio::task::yield_now().await;
     }
 }
 
