@@ -297,7 +297,10 @@ impl RmRest {
             .iter()
             .map(|c| ContainerReport {
                 container_id: s(c, "containerId"),
-                node_id: s(c, "assignedNodeId"),
+                // Hadoop 3.5.0 says `nodeId`; older releases `assignedNodeId`.
+                node_id: Some(s(c, "nodeId"))
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| s(c, "assignedNodeId")),
                 node_http_address: s(c, "nodeHttpAddress"),
                 state: s(c, "containerState"),
                 exit_status: i(c, "containerExitStatus"),
