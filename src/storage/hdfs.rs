@@ -55,11 +55,17 @@ fn ensure_classpath() {
         // Our log4j settings, added to the user's LIBHDFS_OPTS unless they name their own.
         let opts = std::env::var("LIBHDFS_OPTS").unwrap_or_default();
         if !opts.contains("log4j.configuration") {
-            let file = std::env::temp_dir().join(format!(
-                "yarnflow-libhdfs-log4j-{}.properties",
+            // One shared file (same content for every process), replaced atomically, so the
+            // temp dir does not fill up with one copy per process.
+            let dir = std::env::temp_dir();
+            let file = dir.join("yarnflow-libhdfs-log4j.properties");
+            let part = dir.join(format!(
+                "yarnflow-libhdfs-log4j.properties.{}",
                 std::process::id()
             ));
-            if std::fs::write(&file, LOG4J_PROPERTIES).is_ok() {
+            if std::fs::write(&part, LOG4J_PROPERTIES).is_ok()
+                && std::fs::rename(&part, &file).is_ok()
+            {
                 let opts = format!("{opts} -Dlog4j.configuration=file:{}", file.display());
                 unsafe { std::env::set_var("LIBHDFS_OPTS", opts.trim()) };
             }
