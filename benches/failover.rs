@@ -69,10 +69,10 @@ async fn job(rest: &RmRest, app: &str) -> Option<serde_json::Value> {
 }
 
 async fn taskmanagers(rest: &RmRest, app: &str) -> Vec<String> {
-    let Ok(r) = rest.application(app).await else {
+    let Some(jm) = support::jobmanager_of(rest, app).await else {
         return vec![];
     };
-    let Ok(resp) = reqwest::get(format!("http://{}/taskmanagers", r.am_rpc_address)).await else {
+    let Ok(resp) = reqwest::get(format!("{jm}/taskmanagers")).await else {
         return vec![];
     };
     let v: serde_json::Value = resp.json().await.unwrap_or_default();

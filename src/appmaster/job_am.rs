@@ -100,7 +100,8 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port as u16))
         .await
         .context("bind the JobManager port (rest.port)")?;
-    let address = format!("http://{host}:{}", listener.local_addr()?.port());
+    let jm_port = listener.local_addr()?.port();
+    let address = format!("http://{host}:{jm_port}");
     let slots_per_tm = config
         .u64("taskmanager.numberOfTaskSlots")?
         .unwrap_or(1)
@@ -122,7 +123,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
 
     let mut am = AmRmClient::new(&scheduler, token)?;
     let registration = am
-        .register_application_master(&host, listener_port(&address), &address)
+        .register_application_master(&host, jm_port.into(), &address)
         .await
         .context("registerApplicationMaster")?;
     let mut workers = WorkerPool::new(WorkerPoolConfig::from_config(&config)?);
@@ -355,14 +356,6 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         .context("finishApplicationMaster")?;
     tracing::info!(final_status = ?final_status, diagnostics = %diagnostics, "unregistered");
     Ok(ExitCode::SUCCESS)
-}
-
-fn listener_port(address: &str) -> i32 {
-    address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0)
 }
 
 /// SUCCEEDED when every job FINISHED; FAILED if any failed; KILLED if any was cancelled.

@@ -11,8 +11,6 @@
 //!     job.yaml        the job spec (read by attempt 1; later attempts recover from HA)
 //! ```
 
-use serde::{Deserialize, Serialize};
-
 use crate::hadoop::yarn::{LaunchContext, LocalResource, LocalResourceType};
 
 /// The RM scheduler address (ApplicationMasterProtocol), `host:port`.
@@ -39,7 +37,7 @@ pub const PASS_THROUGH_ENV: &[&str] = &[
 pub const DEFAULT_LIBHDFS_OPTS: &str = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss512k -Xmx256m";
 
 /// One staged file, with the exact size and modification time YARN's localizer checks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagedFile {
     /// The name in the container's working directory.
     pub name: String,

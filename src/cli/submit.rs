@@ -16,7 +16,7 @@ use super::doctor::current_user;
 use crate::appmaster::launch::{self, StagedFile};
 use crate::config::Origin;
 use crate::hadoop::conf::{self, HadoopConf};
-use crate::hadoop::rest::{AppReport, RmRest, SubmissionContext};
+use crate::hadoop::rest::{RmRest, SubmissionContext};
 use crate::hadoop::webhdfs::WebHdfs;
 use crate::hadoop::yarn::{LaunchContext, Resource};
 use crate::job::spec::JobSpec;
@@ -239,7 +239,7 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         if r.is_final() {
             break r;
         }
-        if let Some(address) = jobmanager_address(&r)
+        if let Some(address) = r.jobmanager_url()
             && address != jobmanager
         {
             progress.line(&format!("JobManager: {address}"));
@@ -278,12 +278,6 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The JobManager endpoint the AM registered (`amRPCAddress`), once it has.
-fn jobmanager_address(r: &AppReport) -> Option<String> {
-    let a = r.am_rpc_address.trim();
-    (!a.is_empty() && !a.ends_with(":0") && !a.starts_with("N/A")).then(|| format!("http://{a}"))
-}
-
 async fn job_status(jobmanager: &str, job_id: &str) -> Option<String> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
@@ -319,7 +313,7 @@ pub async fn cancel(args: &CancelArgs) -> anyhow::Result<ExitCode> {
             r.final_status
         );
     }
-    let jm = jobmanager_address(&r).with_context(|| {
+    let jm = r.jobmanager_url().with_context(|| {
         format!(
             "application {app} has no JobManager yet (state {})",
             r.state

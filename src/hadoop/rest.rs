@@ -68,6 +68,14 @@ impl AppReport {
     pub fn is_final(&self) -> bool {
         matches!(self.state.as_str(), "FINISHED" | "FAILED" | "KILLED")
     }
+
+    /// The registered AM RPC address as a base URL: a yarnflow AM registers its JobManager
+    /// endpoint there. `None` until the current attempt has registered.
+    pub fn jobmanager_url(&self) -> Option<String> {
+        let a = self.am_rpc_address.trim();
+        (!a.is_empty() && !a.ends_with(":0") && !a.starts_with("N/A"))
+            .then(|| format!("http://{a}"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -89,14 +89,14 @@ impl Dispatcher {
     pub async fn recover(&self) -> Result<Vec<String>, DispatchError> {
         for dirty in self.ha.job_results.dirty_results().await? {
             tracing::info!(job_id = %dirty.job_id, status = %dirty.status, "finishing the cleanup of a terminated job");
-            self.cleanup(&dirty.job_id).await?;
+            job_master::remove_job_ha_data(&self.ha, &dirty.job_id).await?;
             self.ha.job_results.mark_clean(&dirty.job_id).await?;
         }
         let mut recovered = Vec::new();
         for job_id in self.ha.job_graphs.job_ids().await? {
             if self.ha.job_results.has_result(&job_id).await? {
                 tracing::info!(job_id = %job_id, "job graph of a terminated job left behind; removing it");
-                self.cleanup(&job_id).await?;
+                job_master::remove_job_ha_data(&self.ha, &job_id).await?;
                 continue;
             }
             let Some(graph) = self.ha.job_graphs.get(&job_id).await? else {
@@ -147,14 +147,6 @@ impl Dispatcher {
             .filter(|h| !h.snapshot.borrow().status_is_terminal())
             .map(|h| h.snapshot.borrow().parallelism)
             .sum()
-    }
-
-    /// Removes a terminated job's HA data (graph, checkpoints, counter) in the safe order.
-    async fn cleanup(&self, job_id: &str) -> Result<(), HaError> {
-        self.ha.job_graphs.remove(job_id).await?;
-        let f = &self.ha.checkpoint_store_factory;
-        f.checkpoint_store(job_id).shutdown(true).await?;
-        f.checkpoint_id_counter(job_id).shutdown(true).await
     }
 
     async fn sink_dir(&self, spec: &JobSpec) -> Result<Location, DispatchError> {

@@ -178,6 +178,15 @@ fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
+/// Removes a globally terminal job's HA data in the safe order: its graph, then its
+/// checkpoints, then its checkpoint id counter. (The job result store entry is the caller's.)
+pub async fn remove_job_ha_data(ha: &HaServices, job_id: &str) -> Result<(), crate::ha::HaError> {
+    ha.job_graphs.remove(job_id).await?;
+    let f = &ha.checkpoint_store_factory;
+    f.checkpoint_store(job_id).shutdown(true).await?;
+    f.checkpoint_id_counter(job_id).shutdown(true).await
+}
+
 /// Recovers the latest readable checkpoint, falling back to older ones (and saying so).
 async fn latest_checkpoint(ha: &HaServices, job_id: &str) -> Option<CheckpointMetadata> {
     let store = ha.checkpoint_store_factory.checkpoint_store(job_id);
@@ -529,9 +538,7 @@ async fn run(
         };
         let cleanup = async {
             ha.job_results.create_dirty(&entry).await?;
-            ha.job_graphs.remove(&job_id).await?;
-            store.shutdown(true).await?;
-            counter.shutdown(true).await?;
+            remove_job_ha_data(&ha, &job_id).await?;
             ha.job_results.mark_clean(&job_id).await
         };
         if let Err(e) = cleanup.await {

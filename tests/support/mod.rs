@@ -172,9 +172,7 @@ fn script(head: &[&str], dir: &Path, tail: &[&str]) -> Output {
 /// The JobManager base URL of a yarnflow application's current attempt (the AM registers it as
 /// its RPC address), once it has registered.
 pub async fn jobmanager_of(rest: &yarnflow::hadoop::rest::RmRest, app: &str) -> Option<String> {
-    let r = rest.application(app).await.ok()?;
-    let a = r.am_rpc_address.trim();
-    (!a.is_empty() && !a.ends_with(":0") && !a.starts_with("N/A")).then(|| format!("http://{a}"))
+    rest.application(app).await.ok()?.jobmanager_url()
 }
 
 /// Parses `export KEY='value'` lines.
