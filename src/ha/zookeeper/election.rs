@@ -29,7 +29,7 @@ use uuid::Uuid;
 use zookeeper_client as zk;
 
 use super::proto::{LatchOwner, LeaderRecord};
-use super::{EPHEMERAL, EPHEMERAL_SEQUENTIAL, PERSISTENT, ZkCluster, parse_counter};
+use super::{EPHEMERAL, EPHEMERAL_SEQUENTIAL, ZkCluster, is_terminal};
 use crate::ha::{HaError, LeaderElection, Leadership};
 
 const LATCH_DIR: &str = "leader/latch";
@@ -145,29 +145,11 @@ impl ZkLeaderElection {
 
     /// CAS-increments `leader/epoch` in a multi-op that also checks our latch node.
     async fn next_epoch(&self) -> Result<u64, HaError> {
-        let path = self.zk.path(EPOCH);
-        loop {
-            let (current, version) = match self.zk.client.get_data(&path).await {
-                Ok((data, stat)) => (parse_counter(&path, &data)?, Some(stat.version)),
-                Err(zk::Error::NoNode) => (0, None),
-                Err(e) => return Err(self.zk.err("read the leader epoch", e)),
-            };
-            let next = current + 1;
-            let mut w = self.zk.fenced_writer()?;
-            let data = next.to_string();
-            let added = match version {
-                Some(v) => w.add_set_data(&path, data.as_bytes(), Some(v)),
-                None => w.add_create(&path, data.as_bytes(), &PERSISTENT),
-            };
-            added.map_err(|e| self.zk.err("bump the leader epoch", e))?;
-            match self.zk.try_commit("bump the leader epoch", w).await {
-                Ok(_) => return Ok(next),
-                // Another contender's stale bump raced ours (it cannot succeed: its latch check
-                // fails once it no longer leads); read again.
-                Err(f) if f.is_race() => continue,
-                Err(f) => return Err(f.into_error()),
-            }
-        }
+        let previous = self
+            .zk
+            .increment_counter(&self.zk.path(EPOCH), 0, "leader epoch")
+            .await?;
+        Ok(previous + 1)
     }
 
     /// Deletes the latch nodes owned by `owner` (not our own). Only call this when `owner` is
@@ -265,9 +247,7 @@ impl ZkLeaderElection {
             for _ in 0..100 {
                 match zk.client.delete(&latch, None).await {
                     Ok(()) | Err(zk::Error::NoNode) => break,
-                    Err(e) if e == zk::Error::SessionExpired || e == zk::Error::ClientClosed => {
-                        break;
-                    }
+                    Err(e) if is_terminal(&e) => break,
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
                 }
             }
@@ -299,7 +279,7 @@ async fn watch_latch(
                 gone.cancel();
                 return;
             }
-            Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => return,
+            Err(e) if is_terminal(&e) => return,
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
         }
     }

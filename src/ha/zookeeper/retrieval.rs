@@ -17,9 +17,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
-use super::ZkCluster;
 use super::election::CONNECTION_INFO;
 use super::proto::LeaderRecord;
+use super::{ZkCluster, is_terminal};
 use crate::ha::{LeaderInfo, LeaderRetrieval};
 
 /// Follows the published leader of one cluster id until dropped.
@@ -101,14 +101,14 @@ async fn read_records(
                 match zk.client.check_and_watch_stat(&path).await {
                     Ok((None, w)) => w,
                     Ok((Some(_), _)) => continue,
-                    Err(e) if is_final(&e) => return,
+                    Err(e) if is_terminal(&e) => return,
                     Err(_) => {
                         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                         continue;
                     }
                 }
             }
-            Err(e) if is_final(&e) => return,
+            Err(e) if is_terminal(&e) => return,
             Err(_) => {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 continue;
@@ -119,13 +119,6 @@ async fn read_records(
             _ = watcher.changed() => {}
         }
     }
-}
-
-fn is_final(e: &zk::Error) -> bool {
-    matches!(
-        e,
-        zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed
-    )
 }
 
 fn decode(data: &[u8]) -> Option<LeaderInfo> {
