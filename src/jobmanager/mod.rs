@@ -3,6 +3,7 @@
 //! that recovers and runs a leader's jobs.
 
 pub mod checkpoint;
+pub mod client;
 pub mod dispatcher;
 pub mod endpoint;
 pub mod job_master;

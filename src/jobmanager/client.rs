@@ -1,0 +1,380 @@
+//! A typed client of the JobManager's REST API ([`super::rest`]): one method per route, each
+//! answer deserialized into the types below, every failure one [`ClientError`] line naming the
+//! JobManager's address and the request. `yarnflow status`, `submit`, `cancel` and `run` talk to
+//! a JobManager only through it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::status::JobStatus;
+
+/// Why a request to the JobManager failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// No answer: connection refused, timed out, cut off.
+    #[error("JobManager {address}: {request}: {message}")]
+    Unreachable {
+        address: String,
+        request: String,
+        message: String,
+    },
+    /// The JobManager answered with an error status; `message` is the first of its `errors`.
+    #[error("JobManager {address}: {request}: HTTP {status}: {message}")]
+    Status {
+        address: String,
+        request: String,
+        status: u16,
+        message: String,
+    },
+    /// The answer is not what the REST API serves (another server on that port?).
+    #[error("JobManager {address}: {request}: unexpected response: {message}")]
+    Shape {
+        address: String,
+        request: String,
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// 404: no such job (or no such route).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Status { status: 404, .. })
+    }
+
+    /// The JobManager did not answer at all.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+    }
+
+    /// Why the JobManager refused the request (its first `errors` entry), if it answered with
+    /// an error status.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            ClientError::Status { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// `GET /overview`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overview {
+    /// How many jobs are in each status (`RUNNING`, ...; only statuses that have a job).
+    pub jobs: BTreeMap<String, u32>,
+    pub taskmanagers: usize,
+    #[serde(rename = "slots-total")]
+    pub slots_total: u32,
+    #[serde(rename = "slots-available")]
+    pub slots_available: u32,
+}
+
+/// One entry of `GET /jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: String,
+    pub name: String,
+    pub status: JobStatus,
+}
+
+/// `GET /jobs/{id}`: the job master's snapshot of one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDetails {
+    pub job_id: String,
+    pub name: String,
+    pub status: JobStatus,
+    #[serde(default)]
+    pub parallelism: u32,
+    #[serde(default)]
+    pub restarts: u32,
+    /// Every subtask failure so far; the last one is the root cause of a FAILED job.
+    #[serde(default)]
+    pub exceptions: Vec<String>,
+    pub failure: Option<String>,
+    #[serde(default)]
+    pub completed_checkpoints: u64,
+    pub latest_checkpoint_id: Option<u64>,
+    pub restored_from_checkpoint: Option<u64>,
+    pub checkpoint_duration_ms_p50: Option<u64>,
+    pub checkpoint_duration_ms_max: Option<u64>,
+    /// Trigger-to-completion time of the latest completed checkpoint.
+    pub last_checkpoint_duration_ms: Option<u64>,
+    /// When the JobManager saw the latest checkpoint complete (ms since the Unix epoch).
+    pub latest_checkpoint_completed_ms: Option<u64>,
+}
+
+/// `GET /jobs/{id}/checkpoints`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointStats {
+    pub counts: CheckpointCounts,
+    pub latest: LatestCheckpoints,
+    pub summary: CheckpointSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointCounts {
+    pub completed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatestCheckpoints {
+    /// The latest completed checkpoint's id.
+    pub completed: Option<u64>,
+    /// The checkpoint the job was restored from, if it was.
+    pub restored: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointSummary {
+    pub duration_ms_p50: Option<u64>,
+    pub duration_ms_max: Option<u64>,
+}
+
+/// One entry of `GET /taskmanagers` (Flink's field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskManagerInfo {
+    pub id: String,
+    #[serde(rename = "slotsNumber")]
+    pub slots: u32,
+    #[serde(rename = "freeSlots")]
+    pub free_slots: u32,
+}
+
+/// What `POST /jobs` answers.
+#[derive(Deserialize)]
+struct Submitted {
+    jobid: String,
+}
+
+#[derive(Deserialize)]
+struct JobList {
+    jobs: Vec<JobSummary>,
+}
+
+#[derive(Deserialize)]
+struct TaskManagerList {
+    taskmanagers: Vec<TaskManagerInfo>,
+}
+
+/// Client of one JobManager's REST API.
+#[derive(Debug, Clone)]
+pub struct JobManagerClient {
+    /// Base URL, `http://host:port`.
+    address: String,
+    http: reqwest::Client,
+    /// Bounds every request, connecting included.
+    timeout: Duration,
+}
+
+impl JobManagerClient {
+    /// A client of the JobManager at `address` (`http://host:port`, or `host:port`); every
+    /// request gives up after `timeout`.
+    pub fn new(address: &str, timeout: Duration) -> JobManagerClient {
+        let address = address.trim_end_matches('/');
+        let address = if address.starts_with("http://") || address.starts_with("https://") {
+            address.to_string()
+        } else {
+            format!("http://{address}")
+        };
+        JobManagerClient {
+            address,
+            http: reqwest::Client::new(),
+            timeout,
+        }
+    }
+
+    /// The base URL requests go to.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub async fn overview(&self) -> Result<Overview, ClientError> {
+        self.get_json("/overview").await
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<JobSummary>, ClientError> {
+        Ok(self.get_json::<JobList>("/jobs").await?.jobs)
+    }
+
+    pub async fn job(&self, id: &str) -> Result<JobDetails, ClientError> {
+        self.get_json(&format!("/jobs/{id}")).await
+    }
+
+    pub async fn checkpoints(&self, id: &str) -> Result<CheckpointStats, ClientError> {
+        self.get_json(&format!("/jobs/{id}/checkpoints")).await
+    }
+
+    pub async fn taskmanagers(&self) -> Result<Vec<TaskManagerInfo>, ClientError> {
+        Ok(self
+            .get_json::<TaskManagerList>("/taskmanagers")
+            .await?
+            .taskmanagers)
+    }
+
+    /// Submits a job spec (YAML); returns the job id the JobManager accepted it under.
+    pub async fn submit(&self, spec_yaml: &str) -> Result<String, ClientError> {
+        let request = "POST /jobs".to_string();
+        let req = self
+            .http
+            .post(self.url("/jobs"))
+            .body(spec_yaml.to_string());
+        let text = self.send(req, &request).await?;
+        Ok(self.parse::<Submitted>(&text, &request)?.jobid)
+    }
+
+    /// Asks the job's master to cancel it (the job ends CANCELED later).
+    pub async fn cancel(&self, id: &str) -> Result<(), ClientError> {
+        let request = format!("POST /jobs/{id}/cancel");
+        let req = self.http.post(self.url(&format!("/jobs/{id}/cancel")));
+        self.send(req, &request).await.map(drop)
+    }
+
+    /// `GET /metrics`: the Prometheus text document.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let request = "GET /metrics".to_string();
+        self.send(self.http.get(self.url("/metrics")), &request)
+            .await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let request = format!("GET {path}");
+        let text = self.send(self.http.get(self.url(path)), &request).await?;
+        self.parse(&text, &request)
+    }
+
+    /// Sends `req`; the body of a success, else the error (the REST API's `errors` as the
+    /// message).
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        request: &str,
+    ) -> Result<String, ClientError> {
+        let unreachable = |e: reqwest::Error| ClientError::Unreachable {
+            address: self.address.clone(),
+            request: request.to_string(),
+            message: error_chain(&e.without_url()),
+        };
+        let resp = req
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(unreachable)?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["errors"][0].as_str().map(str::to_string))
+            .unwrap_or_else(|| "no reason given".into());
+        Err(ClientError::Status {
+            address: self.address.clone(),
+            request: request.to_string(),
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    fn parse<T: DeserializeOwned>(&self, text: &str, request: &str) -> Result<T, ClientError> {
+        serde_json::from_str(text).map_err(|e| ClientError::Shape {
+            address: self.address.clone(),
+            request: request.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_details_read_the_snapshot_json() {
+        let json = r#"{"job_id":"j","name":"n","status":"RESTARTING","parallelism":2,
+            "restarts":1,"exceptions":["subtask 1 failed"],"failure":null,
+            "completed_checkpoints":3,"latest_checkpoint_id":4,"restored_from_checkpoint":2,
+            "checkpoint_duration_ms_p50":5,"checkpoint_duration_ms_max":9,
+            "last_checkpoint_duration_ms":6,"latest_checkpoint_completed_ms":1700000000000}"#;
+        let j: JobDetails = serde_json::from_str(json).unwrap();
+        assert_eq!(j.status, JobStatus::Restarting);
+        assert_eq!((j.restarts, j.latest_checkpoint_id), (1, Some(4)));
+        assert_eq!(j.exceptions, vec!["subtask 1 failed"]);
+    }
+
+    #[test]
+    fn overview_and_taskmanagers_use_the_rest_field_names() {
+        let o: Overview = serde_json::from_str(
+            r#"{"jobs":{"RUNNING":2},"taskmanagers":1,"slots-total":4,"slots-available":1}"#,
+        )
+        .unwrap();
+        assert_eq!(o.jobs.get("RUNNING"), Some(&2));
+        assert_eq!((o.slots_total, o.slots_available), (4, 1));
+        let t: TaskManagerInfo =
+            serde_json::from_str(r#"{"id":"tm-1","slotsNumber":2,"freeSlots":1}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"id":"tm-1","slotsNumber":2,"freeSlots":1}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_jobmanager_is_one_line_naming_it() {
+        // A port nothing listens on: bind one, then free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = JobManagerClient::new(&format!("127.0.0.1:{port}"), Duration::from_secs(2));
+        let e = client.jobs().await.unwrap_err();
+        assert!(e.is_unreachable(), "{e:?}");
+        let line = e.to_string();
+        assert!(
+            line.starts_with(&format!("JobManager http://127.0.0.1:{port}: GET /jobs: ")),
+            "{line}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[tokio::test]
+    async fn every_route_of_an_idle_jobmanager_reads() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let router = super::super::rest::router(Default::default());
+        let serve = tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = JobManagerClient::new(&address, Duration::from_secs(5));
+        assert_eq!(client.jobs().await.unwrap(), vec![]);
+        assert_eq!(client.taskmanagers().await.unwrap(), vec![]);
+        let o = client.overview().await.unwrap();
+        assert_eq!((o.taskmanagers, o.slots_total), (0, 0));
+        assert!(client.job("nope").await.unwrap_err().is_not_found());
+        assert!(client.checkpoints("nope").await.unwrap_err().is_not_found());
+        assert!(client.cancel("nope").await.unwrap_err().is_not_found());
+        let refused = client.submit("name: x\n").await.unwrap_err();
+        assert!(
+            refused.refusal().is_some_and(|r| r.contains("not leading")),
+            "{refused}"
+        );
+        assert!(client.metrics().await.unwrap().contains("yarnflow_jobs"));
+        serve.abort();
+    }
+}
