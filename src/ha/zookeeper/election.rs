@@ -14,6 +14,10 @@
 //!   and grant a successor, so even a tolerant leader never overlaps with the next one;
 //! * the latch node disappears, e.g. because a successor [evicted](ZkLeaderElection::evict) it.
 //!
+//! A grant is watched by two tasks (session state, latch node) in the election's
+//! [`TaskTracker`]; they end with the grant, and [`resign`](LeaderElection::resign) waits for
+//! them.
+//!
 //! # Eviction
 //! A successor that *knows* the owner of a latch node is dead — on YARN, attempt N+1 knows attempt
 //! N's AM container has ended, because YARN only starts a new attempt after that — may delete that
@@ -25,6 +29,7 @@ use std::sync::Mutex;
 
 use prost::Message;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 use zookeeper_client as zk;
 
@@ -41,8 +46,17 @@ pub struct ZkLeaderElection {
     zk: ZkCluster,
     owner: String,
     tolerate_suspended: bool,
-    /// Our current latch node and grant, if any.
-    current: Mutex<Option<(String, Leadership)>>,
+    /// Our current grant, if any.
+    current: Mutex<Option<Grant>>,
+}
+
+/// One grant of leadership and what watches it.
+struct Grant {
+    latch: String,
+    leadership: Leadership,
+    /// The grant's guard tasks (see [`ZkLeaderElection::spawn_guard`]); closed, they end
+    /// with the grant.
+    guards: TaskTracker,
 }
 
 impl ZkLeaderElection {
@@ -160,7 +174,7 @@ impl ZkLeaderElection {
             .lock()
             .expect("lock")
             .as_ref()
-            .map(|(p, _)| p.clone());
+            .map(|g| g.latch.clone());
         let mut n = 0;
         for (path, o) in self.contenders().await? {
             if o == owner && Some(&path) != ours.as_ref() {
@@ -189,21 +203,23 @@ impl ZkLeaderElection {
     }
 
     /// Watches the session and our latch node; revokes the grant when either is lost, or when
-    /// a tolerated disconnection outlasts [`ZkCluster::tolerated_disconnection`].
-    fn spawn_guard(&self, latch: String, leadership: Leadership) {
+    /// a tolerated disconnection outlasts [`ZkCluster::tolerated_disconnection`]. Returns the
+    /// (closed) tracker of the two tasks.
+    fn spawn_guard(&self, latch: String, leadership: Leadership) -> TaskTracker {
+        let guards = TaskTracker::new();
         let zk = self.zk.clone();
         let tolerate = self.tolerate_suspended;
         let budget = zk.tolerated_disconnection();
         // Requests wait while the client reconnects, so the latch is watched by its own task
         // and the session state below is never stuck behind a pending call.
         let latch_gone = CancellationToken::new();
-        tokio::spawn(watch_latch(
+        guards.spawn(watch_latch(
             zk.client.clone(),
             latch.clone(),
             latch_gone.clone(),
             leadership.revoked.clone(),
         ));
-        tokio::spawn(async move {
+        guards.spawn(async move {
             let mut state = zk.client.state_watcher();
             let mut deadline: Option<tokio::time::Instant> = None;
             let reason = loop {
@@ -252,6 +268,8 @@ impl ZkLeaderElection {
                 }
             }
         });
+        guards.close();
+        guards
     }
 }
 
@@ -309,8 +327,12 @@ impl LeaderElection for ZkLeaderElection {
             revoked: CancellationToken::new(),
         };
         tracing::info!(epoch, session_id = %leadership.session_id, owner = %self.owner, "leadership granted");
-        *self.current.lock().expect("lock") = Some((latch.clone(), leadership.clone()));
-        self.spawn_guard(latch, leadership.clone());
+        let guards = self.spawn_guard(latch.clone(), leadership.clone());
+        *self.current.lock().expect("lock") = Some(Grant {
+            latch,
+            leadership: leadership.clone(),
+            guards,
+        });
         Ok(leadership)
     }
 
@@ -355,7 +377,12 @@ impl LeaderElection for ZkLeaderElection {
 
     async fn resign(&self) -> Result<(), HaError> {
         let current = self.current.lock().expect("lock").take();
-        if let Some((latch, leadership)) = current {
+        if let Some(Grant {
+            latch,
+            leadership,
+            guards,
+        }) = current
+        {
             leadership.revoked.cancel();
             if let Ok(mut w) = self.zk.fenced_writer() {
                 let path = self.zk.path(CONNECTION_INFO);
@@ -367,10 +394,13 @@ impl LeaderElection for ZkLeaderElection {
                 }
             }
             self.zk.fence.clear();
-            match self.zk.client.delete(&latch, None).await {
-                Ok(()) | Err(zk::Error::NoNode) => {}
-                Err(e) => return Err(self.zk.err("delete our latch node", e)),
-            }
+            let deleted = match self.zk.client.delete(&latch, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+                Err(e) => Err(self.zk.err("delete our latch node", e)),
+            };
+            // The guards end on the revocation above; wait until they have.
+            guards.wait().await;
+            deleted?;
             tracing::info!(epoch = leadership.epoch, "leadership resigned");
         }
         Ok(())
