@@ -2,6 +2,9 @@
 //! exactly the numbers 0..1,999,999, each once. Bad job specs are one clear line.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use yarnflow::jobmanager::client::JobManagerClient;
 
 #[test]
 fn the_exactly_once_example_commits_every_number_once() {
@@ -105,13 +108,25 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
         }
     }
     let victim = victim.expect("the TaskManager pids are printed");
-    std::thread::sleep(std::time::Duration::from_secs(8));
+    let rest = rest.expect("the REST address is printed");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Mid-job: once a checkpoint completed, every subtask runs and has state to restore.
+    rt.block_on(async {
+        let client = JobManagerClient::new(&rest, Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !client
+            .job("exactly-once")
+            .await
+            .is_ok_and(|j| j.completed_checkpoints >= 1)
+        {
+            assert!(Instant::now() < deadline, "no checkpoint within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
     unsafe {
         libc::kill(victim, libc::SIGKILL);
     }
     // The restart shows in the REST API while the job runs.
-    let rest = rest.expect("the REST address is printed");
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let job: serde_json::Value = rt.block_on(async {
         let mut last = serde_json::Value::Null;
         for _ in 0..50 {

@@ -245,6 +245,7 @@ async fn discover_leader(cli: &Cli, app: ApplicationId) -> Result<LeaderView, St
         Ok(Ok(info)) => info.clone(),
         _ => None,
     };
+    retrieval.stop().await;
     tracing::debug!(namespace = %cfg.namespace(), ?leader, "leader discovery");
     match leader {
         Some(l) => Ok(LeaderView {
