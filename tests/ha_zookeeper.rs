@@ -604,7 +604,12 @@ async fn a_tolerant_leader_steps_down_before_any_successor_and_discovery_follows
         let g = sb.acquire().await;
         (g, Instant::now())
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Its latch node queued behind the leader's: the standby is contending.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while standby.contenders().await.unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the standby never contended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let cut_at = Instant::now();
     proxy.cut();
     tokio::time::timeout(SESSION * 2, l.revoked.cancelled())

@@ -109,10 +109,10 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
     }
     let victim = victim.expect("the TaskManager pids are printed");
     let rest = rest.expect("the REST address is printed");
+    let client = JobManagerClient::new(&rest, Duration::from_secs(10));
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Mid-job: once a checkpoint completed, every subtask runs and has state to restore.
     rt.block_on(async {
-        let client = JobManagerClient::new(&rest, Duration::from_secs(2));
         let deadline = Instant::now() + Duration::from_secs(60);
         while !client
             .job("exactly-once")
@@ -130,13 +130,8 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
     let job: serde_json::Value = rt.block_on(async {
         let mut last = serde_json::Value::Null;
         for _ in 0..50 {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            last = reqwest::get(format!("{rest}/jobs/exactly-once"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            last = serde_json::to_value(client.job("exactly-once").await.unwrap()).unwrap();
             if last["restarts"].as_u64().unwrap_or(0) >= 1 {
                 break;
             }

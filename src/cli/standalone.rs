@@ -182,18 +182,14 @@ async fn submit_and_follow(
 ) -> anyhow::Result<ExitCode> {
     let leader = leaders.get(Duration::from_secs(30)).await?;
     let client = JobManagerClient::new(&leader.address, RUN_TIMEOUT);
-    match client.submit(spec_text).await {
-        Ok(_) => {}
-        Err(e) => match e.refusal() {
-            Some(reason) => bail!(
+    if let Err(e) = client.submit(spec_text).await {
+        if let Some(reason) = e.refusal() {
+            bail!(
                 "the JobManager at {} refused the job: {reason}",
                 leader.address
-            ),
-            None => {
-                return Err(e)
-                    .with_context(|| format!("submit to the JobManager at {}", leader.address));
-            }
-        },
+            );
+        }
+        return Err(e).with_context(|| format!("submit to the JobManager at {}", leader.address));
     }
     println!(
         "job {job_id} submitted to {} (epoch {})",
