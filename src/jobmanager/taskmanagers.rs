@@ -46,6 +46,8 @@ struct PoolState {
 pub struct TaskManagerPool {
     state: Arc<Mutex<PoolState>>,
     slots_changed: Arc<Notify>,
+    /// The resource id (container) of every TaskManager that registers.
+    registrations: tokio::sync::broadcast::Sender<String>,
     epoch: u64,
     session_id: String,
     slot_timeout: Duration,
@@ -57,6 +59,7 @@ impl TaskManagerPool {
         TaskManagerPool {
             state: Arc::new(Mutex::new(PoolState::default())),
             slots_changed: Arc::new(Notify::new()),
+            registrations: tokio::sync::broadcast::channel(1024).0,
             epoch,
             session_id: session_id.to_string(),
             slot_timeout,
@@ -86,6 +89,12 @@ impl TaskManagerPool {
             .filter(|t| !t.resource_id.is_empty())
             .map(|t| t.resource_id.clone())
             .collect()
+    }
+
+    /// The resource id of every TaskManager that registers from now on, once it is in the pool:
+    /// how the ApplicationMaster learns that a container it launched or adopted is serving.
+    pub fn registrations(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.registrations.subscribe()
     }
 
     fn message(&self, kind: job_manager_message::Kind) -> JobManagerMessage {
@@ -288,6 +297,10 @@ impl JobManagerGateway for TaskManagerPool {
             ))))
             .await;
         self.slots_changed.notify_waiters();
+        if !reg.resource_id.is_empty() {
+            // No receiver (outside YARN) is fine.
+            let _ = self.registrations.send(reg.resource_id.clone());
+        }
         let pool = self.clone();
         let tm_id = reg.taskmanager_id.clone();
         tokio::spawn(async move {
