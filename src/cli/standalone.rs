@@ -54,12 +54,15 @@ pub async fn jobmanager(cli: &Cli, args: &JobManagerArgs) -> anyhow::Result<Exit
     let owner = format!("jobmanager@{host}:{}", std::process::id());
     let stop = CancellationToken::new();
     let jobmanager = StandaloneJobManager::new(config, &owner, &host, stop.clone()).await?;
-    let ctrl_c = tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        stop.cancel();
-    });
-    jobmanager.run().await?;
-    ctrl_c.abort();
+    let run = jobmanager.run();
+    tokio::pin!(run);
+    tokio::select! {
+        r = &mut run => r?,
+        _ = tokio::signal::ctrl_c() => {
+            stop.cancel();
+            run.await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
