@@ -160,7 +160,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         tracing::info!(job_id = %job_id, elapsed_ms = t_recover.elapsed().as_millis() as u64, "job recovered");
     }
     let mut results: Vec<JobOutcome> = Vec::new();
-    let mut earlier: Vec<(String, String, Option<String>)> = Vec::new();
+    let mut earlier: Vec<(String, JobStatus, Option<String>)> = Vec::new();
     if let Some(path) = job {
         let spec = JobSpec::load(path)?;
         let job_id = spec.job_id();
@@ -172,7 +172,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
                     let r = ha.job_results.get(&job_id).await?;
                     let (status, failure) = r
                         .map(|r| (r.status, r.failure))
-                        .unwrap_or(("FINISHED".into(), None));
+                        .unwrap_or((JobStatus::Finished, None));
                     tracing::info!(job_id = %job_id, status = %status, "job already ended under an earlier attempt");
                     earlier.push((job_id, status, failure));
                 }
@@ -361,7 +361,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
 /// SUCCEEDED when every job FINISHED; FAILED if any failed; KILLED if any was cancelled.
 fn final_status(
     results: &[JobOutcome],
-    earlier: &[(String, String, Option<String>)],
+    earlier: &[(String, JobStatus, Option<String>)],
 ) -> (FinalApplicationStatus, String) {
     let mut lines: Vec<String> = results
         .iter()
@@ -376,7 +376,7 @@ fn final_status(
             l
         })
         .collect();
-    let mut statuses: Vec<String> = results.iter().map(|o| o.status.to_string()).collect();
+    let mut statuses: Vec<JobStatus> = results.iter().map(|o| o.status).collect();
     for (job, status, failure) in earlier {
         lines.push(format!(
             "job {job} {status} (under an earlier attempt){}",
@@ -385,11 +385,11 @@ fn final_status(
                 .map(|f| format!("; cause: {f}"))
                 .unwrap_or_default()
         ));
-        statuses.push(status.clone());
+        statuses.push(*status);
     }
-    let status = if statuses.iter().any(|s| s == "FAILED") {
+    let status = if statuses.contains(&JobStatus::Failed) {
         FinalApplicationStatus::Failed
-    } else if statuses.iter().any(|s| s == "CANCELED") {
+    } else if statuses.contains(&JobStatus::Canceled) {
         FinalApplicationStatus::Killed
     } else {
         FinalApplicationStatus::Succeeded

@@ -100,7 +100,7 @@ pub fn render(state: &RestState, jobs: &[JobSnapshot]) -> String {
         "Jobs of this JobManager by status.",
     );
     for status in STATUSES {
-        let n = jobs.iter().filter(|j| j.status == status.as_str()).count();
+        let n = jobs.iter().filter(|j| j.status == status).count();
         let _ = writeln!(out, "yarnflow_jobs{{status=\"{}\"}} {n}", status.as_str());
     }
     per_job(
@@ -254,7 +254,7 @@ mod tests {
             JobSnapshot {
                 job_id: "j1".into(),
                 name: "say \"hi\"\n".into(),
-                status: "RUNNING".into(),
+                status: JobStatus::Running,
                 restarts: 2,
                 completed_checkpoints: 5,
                 latest_checkpoint_id: Some(9),
@@ -263,7 +263,7 @@ mod tests {
             },
             JobSnapshot {
                 job_id: "j2".into(),
-                status: "FINISHED".into(),
+                status: JobStatus::Finished,
                 ..Default::default()
             },
         ];

@@ -5,9 +5,14 @@
 pub mod checkpoint;
 pub mod dispatcher;
 pub mod endpoint;
+pub mod error;
 pub mod job_master;
 pub mod metrics;
 pub mod rest;
 pub mod restart;
+pub mod runtime;
+pub mod scheduler;
 pub mod status;
 pub mod taskmanagers;
+
+pub use error::RuntimeError;

@@ -60,7 +60,7 @@ fn snapshots(s: &RestState) -> Vec<super::job_master::JobSnapshot> {
 async fn overview(State(s): State<RestState>) -> Json<serde_json::Value> {
     let mut by_status: BTreeMap<String, u32> = BTreeMap::new();
     for j in snapshots(&s) {
-        *by_status.entry(j.status).or_default() += 1;
+        *by_status.entry(j.status.to_string()).or_default() += 1;
     }
     let tms = s
         .taskmanagers
