@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval};
+use tokio_util::task::TaskTracker;
 
 use super::checkpoint::{CheckpointMetadata, CheckpointTracker};
 use super::error::RuntimeError;
@@ -155,8 +156,25 @@ async fn latest_checkpoint(ha: &HaServices, job_id: &str) -> Option<CheckpointMe
 
 /// Starts the job master; it runs until the job is terminal (for this JobManager). The caller
 /// owns the returned task: the job's outcome, once its subtasks have stopped and a globally
-/// terminal job's HA data is cleaned up.
+/// terminal job's HA data is cleaned up. [`start_on`] also tracks it.
 pub fn start(cfg: JobMasterConfig, ha: HaServices) -> (JobMasterHandle, JoinHandle<JobOutcome>) {
+    let (handle, master) = build(cfg, ha);
+    (handle, tokio::spawn(master.run()))
+}
+
+/// [`start`] as a task of `tracker`, so that whoever waits for the tracker (a leader's
+/// shutdown) waits for the job master, and so for its subtasks and cleanup.
+pub fn start_on(
+    tracker: &TaskTracker,
+    cfg: JobMasterConfig,
+    ha: HaServices,
+) -> (JobMasterHandle, JoinHandle<JobOutcome>) {
+    let (handle, master) = build(cfg, ha);
+    (handle, tracker.spawn(master.run()))
+}
+
+/// The job master and its handle, not yet running.
+fn build(cfg: JobMasterConfig, ha: HaServices) -> (JobMasterHandle, JobMaster) {
     let (kill_tx, kill_rx) = mpsc::channel(8);
     let (cancel_tx, cancel_rx) = mpsc::channel(1);
     let (snap_tx, snap_rx) = watch::channel(JobSnapshot {
@@ -167,15 +185,12 @@ pub fn start(cfg: JobMasterConfig, ha: HaServices) -> (JobMasterHandle, JoinHand
         ..Default::default()
     });
     let master = JobMaster::new(cfg, ha, kill_rx, cancel_rx, snap_tx);
-    let handle = tokio::spawn(master.run());
-    (
-        JobMasterHandle {
-            kill: kill_tx,
-            cancel: cancel_tx,
-            snapshot: snap_rx,
-        },
-        handle,
-    )
+    let handle = JobMasterHandle {
+        kill: kill_tx,
+        cancel: cancel_tx,
+        snapshot: snap_rx,
+    };
+    (handle, master)
 }
 
 /// What woke the job master's loop (one variant per `select!` arm).
@@ -252,13 +267,18 @@ impl JobMaster {
     }
 
     async fn run(mut self) -> JobOutcome {
-        if let Some(status) = self.prepare().await {
-            // Nothing ran: nothing to stop or clean up.
+        let start = if self.prepare().await {
+            self.core.start()
+        } else {
+            Vec::new()
+        };
+        if self.core.status().is_terminal() {
+            // The job graph could not be persisted, or the restore state is unreadable: nothing
+            // was deployed and nothing is cleaned up (the checkpoints stay for a look).
+            tracing::warn!(job_id = %self.job_id, status = %self.core.status(), "the job did not start");
             self.publish();
-            tracing::warn!(job_id = %self.job_id, %status, "the job did not start");
             return self.core.into_outcome();
         }
-        let start = self.core.start();
         let mut status = self.perform(start).await;
         while status.is_none() {
             self.publish();
@@ -275,9 +295,9 @@ impl JobMaster {
         self.stop().await
     }
 
-    /// Persists the job graph (unless it already is) and recovers the latest checkpoint.
-    /// `Some(status)` if the job cannot start.
-    async fn prepare(&mut self) -> Option<JobStatus> {
+    /// Persists the job graph (unless it already is) and recovers the latest checkpoint;
+    /// `false` if the job cannot start.
+    async fn prepare(&mut self) -> bool {
         if !self.cfg.graph_persisted {
             let stored = match serde_json::to_vec(&self.cfg.spec) {
                 Ok(graph) => self
@@ -291,14 +311,14 @@ impl JobMaster {
             if let Err(e) = stored {
                 // A deposed leader leaves the job to its successor.
                 self.core.on_fatal("cannot persist the job graph", e);
-                return Some(self.core.status());
+                return false;
             }
         }
         if let Some(m) = latest_checkpoint(&self.ha, &self.job_id).await {
             tracing::info!(job_id = %self.job_id, checkpoint_id = m.checkpoint_id, "job recovered from checkpoint");
             self.core.recover(m);
         }
-        None
+        true
     }
 
     /// Waits for the next thing to react to.

@@ -1,7 +1,8 @@
 //! The TaskManager process (Flink's TaskExecutor): connects to the JobManager, registers its
 //! slots, runs the subtasks deployed to it and reports their acknowledgements. When the session
-//! ends (the JobManager died or was deposed) it stops its subtasks and registers again —
-//! with a new leader — without restarting the process. Messages carrying a leader epoch older
+//! ends (the JobManager died or was deposed) it stops its subtasks, waits for them (they are
+//! tasks of the session's tracker), and registers again — with a new leader — without
+//! restarting the process. Messages carrying a leader epoch older
 //! than the newest seen are dropped (fencing).
 
 use std::collections::HashMap;
@@ -106,16 +107,15 @@ async fn session(
     known_epoch: &mut u64,
     shutdown: &CancellationToken,
 ) -> Result<(), RuntimeError> {
-    let session_error = |e: String| RuntimeError::Session(e);
     let channel = tonic::transport::Endpoint::from_shared(address.to_string())
-        .map_err(|e| session_error(format!("bad JobManager address {address}: {e}")))?
+        .map_err(|e| RuntimeError::Session(format!("bad JobManager address {address}: {e}")))?
         .connect_timeout(Duration::from_secs(10))
         .http2_keep_alive_interval(cfg.heartbeat_interval)
         .keep_alive_timeout(cfg.heartbeat_timeout)
         .keep_alive_while_idle(true)
         .connect()
         .await
-        .map_err(|e| session_error(format!("cannot connect: {e}")))?;
+        .map_err(|e| RuntimeError::Session(format!("cannot connect: {e}")))?;
     let mut client = JobManagerGatewayClient::new(channel);
     let (out, out_rx) = mpsc::channel::<TaskManagerMessage>(1024);
     out.send(TaskManagerMessage {
@@ -127,11 +127,11 @@ async fn session(
         })),
     })
     .await
-    .map_err(|e| session_error(e.to_string()))?;
+    .map_err(|e| RuntimeError::Session(e.to_string()))?;
     let mut inbound = client
         .session(ReceiverStream::new(out_rx))
         .await
-        .map_err(|e| session_error(format!("registration refused: {}", e.message())))?
+        .map_err(|e| RuntimeError::Session(format!("registration refused: {}", e.message())))?
         .into_inner();
     let mut subtasks = Subtasks {
         commands: HashMap::new(),
@@ -146,9 +146,13 @@ async fn session(
         };
         let msg = match msg {
             Ok(Some(m)) => m,
-            Ok(None) => break Err(session_error("the JobManager closed the session".into())),
+            Ok(None) => {
+                break Err(RuntimeError::Session(
+                    "the JobManager closed the session".into(),
+                ));
+            }
             Err(e) => {
-                break Err(session_error(format!(
+                break Err(RuntimeError::Session(format!(
                     "the session failed: {}",
                     e.message()
                 )));
