@@ -376,3 +376,118 @@ impl JobManagerGateway for TaskManagerPool {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::job_manager_gateway_client::JobManagerGatewayClient;
+    use crate::storage::Location;
+    use crate::storage::local::LocalStore;
+
+    /// Serves `pool` on a loopback port until `stop`; a client connected to it.
+    async fn serve(
+        pool: &TaskManagerPool,
+        stop: CancellationToken,
+    ) -> JobManagerGatewayClient<tonic::transport::Channel> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let server = tonic::transport::Server::builder()
+            .add_service(pool.service())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                stop.cancelled_owned(),
+            );
+        tokio::spawn(server);
+        JobManagerGatewayClient::connect(address).await.unwrap()
+    }
+
+    fn tm_message(kind: task_manager_message::Kind) -> TaskManagerMessage {
+        TaskManagerMessage { kind: Some(kind) }
+    }
+
+    #[tokio::test]
+    async fn registrations_are_announced_and_a_bad_ack_fails_its_subtask() {
+        let pool = TaskManagerPool::new(3, "session", Duration::from_secs(5));
+        let mut registrations = pool.registrations();
+        let stop = CancellationToken::new();
+        let mut client = serve(&pool, stop.clone()).await;
+        let (out, out_rx) = mpsc::channel(16);
+        let register = control::Register {
+            taskmanager_id: "tm-1".into(),
+            slots: 1,
+            resource_id: "container_1".into(),
+            known_epoch: 0,
+        };
+        out.send(tm_message(task_manager_message::Kind::Register(register)))
+            .await
+            .unwrap();
+        let mut inbound = client
+            .session(ReceiverStream::new(out_rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let kind = |m: Option<JobManagerMessage>| m.and_then(|m| m.kind);
+        assert!(matches!(
+            kind(inbound.message().await.unwrap()),
+            Some(job_manager_message::Kind::Registered(_))
+        ));
+        assert_eq!(registrations.recv().await.unwrap(), "container_1");
+        assert_eq!(pool.registered_resources(), vec!["container_1".to_string()]);
+
+        let (events_tx, mut events) = mpsc::channel(16);
+        let config = TaskConfig {
+            job_id: "j".into(),
+            subtask: 0,
+            parallelism: 1,
+            pipeline: Vec::new(),
+            sink_dir: Location {
+                store: Arc::new(LocalStore),
+                path: "/tmp/yarnflow-pool-test".into(),
+            },
+            batch: 1,
+        };
+        let deployed = pool.deploy(config, None, events_tx).await.unwrap();
+        assert!(matches!(
+            kind(inbound.message().await.unwrap()),
+            Some(job_manager_message::Kind::Deploy(_))
+        ));
+        deployed
+            .commands
+            .send(TaskCommand::Barrier(1))
+            .await
+            .unwrap();
+        assert!(matches!(
+            kind(inbound.message().await.unwrap()),
+            Some(job_manager_message::Kind::Barrier(control::Barrier {
+                checkpoint_id: 1,
+                ..
+            }))
+        ));
+        let ack = control::Ack {
+            job_id: "j".into(),
+            subtask: 0,
+            checkpoint_id: 1,
+            state_json: "{not json".into(),
+        };
+        out.send(tm_message(task_manager_message::Kind::Ack(ack)))
+            .await
+            .unwrap();
+        let Some(TaskEvent::Failed { subtask: 0, error }) = events.recv().await else {
+            panic!("the subtask fails")
+        };
+        assert!(matches!(error, RuntimeError::BadAck { .. }), "{error}");
+
+        // The TaskManager hangs up: its subtask fails with it.
+        drop(out);
+        let Some(TaskEvent::Failed { subtask: 0, error }) = events.recv().await else {
+            panic!("the subtask fails")
+        };
+        assert!(error.is_taskmanager_lost(), "{error}");
+        assert_eq!(error.to_string(), "TaskManager tm-1 was lost");
+        assert!(pool.registered_resources().is_empty());
+        // Every task of the pool ends and is waited for.
+        pool.close().await;
+        assert!(deployed.handle.is_finished());
+        stop.cancel();
+    }
+}
