@@ -205,8 +205,10 @@ enum Wake {
 
 /// One job's event loop: owns the job's deployments and does the I/O the [`Scheduler`] asks for.
 struct JobMaster {
+    /// The job, its sink, where subtasks run, the leadership token.
     cfg: JobMasterConfig,
     job_id: String,
+    /// The job graph store, checkpoints and the job result store.
     ha: HaServices,
     /// The job's completed checkpoints in HA.
     store: Arc<dyn CompletedCheckpointStore>,
@@ -223,7 +225,7 @@ struct JobMaster {
     kill: mpsc::Receiver<u32>,
     /// [`JobMasterHandle::cancel`].
     cancel: mpsc::Receiver<()>,
-    /// The checkpoint interval (hourly when checkpointing is off, to expire nothing).
+    /// The job's `checkpoint-interval` (a job without one is still checkpointed hourly).
     ticker: Interval,
     /// What the REST API shows.
     snapshot: watch::Sender<JobSnapshot>,
