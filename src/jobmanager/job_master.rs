@@ -4,7 +4,7 @@
 //! globally terminal.
 //!
 //! The decisions are the [`Scheduler`]'s (pure, unit-tested); this module is the I/O around it:
-//! a [`JobMaster`] task owning the job's deployments, whose `select!` loop feeds the scheduler
+//! a `JobMaster` task owning the job's deployments, whose `select!` loop feeds the scheduler
 //! events (subtask events, timers, kill, cancel, leadership loss) and performs the actions it
 //! answers (deploy, broadcast, store a checkpoint, stop). Subtasks run wherever the
 //! [`TaskRuntime`] puts them: in this process ([`InProcess`]) or on TaskManagers.

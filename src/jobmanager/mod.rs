@@ -1,6 +1,8 @@
-//! The JobManager: job masters (checkpoints, region failover, cleanup), the TaskManager slot
-//! pool and its gRPC endpoint, restart strategies, job status, the REST API, and the dispatcher
-//! that recovers and runs a leader's jobs.
+//! The JobManager: job masters (checkpoints, region failover, cleanup: a pure [`scheduler`]
+//! core driven by the [`job_master`] loop), where subtasks run ([`runtime`]: in process or on
+//! the TaskManager slot pool and its gRPC endpoint), restart strategies, job status, the
+//! runtime's [`error`] type, the REST API, and the dispatcher that recovers and runs a leader's
+//! jobs.
 
 pub mod checkpoint;
 pub mod dispatcher;
