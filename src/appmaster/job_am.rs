@@ -204,12 +204,7 @@ async fn submit_staged_job(
         }
         Err(DispatchError::DuplicateJob(_)) => {
             let (status, failure) = match ha.job_results.get(&job_id).await? {
-                // TEMP until JobResultEntry.status is a JobStatus.
-                Some(r) => (
-                    serde_json::from_value(serde_json::Value::String(r.status))
-                        .unwrap_or(JobStatus::Finished),
-                    r.failure,
-                ),
+                Some(r) => (r.status, r.failure),
                 None => (JobStatus::Finished, None),
             };
             tracing::info!(job_id = %job_id, status = %status, "job already ended under an earlier attempt");

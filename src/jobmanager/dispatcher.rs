@@ -61,7 +61,7 @@ pub struct Dispatcher {
     default_output: Option<String>,
     leadership: CancellationToken,
     outcomes: mpsc::UnboundedSender<JobOutcome>,
-    /// The tasks that wait for each job master's end.
+    /// The job masters and the tasks that wait for their ends.
     tasks: TaskTracker,
 }
 
@@ -117,14 +117,14 @@ impl Dispatcher {
     pub async fn recover(&self) -> Result<Vec<String>, DispatchError> {
         for dirty in self.ha.job_results.dirty_results().await? {
             tracing::info!(job_id = %dirty.job_id, status = %dirty.status, "finishing the cleanup of a terminated job");
-            job_master::remove_job_ha_data(&self.ha, &dirty.job_id).await?;
+            self.ha.remove_job_data(&dirty.job_id).await?;
             self.ha.job_results.mark_clean(&dirty.job_id).await?;
         }
         let mut recovered = Vec::new();
         for job_id in self.ha.job_graphs.job_ids().await? {
             if self.ha.job_results.has_result(&job_id).await? {
                 tracing::info!(job_id = %job_id, "job graph of a terminated job left behind; removing it");
-                job_master::remove_job_ha_data(&self.ha, &job_id).await?;
+                self.ha.remove_job_data(&job_id).await?;
                 continue;
             }
             let Some(graph) = self.ha.job_graphs.get(&job_id).await? else {
@@ -215,7 +215,7 @@ impl Dispatcher {
             )?
         };
         let job_id = spec.job_id();
-        let (handle, done) = job_master::start(cfg, self.ha.clone());
+        let (handle, done) = job_master::start_on(&self.tasks, cfg, self.ha.clone());
         self.jobs
             .lock()
             .expect("jobs lock")

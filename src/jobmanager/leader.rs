@@ -135,7 +135,8 @@ impl LeaderSession {
             leadership.epoch,
             &leadership.session_id.to_string(),
             config.value(Config::duration, "slot.request.timeout")?,
-        );
+        )
+        .with_shutdown(&leadership.revoked);
         let runtime: Arc<dyn TaskRuntime> = if options.in_process {
             Arc::new(job_master::InProcess)
         } else {
@@ -211,6 +212,7 @@ impl LeaderSession {
         }
         if self.leadership.revoked.is_cancelled() {
             self.dispatcher.closed().await;
+            self.pool.close().await;
         }
     }
 }

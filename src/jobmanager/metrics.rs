@@ -104,7 +104,7 @@ pub fn render(view: &MetricsView<'_>) -> String {
         "Jobs of this JobManager by status.",
     );
     for status in STATUSES {
-        let n = jobs.iter().filter(|j| j.status == status.as_str()).count();
+        let n = jobs.iter().filter(|j| j.status == status).count();
         let _ = writeln!(out, "yarnflow_jobs{{status=\"{}\"}} {n}", status.as_str());
     }
     per_job(
@@ -246,7 +246,7 @@ mod tests {
             JobSnapshot {
                 job_id: "j1".into(),
                 name: "say \"hi\"\n".into(),
-                status: "RUNNING".into(),
+                status: JobStatus::Running,
                 restarts: 2,
                 completed_checkpoints: 5,
                 latest_checkpoint_id: Some(9),
@@ -255,7 +255,7 @@ mod tests {
             },
             JobSnapshot {
                 job_id: "j2".into(),
-                status: "FINISHED".into(),
+                status: JobStatus::Finished,
                 ..Default::default()
             },
         ];
