@@ -211,13 +211,17 @@ impl Config {
 
     /// The value of a key that must be set.
     pub fn required(&self, key: &str) -> Result<&str, ConfigError> {
-        self.get(key).ok_or_else(|| ConfigError::Missing {
+        self.get(key).ok_or_else(|| self.missing(key))
+    }
+
+    fn missing(&self, key: &str) -> ConfigError {
+        ConfigError::Missing {
             key: key.to_string(),
             hint: match &self.user_file {
                 Some(f) => f.display().to_string(),
                 None => format!("<conf dir>/{CONFIG_FILE_NAME} or with -D {key}=..."),
             },
-        })
+        }
     }
 
     /// Parses the value of `key` with `parse`, which explains what it expected on failure.
@@ -238,9 +242,25 @@ impl Config {
             })
     }
 
+    /// The value of a key that `conf/yarnflow.yaml` gives a default, through one of the typed
+    /// getters (`config.value(Config::duration, "slot.request.timeout")`): unset only when a user
+    /// set it to `~`, which is an error naming the key.
+    pub fn value<T>(
+        &self,
+        get: impl FnOnce(&Config, &str) -> Result<Option<T>, ConfigError>,
+        key: &str,
+    ) -> Result<T, ConfigError> {
+        get(self, key)?.ok_or_else(|| self.missing(key))
+    }
+
     /// A string value, `None` when unset.
     pub fn string(&self, key: &str) -> Option<String> {
         self.get(key).map(str::to_string)
+    }
+
+    /// [`Config::string`] in the shape of the typed getters, for [`Config::value`].
+    pub fn text(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        Ok(self.string(key))
     }
 
     pub fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {

@@ -17,7 +17,10 @@
 //! * [`cli`]: clap subcommands, the thin layer between argv and the library;
 //! * [`config`]: Flink-style flat configuration keys with Flink's defaults, from `conf/yarnflow.yaml`;
 //! * [`job`]: job specs, operators and the exactly-once file sink;
-//! * [`jobmanager`]: job masters, checkpoint tracking, restart strategies, slot pool, REST API;
+//! * [`jobmanager`]: the leader session, dispatcher, job masters, checkpoint tracking, restart
+//!   strategies, slot pool, REST API, and the standalone HA JobManager;
+//! * [`local`]: `yarnflow local`: a leader session and TaskManager child processes on this
+//!   machine;
 //! * [`logging`]: stderr + JSON-lines logs stamped with application, attempt and container;
 //! * [`logs`]: one merged timeline of every attempt's and container's logs;
 //! * [`taskmanager`]: subtasks (source → chain → sink) driven by barriers, the TaskManager process;
@@ -33,6 +36,7 @@ pub mod ha;
 pub mod hadoop;
 pub mod job;
 pub mod jobmanager;
+pub mod local;
 pub mod logging;
 pub mod logs;
 pub mod storage;

@@ -15,6 +15,30 @@ use yarnflow::hadoop::rest::{RmRest, SubmissionContext};
 use yarnflow::hadoop::yarn::{ApplicationId, LaunchContext, Resource};
 use yarnflow::jobmanager::rest::{RestState, router};
 
+/// The REST state of a JobManager with no jobs and no TaskManagers (embedded HA under `dir`).
+fn idle_jobmanager(dir: &str) -> RestState {
+    use std::sync::Arc;
+    use yarnflow::jobmanager::dispatcher::Dispatcher;
+    use yarnflow::jobmanager::taskmanagers::TaskManagerPool;
+    let ha =
+        yarnflow::ha::HaServices::embedded(Arc::new(yarnflow::storage::local::LocalStore), dir, 1);
+    let pool = TaskManagerPool::new(1, "cli-tools", Duration::from_secs(1));
+    let (dispatcher, _) = Dispatcher::new(
+        ha,
+        Arc::new(yarnflow::config::Config::defaults()),
+        Arc::new(pool.clone()),
+        None,
+        tokio_util::sync::CancellationToken::new(),
+    );
+    RestState {
+        dispatcher,
+        taskmanagers: pool,
+        config: Default::default(),
+        leader_epoch: 1,
+        cluster: tokio::sync::watch::channel(Default::default()).1,
+    }
+}
+
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -145,11 +169,8 @@ async fn fail_attempt_starts_the_next_attempt_and_status_follows() {
     // A leader published under the application id: status reads its JobManager's REST API.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let serve = tokio::spawn(async move {
-        axum::serve(listener, router(RestState::default()))
-            .await
-            .unwrap()
-    });
+    let state = idle_jobmanager(&format!("/tmp/yarnflow-cli-tools-{}", unique("jm")));
+    let serve = tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
     let zk = ZkCluster::connect(
         cluster.zk_quorum(),
         &format!("{root}/{id}"),

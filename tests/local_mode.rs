@@ -1,6 +1,8 @@
 //! `yarnflow local` runs the shipped exactly-once example end to end: its committed output is
 //! exactly the numbers 0..1,999,999, each once. Bad job specs are one clear line.
 
+mod support;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -10,10 +12,8 @@ use yarnflow::jobmanager::client::JobManagerClient;
 fn the_exactly_once_example_commits_every_number_once() {
     let dir = std::env::temp_dir().join(format!("yarnflow-local-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .args(["local", "examples/exactly-once.yaml", "--workdir"])
+    let out = support::yarnflow(&["local", "examples/exactly-once.yaml", "--workdir"])
         .arg(&dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -52,11 +52,7 @@ fn a_malformed_job_spec_is_one_line_naming_file_and_position() {
         "name: bad\npipeline:\n  - source: { kind: sequence, to: 10 }\n  - explode: {}\n  - sink: { kind: files }\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .arg("local")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = support::yarnflow(&["local"]).arg(&file).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -74,20 +70,18 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
     use std::io::{BufRead, BufReader};
     let dir = std::env::temp_dir().join(format!("yarnflow-local-kill-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .args([
-            "local",
-            "examples/exactly-once.yaml",
-            "--taskmanagers",
-            "2",
-            "--workdir",
-        ])
-        .arg(&dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = support::yarnflow(&[
+        "local",
+        "examples/exactly-once.yaml",
+        "--taskmanagers",
+        "2",
+        "--workdir",
+    ])
+    .arg(&dir)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut victim = None;
     let mut rest = None;

@@ -1,10 +1,10 @@
 //! The JobManager ApplicationMaster (`yarnflow appmaster --mode job`), one per YARN attempt.
 //!
 //! ```text
-//! start ─▶ evict the latches of earlier attempts ─▶ lead (ZooKeeper) ─▶ serve REST + gRPC,
-//!   publish the address ─▶ registerApplicationMaster (adopt previous containers) ─▶ recover
-//!   job graphs / submit job.yaml ─▶ loop { allocate, launch, replace } ─▶ all jobs terminal:
-//!   remove staging ─▶ finishApplicationMaster(SUCCEEDED | FAILED | KILLED)
+//! start ─▶ evict the latches of earlier attempts ─▶ leader session (lead, serve REST + gRPC,
+//!   publish) ─▶ registerApplicationMaster (adopt previous containers) ─▶ recover
+//!   job graphs / submit job.yaml ─▶ allocate loop { allocate, launch, replace } ─▶ all jobs
+//!   terminal: remove HA data and staging ─▶ finishApplicationMaster(SUCCEEDED | FAILED | KILLED)
 //! ```
 //!
 //! A fatal error (lost leadership, RM unreachable, HA unreadable) ends the process non-zero
@@ -12,27 +12,28 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
 
+use super::config::AmConfig;
 use super::launch::{self, StagedFile};
-use super::workers::{Action, WorkerPool, WorkerPoolConfig, WorkerState};
-use crate::config::Config;
+use super::workers::{Action, WorkerPool, WorkerState};
+use crate::config::{Config, Origin};
 use crate::ha::HaServices;
 use crate::hadoop::ipc::Credentials;
 use crate::hadoop::ipc::credentials::AMRM_TOKEN_KIND;
 use crate::hadoop::yarn::{
-    AllocateRequest, AmCommand, AmRmClient, ApplicationAttemptId, Container, ContainerId,
-    FinalApplicationStatus, NmClient, Resource, ResourceAsk,
+    AllocateRequest, AllocateResponse, AmCommand, AmRmClient, ApplicationAttemptId, Container,
+    ContainerId, FinalApplicationStatus, NmClient, ResourceAsk,
 };
 use crate::job::spec::JobSpec;
-use crate::jobmanager::dispatcher::{DispatchError, Dispatcher};
+use crate::jobmanager::dispatcher::DispatchError;
 use crate::jobmanager::job_master::JobOutcome;
-use crate::jobmanager::metrics::Metrics;
+use crate::jobmanager::leader::{LeaderOptions, LeaderSession};
+use crate::jobmanager::metrics::ClusterCounters;
 use crate::jobmanager::status::JobStatus;
 
 /// Consecutive retriable allocate failures tolerated (one per heartbeat) before the attempt
@@ -41,6 +42,14 @@ const MAX_ALLOCATE_FAILURES: u32 = 20;
 
 /// Priority of TaskManager container requests.
 const TM_PRIORITY: i32 = 1;
+
+/// A job that ended under an earlier attempt which died before unregistering.
+#[derive(Debug, Clone)]
+struct EarlierResult {
+    job_id: String,
+    status: JobStatus,
+    failure: Option<String>,
+}
 
 /// Runs the AM until its jobs end; `job` is the spec staged by `yarnflow submit`.
 pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
@@ -56,10 +65,11 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
     config.set("high-availability.cluster-id", app.clone());
     if matches!(
         config.origin("job-result-store.delete-on-commit"),
-        None | Some(crate::config::Origin::Defaults)
+        None | Some(Origin::Defaults)
     ) {
         config.set("job-result-store.delete-on-commit", "false");
     }
+    let settings = AmConfig::from_config(&config)?;
     let scheduler = std::env::var(launch::RM_SCHEDULER_ENV)
         .with_context(|| format!("{} is not set by the submitter", launch::RM_SCHEDULER_ENV))?;
     let files = launch::staged_files_from_env()?;
@@ -71,13 +81,97 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
 
     // Leadership first: nothing below may act for this application unless we lead.
     let ha = HaServices::from_config(&config, &attempt.to_string()).await?;
+    evict_earlier_attempts(&ha, attempt).await;
+    let host = std::env::var("NM_HOST").unwrap_or_else(|_| "localhost".into());
+    let (counters, cluster) = watch::channel(ClusterCounters::default());
+    let session = LeaderSession::start(
+        &ha,
+        &config,
+        LeaderOptions {
+            default_output: std::env::var(launch::OUTPUT_ENV).ok(),
+            cluster,
+            started,
+            ..LeaderOptions::new("0.0.0.0", &host)
+        },
+    )
+    .await?;
+    // Subscribed before any TaskManager can find the published address... or before the
+    // adopted ones re-register: none of their registrations is missed.
+    let registrations = session.pool.registrations();
+
+    let mut am = AmRmClient::new(&scheduler, token)?;
+    let registration = am
+        .register_application_master(&host, session.port.into(), &session.address)
+        .await
+        .context("registerApplicationMaster")?;
+    tracing::info!(
+        containers = registration.containers_from_previous_attempts.len(),
+        "registered with the ResourceManager"
+    );
+
+    let recovered = session.recover().await?;
+    let earlier = match job {
+        Some(path) => submit_staged_job(&session, &ha, path, &recovered).await?,
+        None => None,
+    };
+    let mut allocate = AllocateLoop {
+        am,
+        workers: WorkerPool::new(settings.workers.clone()),
+        launch: TaskManagerLaunch {
+            env: {
+                let mut env = launch::pass_through_env();
+                env.push(("YARNFLOW_CONF_DIR".into(), ".".into()));
+                env
+            },
+            files,
+            application_id: app,
+        },
+        heartbeat: tokio::time::interval(settings.heartbeat),
+        settings,
+        session,
+        allocated: HashMap::new(),
+        request: AllocateRequest::default(),
+        pending: Vec::new(),
+        launches: JoinSet::new(),
+        registrations,
+        counters,
+        failovers: (attempt.attempt - 1).max(0) as u64,
+        results: Vec::new(),
+        earlier: earlier.into_iter().collect(),
+        needed: None,
+        allocate_failures: 0,
+    };
+    allocate
+        .heartbeat
+        .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    allocate.on_recovered(&registration.containers_from_previous_attempts);
+    let (final_status, diagnostics) = allocate.run().await?;
+    let AllocateLoop {
+        mut am, session, ..
+    } = allocate;
+
+    // Every job is over for good: each job master cleaned its own HA data; what is left is the
+    // cluster's namespace and blob directory, then this application's staging directory.
+    if let Err(e) = ha.close_and_cleanup_all_data().await {
+        tracing::warn!(error = %e, "HA cleanup incomplete; `yarnflow ha clean` removes the rest");
+    }
+    remove_staging().await;
+    am.finish_application_master(final_status, &diagnostics, &session.address)
+        .await
+        .context("finishApplicationMaster")?;
+    tracing::info!(final_status = ?final_status, diagnostics = %diagnostics, "unregistered");
+    session.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// YARN started this attempt, so the earlier ones are over: no need to wait out their
+/// ZooKeeper sessions. Fencing makes a mistaken eviction harmless.
+async fn evict_earlier_attempts(ha: &HaServices, attempt: ApplicationAttemptId) {
     for n in 1..attempt.attempt {
         let previous = ApplicationAttemptId {
             application: attempt.application,
             attempt: n,
         };
-        // YARN started this attempt, so the earlier ones are over: no need to wait out their
-        // ZooKeeper sessions. Fencing makes a mistaken eviction harmless.
         match ha.election.evict(&previous.to_string()).await {
             Ok(0) => {}
             Ok(k) => {
@@ -88,280 +182,59 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
             }
         }
     }
-    let leadership = ha
-        .election
-        .acquire()
-        .await
-        .context("contend for leadership")?;
-    tracing::info!(epoch = leadership.epoch, leader_session_id = %leadership.session_id, elapsed_ms = started.elapsed().as_millis() as u64, "leadership granted");
+}
 
-    let host = std::env::var("NM_HOST").unwrap_or_else(|_| "localhost".into());
-    let port = config.u64("rest.port")?.unwrap_or(0);
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port as u16))
-        .await
-        .context("bind the JobManager port (rest.port)")?;
-    let jm_port = listener.local_addr()?.port();
-    let address = format!("http://{host}:{jm_port}");
-    let slots_per_tm = config
-        .u64("taskmanager.numberOfTaskSlots")?
-        .unwrap_or(1)
-        .max(1) as u32;
-    let (pool, rest) = crate::jobmanager::endpoint::leader_state(&config, &leadership)?;
-    let metrics = rest.metrics.clone();
-    metrics.failovers.store(
-        (attempt.attempt - 1).max(0) as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    let shutdown = CancellationToken::new();
-    let _stop_serving = shutdown.clone().drop_guard();
-    crate::jobmanager::endpoint::spawn(listener, &pool, rest.clone(), shutdown.clone());
-    ha.election
-        .publish(&leadership, &address)
-        .await
-        .context("publish the leader address")?;
-    tracing::info!(address = %address, "JobManager serving");
-
-    let mut am = AmRmClient::new(&scheduler, token)?;
-    let registration = am
-        .register_application_master(&host, jm_port.into(), &address)
-        .await
-        .context("registerApplicationMaster")?;
-    let mut workers = WorkerPool::new(WorkerPoolConfig::from_config(&config)?);
-    let previous: Vec<(String, String)> = registration
-        .containers_from_previous_attempts
-        .iter()
-        .map(|c| {
-            tracing::info!(container = %c.id, node_http = %c.node_http_address, "container recovered from an earlier attempt");
-            (c.id.to_string(), c.node.to_string())
-        })
-        .collect();
-    tracing::info!(
-        containers = previous.len(),
-        "registered with the ResourceManager"
-    );
-    let mut pending = workers.on_recovered(&previous, Instant::now());
-
-    let default_output = match std::env::var(launch::OUTPUT_ENV) {
-        Ok(uri) => Some(crate::storage::open(&uri).await?),
-        Err(_) => None,
-    };
-    let (dispatcher, mut outcomes) = Dispatcher::new(
-        ha.clone(),
-        Arc::new(config.clone()),
-        Arc::new(pool.clone()),
-        rest.clone(),
-        default_output,
-        leadership.revoked.child_token(),
-    );
-    let _ = rest.dispatcher.set(dispatcher.clone());
-    let t_recover = Instant::now();
-    let recovered = dispatcher.recover().await?;
-    for job_id in &recovered {
-        tracing::info!(job_id = %job_id, elapsed_ms = t_recover.elapsed().as_millis() as u64, "job recovered");
+/// Submits the staged job unless it was recovered; a job that already has a result ended
+/// under an earlier attempt that died before unregistering.
+async fn submit_staged_job(
+    session: &LeaderSession,
+    ha: &HaServices,
+    path: &std::path::Path,
+    recovered: &[String],
+) -> anyhow::Result<Option<EarlierResult>> {
+    let spec = JobSpec::load(path)?;
+    let job_id = spec.job_id();
+    if recovered.contains(&job_id) {
+        return Ok(None);
     }
-    let mut results: Vec<JobOutcome> = Vec::new();
-    let mut earlier: Vec<(String, String, Option<String>)> = Vec::new();
-    if let Some(path) = job {
-        let spec = JobSpec::load(path)?;
-        let job_id = spec.job_id();
-        if !recovered.contains(&job_id) {
-            match dispatcher.submit(spec).await {
-                Ok(_) => tracing::info!(job_id = %job_id, "job submitted"),
-                Err(DispatchError::DuplicateJob(_)) => {
-                    // It ended under an earlier attempt that died before unregistering.
-                    let r = ha.job_results.get(&job_id).await?;
-                    let (status, failure) = r
-                        .map(|r| (r.status, r.failure))
-                        .unwrap_or(("FINISHED".into(), None));
-                    tracing::info!(job_id = %job_id, status = %status, "job already ended under an earlier attempt");
-                    earlier.push((job_id, status, failure));
-                }
-                Err(e) => return Err(e.into()),
-            }
+    match session.dispatcher.submit(spec).await {
+        Ok(_) => {
+            tracing::info!(job_id = %job_id, "job submitted");
+            Ok(None)
         }
+        Err(DispatchError::DuplicateJob(_)) => {
+            let (status, failure) = match ha.job_results.get(&job_id).await? {
+                Some(r) => (r.status, r.failure),
+                None => (JobStatus::Finished, None),
+            };
+            tracing::info!(job_id = %job_id, status = %status, "job already ended under an earlier attempt");
+            Ok(Some(EarlierResult {
+                job_id,
+                status,
+                failure,
+            }))
+        }
+        Err(e) => Err(e.into()),
     }
+}
 
-    let env = {
-        let mut env = launch::pass_through_env();
-        env.push(("YARNFLOW_CONF_DIR".into(), ".".into()));
-        env
+async fn remove_staging() {
+    let Ok(staging) = std::env::var(launch::STAGING_ENV) else {
+        return;
     };
-    let capability = Resource {
-        memory_mb: (config
-            .memory_bytes("taskmanager.memory.process.size")?
-            .unwrap_or(256 << 20)
-            >> 20) as i64,
-        vcores: match config.i64("yarn.containers.vcores")?.unwrap_or(-1) {
-            v if v > 0 => v as i32,
-            _ => slots_per_tm as i32,
-        },
+    let removed = match crate::storage::open(&staging).await {
+        Ok(loc) => loc.store.delete_dir(&loc.path).await,
+        Err(e) => Err(e),
     };
-    let heartbeat = config
-        .duration("yarn.heartbeat.container-request-interval")?
-        .unwrap_or(Duration::from_millis(500))
-        .min(
-            config
-                .duration("yarn.heartbeat.interval")?
-                .unwrap_or(Duration::from_secs(5)),
-        );
-    let template = config
-        .string("yarn.container-start-command-template")
-        .unwrap_or_else(|| launch::DEFAULT_START_COMMAND_TEMPLATE.into());
-    let mut allocated: HashMap<String, Container> = HashMap::new();
-    let (launched_tx, mut launched) = mpsc::unbounded_channel::<(String, Result<(), String>)>();
-    let mut request = AllocateRequest::default();
-    let mut ticker = tokio::time::interval(heartbeat);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut needed_before = u32::MAX;
-    let mut allocate_failures = 0u32;
-    // The outstanding ask last sent (for the containers-requested counter).
-    let mut asked = 0u32;
-    let revoked = leadership.revoked.clone();
-
-    let (final_status, diagnostics) = loop {
-        // The need follows the running jobs.
-        let needed = dispatcher.slots_needed().div_ceil(slots_per_tm);
-        if needed != needed_before {
-            tracing::info!(taskmanagers = needed, "TaskManagers needed");
-            pending.extend(workers.set_desired(needed, Instant::now()));
-            needed_before = needed;
-        }
-        for c in pool.registered_resources() {
-            if workers
-                .state(&c)
-                .is_some_and(|s| s != WorkerState::Registered)
-            {
-                workers.on_registered(&c);
-                tracing::info!(container = %c, "TaskManager container registered");
-            }
-        }
-        pending.extend(workers.tick(Instant::now()));
-        for a in &pending {
-            if let Action::Ask(n) = a {
-                let more = n.saturating_sub(asked);
-                metrics
-                    .containers_requested
-                    .fetch_add(more as u64, std::sync::atomic::Ordering::Relaxed);
-                asked = *n;
-            }
-        }
-        apply(
-            std::mem::take(&mut pending),
-            &mut request,
-            &capability,
-            &allocated,
-            &am,
-            &files,
-            &app,
-            slots_per_tm,
-            &env,
-            &template,
-            &launched_tx,
-        );
-        if dispatcher.slots_needed() == 0 && (!results.is_empty() || !earlier.is_empty()) {
-            break final_status(&results, &earlier);
-        }
-        tokio::select! {
-            _ = revoked.cancelled() => {
-                anyhow::bail!("leadership lost (epoch {}); exiting so the next attempt recovers", leadership.epoch);
-            }
-            Some(outcome) = outcomes.recv() => {
-                if outcome.status == JobStatus::Suspended {
-                    anyhow::bail!("job {} suspended: leadership lost", outcome.job_id);
-                }
-                results.push(outcome);
-            }
-            Some((container, r)) = launched.recv() => match r {
-                Ok(()) => {
-                    // `yarnflow logs` finds TaskManager containers (and their NodeManager's web
-                    // address) through this line.
-                    let node_http = allocated.get(&container).map(|c| c.node_http_address.clone()).unwrap_or_default();
-                    tracing::info!(container = %container, node_http = %node_http, "container started");
-                    workers.on_started(&container);
-                }
-                Err(e) => {
-                    Metrics::inc(&metrics.containers_failed);
-                    tracing::warn!(container = %container, error = %e, "container start failed");
-                    allocated.remove(&container);
-                    pending.extend(workers.on_start_failed(&container, Instant::now()));
-                }
-            },
-            _ = ticker.tick() => {
-                let sent = std::mem::take(&mut request);
-                let r = match am.allocate(&sent).await {
-                    Ok(r) => {
-                        allocate_failures = 0;
-                        r
-                    }
-                    // A blip at the RM: resend the same request next heartbeat; only a lasting
-                    // failure ends the attempt (YARN then starts the next one).
-                    Err(e) if e.is_retriable() && allocate_failures < MAX_ALLOCATE_FAILURES => {
-                        allocate_failures += 1;
-                        tracing::warn!(error = %e, failures = allocate_failures, "allocate failed; retrying");
-                        request = sent;
-                        continue;
-                    }
-                    Err(e) => return Err(anyhow::Error::new(e).context("allocate")),
-                };
-                if let Some(cmd) = r.am_command {
-                    match cmd {
-                        AmCommand::Shutdown => anyhow::bail!("the ResourceManager ordered a shutdown"),
-                        AmCommand::Resync => tracing::warn!("the ResourceManager asked for a resync"),
-                    }
-                }
-                for c in r.containers_from_previous_attempts {
-                    tracing::info!(container = %c.id, node_http = %c.node_http_address, "container recovered from an earlier attempt");
-                    pending.extend(workers.on_recovered(&[(c.id.to_string(), c.node.to_string())], Instant::now()));
-                }
-                for c in r.allocated {
-                    Metrics::inc(&metrics.containers_allocated);
-                    let id = c.id.to_string();
-                    tracing::info!(container = %id, node = %c.node, node_http = %c.node_http_address, "container allocated");
-                    pending.extend(workers.on_allocated(&id, &c.node.to_string(), Instant::now()));
-                    allocated.insert(id, c);
-                }
-                for s in r.completed {
-                    let id = s.id.to_string();
-                    let ours = workers.state(&id).is_some();
-                    allocated.remove(&id);
-                    if ours {
-                        Metrics::inc(&metrics.containers_failed);
-                        tracing::warn!(container = %id, exit_status = s.exit_status, diagnostics = %s.diagnostics.lines().next().unwrap_or_default(), "container completed");
-                        pending.extend(workers.on_completed(&id, Instant::now()));
-                    }
-                }
-            }
-        }
-    };
-
-    // Every job is over for good: each job master cleaned its own HA data; what is left is the
-    // cluster's namespace and blob directory, then this application's staging directory.
-    if let Err(e) = ha.close_and_cleanup_all_data().await {
-        tracing::warn!(error = %e, "HA cleanup incomplete; `yarnflow ha clean` removes the rest");
+    if let Err(e) = removed {
+        tracing::warn!(staging = %staging, error = %e, "could not remove the staging directory");
     }
-    if let Ok(staging) = std::env::var(launch::STAGING_ENV) {
-        match crate::storage::open(&staging).await {
-            Ok(loc) => {
-                if let Err(e) = loc.store.delete_dir(&loc.path).await {
-                    tracing::warn!(staging = %staging, error = %e, "could not remove the staging directory");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(staging = %staging, error = %e, "could not remove the staging directory")
-            }
-        }
-    }
-    am.finish_application_master(final_status, &diagnostics, &address)
-        .await
-        .context("finishApplicationMaster")?;
-    tracing::info!(final_status = ?final_status, diagnostics = %diagnostics, "unregistered");
-    Ok(ExitCode::SUCCESS)
 }
 
 /// SUCCEEDED when every job FINISHED; FAILED if any failed; KILLED if any was cancelled.
 fn final_status(
     results: &[JobOutcome],
-    earlier: &[(String, String, Option<String>)],
+    earlier: &[EarlierResult],
 ) -> (FinalApplicationStatus, String) {
     let mut lines: Vec<String> = results
         .iter()
@@ -376,20 +249,22 @@ fn final_status(
             l
         })
         .collect();
-    let mut statuses: Vec<String> = results.iter().map(|o| o.status.to_string()).collect();
-    for (job, status, failure) in earlier {
+    let mut statuses: Vec<JobStatus> = results.iter().map(|o| o.status).collect();
+    for e in earlier {
         lines.push(format!(
-            "job {job} {status} (under an earlier attempt){}",
-            failure
+            "job {} {} (under an earlier attempt){}",
+            e.job_id,
+            e.status,
+            e.failure
                 .as_deref()
                 .map(|f| format!("; cause: {f}"))
                 .unwrap_or_default()
         ));
-        statuses.push(status.clone());
+        statuses.push(e.status);
     }
-    let status = if statuses.iter().any(|s| s == "FAILED") {
+    let status = if statuses.contains(&JobStatus::Failed) {
         FinalApplicationStatus::Failed
-    } else if statuses.iter().any(|s| s == "CANCELED") {
+    } else if statuses.contains(&JobStatus::Canceled) {
         FinalApplicationStatus::Killed
     } else {
         FinalApplicationStatus::Succeeded
@@ -397,68 +272,284 @@ fn final_status(
     (status, lines.join("\n"))
 }
 
-/// Performs the worker pool's actions: asks and releases go into the next allocate request,
-/// launches run in the background and report back on `launched`.
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    actions: Vec<Action>,
-    request: &mut AllocateRequest,
-    capability: &Resource,
-    allocated: &HashMap<String, Container>,
-    am: &AmRmClient,
-    files: &[StagedFile],
-    app: &str,
-    slots: u32,
-    env: &[(String, String)],
-    template: &str,
-    launched: &mpsc::UnboundedSender<(String, Result<(), String>)>,
-) {
-    for action in actions {
+/// What launching a TaskManager container needs besides the container.
+struct TaskManagerLaunch {
+    /// The staged binary, configuration and job spec, localized into every container.
+    files: Vec<StagedFile>,
+    application_id: String,
+    /// Environment passed through to the TaskManagers.
+    env: Vec<(String, String)>,
+}
+
+/// The allocate loop (Flink's `YarnResourceManagerDriver` heartbeat), as a struct owning its
+/// state and driven by one `select!` with a method per arm. Each pass first brings the
+/// container need in line with the running jobs; the worker pool turns events into
+/// [`Action`]s, which [`AllocateLoop::perform`] carries out.
+struct AllocateLoop {
+    /// The ResourceManager's AMRM protocol (allocate, NMTokens, finish).
+    am: AmRmClient,
+    /// TaskManager containers as a pure state machine: events in, actions out.
+    workers: WorkerPool,
+    settings: AmConfig,
+    launch: TaskManagerLaunch,
+    /// This attempt's leadership, dispatcher (what the jobs need) and job outcomes.
+    session: LeaderSession,
+    /// Containers the RM allocated that are still ours, for launches and releases.
+    allocated: HashMap<String, Container>,
+    /// The next allocate request, filled by actions between heartbeats.
+    request: AllocateRequest,
+    /// The worker pool's actions not yet performed.
+    pending: Vec<Action>,
+    /// NodeManager `startContainers` calls in flight: (container, outcome).
+    launches: JoinSet<(String, Result<(), String>)>,
+    /// The container of every TaskManager that registers with this leader.
+    registrations: broadcast::Receiver<String>,
+    /// The figures `/metrics` shows, from the worker pool's counters.
+    counters: watch::Sender<ClusterCounters>,
+    /// Attempts before this one.
+    failovers: u64,
+    /// Jobs that reached a final state under this attempt.
+    results: Vec<JobOutcome>,
+    /// Jobs that had ended under an earlier attempt.
+    earlier: Vec<EarlierResult>,
+    /// TaskManagers needed at the last pass.
+    needed: Option<u32>,
+    /// Retriable allocate failures in a row.
+    allocate_failures: u32,
+    heartbeat: tokio::time::Interval,
+}
+
+impl AllocateLoop {
+    /// Runs until every job is over; the final status and diagnostics to unregister with.
+    async fn run(&mut self) -> anyhow::Result<(FinalApplicationStatus, String)> {
+        loop {
+            self.follow_need();
+            if self.session.dispatcher.slots_needed() == 0
+                && (!self.results.is_empty() || !self.earlier.is_empty())
+            {
+                return Ok(final_status(&self.results, &self.earlier));
+            }
+            tokio::select! {
+                _ = self.session.leadership.revoked.cancelled() => {
+                    anyhow::bail!("leadership lost (epoch {}); exiting so the next attempt recovers", self.session.leadership.epoch);
+                }
+                Some(outcome) = self.session.outcomes.recv() => self.on_job_ended(outcome)?,
+                Some(launched) = self.launches.join_next() => self.on_launched(launched),
+                registered = self.registrations.recv() => self.on_registered(registered),
+                _ = self.heartbeat.tick() => self.on_heartbeat().await?,
+            }
+        }
+    }
+
+    /// The need follows the running jobs; time-driven pool rules run; actions are performed
+    /// and the figures published.
+    fn follow_need(&mut self) {
+        let needed = self
+            .session
+            .dispatcher
+            .slots_needed()
+            .div_ceil(self.settings.slots_per_taskmanager);
+        if self.needed != Some(needed) {
+            tracing::info!(taskmanagers = needed, "TaskManagers needed");
+            self.pending
+                .extend(self.workers.set_desired(needed, Instant::now()));
+            self.needed = Some(needed);
+        }
+        self.pending.extend(self.workers.tick(Instant::now()));
+        for action in std::mem::take(&mut self.pending) {
+            self.perform(action);
+        }
+        let s = &self.workers.stats;
+        let figures = ClusterCounters {
+            containers_requested: s.requested,
+            containers_allocated: s.allocated,
+            containers_failed: s.failed,
+            failovers: self.failovers,
+        };
+        self.counters.send_if_modified(|c| {
+            let changed = *c != figures;
+            *c = figures;
+            changed
+        });
+    }
+
+    /// Containers of earlier attempts that YARN kept running.
+    fn on_recovered(&mut self, containers: &[Container]) {
+        let adopted: Vec<(String, String)> = containers
+            .iter()
+            .map(|c| {
+                tracing::info!(container = %c.id, node_http = %c.node_http_address, "container recovered from an earlier attempt");
+                (c.id.to_string(), c.node.to_string())
+            })
+            .collect();
+        self.pending
+            .extend(self.workers.on_recovered(&adopted, Instant::now()));
+    }
+
+    fn on_job_ended(&mut self, outcome: JobOutcome) -> anyhow::Result<()> {
+        if outcome.status == JobStatus::Suspended {
+            anyhow::bail!("job {} suspended: leadership lost", outcome.job_id);
+        }
+        self.results.push(outcome);
+        Ok(())
+    }
+
+    fn on_launched(
+        &mut self,
+        launched: Result<(String, Result<(), String>), tokio::task::JoinError>,
+    ) {
+        let (container, result) = match launched {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "a container launch task panicked");
+                return;
+            }
+        };
+        match result {
+            Ok(()) => {
+                // `yarnflow logs` finds TaskManager containers (and their NodeManager's web
+                // address) through this line.
+                let node_http = self
+                    .allocated
+                    .get(&container)
+                    .map(|c| c.node_http_address.clone())
+                    .unwrap_or_default();
+                tracing::info!(container = %container, node_http = %node_http, "container started");
+                self.workers.on_started(&container);
+            }
+            Err(e) => {
+                tracing::warn!(container = %container, error = %e, "container start failed");
+                self.allocated.remove(&container);
+                self.pending
+                    .extend(self.workers.on_start_failed(&container, Instant::now()));
+            }
+        }
+    }
+
+    fn on_registered(&mut self, registered: Result<String, broadcast::error::RecvError>) {
+        let containers = match registered {
+            Ok(c) => vec![c],
+            // Missed some: the pool knows who is registered now.
+            Err(broadcast::error::RecvError::Lagged(_)) => self.session.pool.registered_resources(),
+            // The pool lives as long as the session; never closed while we run.
+            Err(broadcast::error::RecvError::Closed) => Vec::new(),
+        };
+        for c in containers {
+            if self
+                .workers
+                .state(&c)
+                .is_some_and(|s| s != WorkerState::Registered)
+            {
+                self.workers.on_registered(&c);
+                tracing::info!(container = %c, "TaskManager container registered");
+            }
+        }
+    }
+
+    /// One allocate call: sends the request built since the last one and feeds the response
+    /// to the worker pool.
+    async fn on_heartbeat(&mut self) -> anyhow::Result<()> {
+        let sent = std::mem::take(&mut self.request);
+        let response = match self.am.allocate(&sent).await {
+            Ok(r) => {
+                self.allocate_failures = 0;
+                r
+            }
+            // A blip at the RM: resend the same request next heartbeat; only a lasting failure
+            // ends the attempt (YARN then starts the next one).
+            Err(e) if e.is_retriable() && self.allocate_failures < MAX_ALLOCATE_FAILURES => {
+                self.allocate_failures += 1;
+                tracing::warn!(error = %e, failures = self.allocate_failures, "allocate failed; retrying");
+                self.request = sent;
+                return Ok(());
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("allocate")),
+        };
+        self.on_allocate_response(response)
+    }
+
+    fn on_allocate_response(&mut self, r: AllocateResponse) -> anyhow::Result<()> {
+        match r.am_command {
+            Some(AmCommand::Shutdown) => anyhow::bail!("the ResourceManager ordered a shutdown"),
+            Some(AmCommand::Resync) => tracing::warn!("the ResourceManager asked for a resync"),
+            None => {}
+        }
+        self.on_recovered(&r.containers_from_previous_attempts);
+        let now = Instant::now();
+        for c in r.allocated {
+            let id = c.id.to_string();
+            tracing::info!(container = %id, node = %c.node, node_http = %c.node_http_address, "container allocated");
+            self.pending
+                .extend(self.workers.on_allocated(&id, &c.node.to_string(), now));
+            self.allocated.insert(id, c);
+        }
+        for s in r.completed {
+            let id = s.id.to_string();
+            self.allocated.remove(&id);
+            if self.workers.state(&id).is_some() {
+                tracing::warn!(container = %id, exit_status = s.exit_status, diagnostics = %s.diagnostics.lines().next().unwrap_or_default(), "container completed");
+                self.pending.extend(self.workers.on_completed(&id, now));
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out one worker pool action: asks and releases go into the next allocate
+    /// request; launches run in the background and report to [`AllocateLoop::on_launched`].
+    fn perform(&mut self, action: Action) {
         match action {
             Action::Ask(n) => {
                 tracing::info!(containers = n, "container request (total outstanding)");
-                request.asks = vec![ResourceAsk {
+                self.request.asks = vec![ResourceAsk {
                     priority: TM_PRIORITY,
-                    capability: *capability,
+                    capability: self.settings.taskmanager_resource,
                     num_containers: n as i32,
                 }];
             }
             Action::Release { container, reason } => {
                 tracing::info!(container = %container, reason = %reason, "releasing container");
-                match allocated.get(&container) {
-                    Some(c) => request.releases.push(c.id),
+                match self.allocated.get(&container) {
+                    Some(c) => self.request.releases.push(c.id),
                     None => {
                         if let Ok(id) = container.parse() {
-                            request.releases.push(id)
+                            self.request.releases.push(id)
                         }
                     }
                 }
             }
             Action::Blocklist { node } => {
                 tracing::warn!(node = %node, "node blocklisted after repeated start failures");
-                request.blocklist_additions.push(node);
+                self.request.blocklist_additions.push(node);
             }
-            Action::Unblock { node } => request.blocklist_removals.push(node),
-            Action::Launch { container, node } => {
-                let Some(c) = allocated.get(&container).cloned() else {
-                    let _ = launched.send((container, Err("allocation unknown".into())));
-                    continue;
-                };
-                let Some(token) = am.nm_token(&c.node).cloned() else {
-                    let _ = launched.send((container, Err(format!("no NMToken for node {node}"))));
-                    continue;
-                };
-                let ctx = launch::taskmanager_context(files, app, slots, env.to_vec(), template);
-                let launched = launched.clone();
-                tokio::spawn(async move {
-                    let mut nm = NmClient::new();
-                    let r = nm
-                        .start_container(&c, &token, &ctx)
-                        .await
-                        .map_err(|e| e.to_string());
-                    let _ = launched.send((container, r));
-                });
-            }
+            Action::Unblock { node } => self.request.blocklist_removals.push(node),
+            Action::Launch { container, node } => self.start_container(container, node),
         }
+    }
+
+    fn start_container(&mut self, container: String, node: String) {
+        let Some(c) = self.allocated.get(&container).cloned() else {
+            self.launches
+                .spawn(async move { (container, Err("allocation unknown".into())) });
+            return;
+        };
+        let Some(token) = self.am.nm_token(&c.node).cloned() else {
+            self.launches
+                .spawn(async move { (container, Err(format!("no NMToken for node {node}"))) });
+            return;
+        };
+        let ctx = launch::taskmanager_context(
+            &self.launch.files,
+            &self.launch.application_id,
+            self.settings.slots_per_taskmanager,
+            self.launch.env.clone(),
+            &self.settings.start_command_template,
+        );
+        self.launches.spawn(async move {
+            let r = NmClient::new()
+                .start_container(&c, &token, &ctx)
+                .await
+                .map_err(|e| e.to_string());
+            (container, r)
+        });
     }
 }

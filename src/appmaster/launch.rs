@@ -107,9 +107,6 @@ pub fn pass_through_env() -> Vec<(String, String)> {
         .collect()
 }
 
-/// `yarn.container-start-command-template`'s default (Flink's, without the JVM parts).
-pub const DEFAULT_START_COMMAND_TEMPLATE: &str = "%yarnflow% %args% %redirects%";
-
 /// The launch context of one TaskManager container: it finds the leader through ZooKeeper
 /// (cluster-id = the application id), so it survives the AM's restarts unchanged. `template`
 /// is `yarn.container-start-command-template` (`%yarnflow%`, `%args%`, `%redirects%`).

@@ -1,5 +1,6 @@
 //! The YARN ApplicationMaster (`yarnflow appmaster`, launched by YARN).
 
+pub mod config;
 pub mod doctor;
 pub mod job_am;
 pub mod launch;

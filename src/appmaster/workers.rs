@@ -88,33 +88,27 @@ pub struct WorkerPoolConfig {
 }
 
 impl Default for WorkerPoolConfig {
+    /// The built-in defaults (`conf/yarnflow.yaml`).
     fn default() -> Self {
-        WorkerPoolConfig {
-            max_start_failure_rate: 10.0,
-            start_retry_interval: Duration::from_secs(3),
-            node_max_start_failures: 3,
-            blocklist_timeout: Duration::from_secs(3600),
-        }
+        WorkerPoolConfig::from_config(&Config::defaults())
+            .expect("the built-in defaults are valid (unit-tested)")
     }
 }
 
 impl WorkerPoolConfig {
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let d = WorkerPoolConfig::default();
         Ok(WorkerPoolConfig {
             max_start_failure_rate: config
-                .f64("resourcemanager.start-worker.max-failure-rate")?
-                .unwrap_or(d.max_start_failure_rate),
-            start_retry_interval: config
-                .duration("resourcemanager.start-worker.retry-interval")?
-                .unwrap_or(d.start_retry_interval),
+                .value(Config::f64, "resourcemanager.start-worker.max-failure-rate")?,
+            start_retry_interval: config.value(
+                Config::duration,
+                "resourcemanager.start-worker.retry-interval",
+            )?,
             node_max_start_failures: config
-                .u64("yarn.node-blocklist.max-start-failures")?
-                .map(|n| n.min(u32::MAX as u64) as u32)
-                .unwrap_or(d.node_max_start_failures),
+                .value(Config::u64, "yarn.node-blocklist.max-start-failures")?
+                .min(u32::MAX as u64) as u32,
             blocklist_timeout: config
-                .duration("cluster.resource-blocklist.item.timeout")?
-                .unwrap_or(d.blocklist_timeout),
+                .value(Config::duration, "cluster.resource-blocklist.item.timeout")?,
         })
     }
 }
@@ -177,6 +171,8 @@ pub struct WorkerStats {
     pub allocated: u64,
     pub released: u64,
     pub start_failures: u64,
+    /// Containers that failed to start (NodeManager refused) or completed while ours.
+    pub failed: u64,
     pub completed: u64,
     pub replacements: u64,
     pub recovered: u64,
@@ -276,6 +272,7 @@ impl WorkerPool {
     pub fn on_start_failed(&mut self, container: &str, now: Instant) -> Vec<Action> {
         match self.workers.remove(container) {
             Some(w) => {
+                self.stats.failed += 1;
                 let mut actions = self.record_start_failure(&w.node, now);
                 actions.push(Action::Release {
                     container: container.to_string(),
@@ -310,6 +307,7 @@ impl WorkerPool {
             return self.reconcile(now);
         };
         self.stats.completed += 1;
+        self.stats.failed += 1;
         let mut actions = Vec::new();
         if w.this_attempt && !w.state.ever_registered() {
             actions.extend(self.record_start_failure(&w.node, now));

@@ -1,29 +1,21 @@
 //! The standalone HA cluster (Flink's "standalone + ZooKeeper"): `yarnflow jobmanager --conf DIR`
-//! (start any number: one leads, the rest stand by) and `yarnflow run JOB.yaml --conf DIR`
-//! (finds the leader through ZooKeeper and submits). TaskManagers are
-//! `yarnflow taskmanager --conf DIR`.
-//!
-//! ```text
-//! contend ──granted──▶ serve (REST + gRPC), publish, recover jobs, accept submissions
-//!    ▲                                    │ revoked (session lost, deposed)
-//!    └───── jobs SUSPENDED, endpoint closed ◀┘
-//! ```
+//! (start any number: one leads, the rest stand by; see [`crate::jobmanager::standalone`]) and
+//! `yarnflow run JOB.yaml --conf DIR` (finds the leader through ZooKeeper and submits).
+//! TaskManagers are `yarnflow taskmanager --conf DIR`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
 use super::Cli;
-use crate::ha::HaServices;
 use crate::ha::config::{HaConfig, HaType};
 use crate::ha::zookeeper::{ZkCluster, ZkLeaderRetrieval};
 use crate::ha::{LeaderInfo, LeaderRetrieval};
 use crate::jobmanager::client::JobManagerClient;
-use crate::jobmanager::dispatcher::Dispatcher;
+use crate::jobmanager::standalone::StandaloneJobManager;
 use crate::jobmanager::status::JobStatus;
 
 /// Timeout of each request `yarnflow run` makes to the JobManager.
@@ -65,68 +57,17 @@ pub async fn jobmanager(cli: &Cli, args: &JobManagerArgs) -> anyhow::Result<Exit
             .unwrap_or_else(|| "localhost".into())
     });
     let owner = format!("jobmanager@{host}:{}", std::process::id());
-    let ha = HaServices::from_config(&config, &owner).await?;
-    let bind = config
-        .string("rest.address")
-        .unwrap_or_else(|| "0.0.0.0".into());
-    let port = config.u64("rest.port")?.unwrap_or(0) as u16;
     let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        s.cancel();
-    });
-    tracing::info!(owner = %owner, "JobManager contending for leadership");
-    loop {
-        let leadership = tokio::select! {
-            _ = stop.cancelled() => break,
-            l = ha.election.acquire() => l.context("contend for leadership")?,
-        };
-        tracing::info!(epoch = leadership.epoch, leader_session_id = %leadership.session_id, "leadership granted");
-        let listener = tokio::net::TcpListener::bind((bind.as_str(), port))
-            .await
-            .with_context(|| format!("bind the JobManager port {bind}:{port} (rest.port)"))?;
-        let address = format!("http://{host}:{}", listener.local_addr()?.port());
-        let (pool, rest) = crate::jobmanager::endpoint::leader_state(&config, &leadership)?;
-        let serving = leadership.revoked.child_token();
-        crate::jobmanager::endpoint::spawn(listener, &pool, rest.clone(), serving.clone());
-        let (dispatcher, mut outcomes) = Dispatcher::new(
-            ha.clone(),
-            Arc::new(config.clone()),
-            Arc::new(pool),
-            rest.clone(),
-            None,
-            leadership.revoked.child_token(),
-        );
-        let _ = rest.dispatcher.set(dispatcher.clone());
-        ha.election
-            .publish(&leadership, &address)
-            .await
-            .context("publish the leader address")?;
-        tracing::info!(address = %address, "JobManager serving");
-        let t = Instant::now();
-        for job_id in dispatcher.recover().await? {
-            tracing::info!(job_id = %job_id, elapsed_ms = t.elapsed().as_millis() as u64, "job recovered");
-        }
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => {
-                    serving.cancel();
-                    let _ = ha.election.resign().await;
-                    return Ok(ExitCode::SUCCESS);
-                }
-                _ = leadership.revoked.cancelled() => {
-                    tracing::warn!(epoch = leadership.epoch, "leadership revoked; standing by");
-                    serving.cancel();
-                    break;
-                }
-                Some(o) = outcomes.recv() => {
-                    tracing::info!(job_id = %o.job_id, status = %o.status, "job ended");
-                }
-            }
+    let jobmanager = StandaloneJobManager::new(config, &owner, &host, stop.clone()).await?;
+    let run = jobmanager.run();
+    tokio::pin!(run);
+    tokio::select! {
+        r = &mut run => r?,
+        _ = tokio::signal::ctrl_c() => {
+            stop.cancel();
+            run.await?;
         }
     }
-    let _ = ha.election.resign().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -23,7 +23,8 @@ use crate::ha::zookeeper::{ZkCluster, ZkLeaderRetrieval};
 use crate::hadoop::conf::{self, HadoopConf};
 use crate::hadoop::rest::{AppReport, AttemptReport, RmRest};
 use crate::hadoop::yarn::{ApplicationAttemptId, ApplicationId, ContainerId};
-use crate::jobmanager::client::{ClientError, JobDetails, JobManagerClient, TaskManagerInfo};
+use crate::jobmanager::client::{ClientError, JobManagerClient, TaskManagerInfo};
+use crate::jobmanager::job_master::JobSnapshot;
 
 /// How long discovery waits for ZooKeeper to answer with the leader's record.
 const LEADER_WAIT: Duration = Duration::from_secs(2);
@@ -81,7 +82,7 @@ pub struct LeaderView {
 
 #[derive(Debug, Serialize)]
 pub struct JobManagerView {
-    pub jobs: Vec<JobDetails>,
+    pub jobs: Vec<JobSnapshot>,
     pub taskmanagers: Vec<TaskManagerInfo>,
 }
 
@@ -520,21 +521,12 @@ mod tests {
             containers: None,
             leader: None,
             jobmanager: Some(JobManagerView {
-                jobs: vec![JobDetails {
+                jobs: vec![JobSnapshot {
                     job_id: "j".into(),
-                    name: String::new(),
                     status: JobStatus::Running,
-                    parallelism: 1,
-                    restarts: 0,
-                    exceptions: vec![],
-                    failure: None,
-                    completed_checkpoints: 0,
                     latest_checkpoint_id: Some(4),
-                    restored_from_checkpoint: None,
-                    checkpoint_duration_ms_p50: None,
-                    checkpoint_duration_ms_max: None,
-                    last_checkpoint_duration_ms: None,
                     latest_checkpoint_completed_ms: Some(10_000),
+                    ..Default::default()
                 }],
                 taskmanagers: vec![],
             }),

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::ha::LeaderRetrieval;
 use crate::ha::config::{HaConfig, HaType};
 use crate::ha::zookeeper::{ZkCluster, ZkLeaderRetrieval};
@@ -30,18 +31,17 @@ pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<Exi
     let config = cli.load_config()?;
     let slots = match args.slots {
         Some(s) => s,
-        None => config.u64("taskmanager.numberOfTaskSlots")?.unwrap_or(1) as u32,
+        None => config
+            .value(Config::u64, "taskmanager.numberOfTaskSlots")?
+            .min(u64::from(u32::MAX)) as u32,
     };
     let id = args
         .id
         .clone()
         .unwrap_or_else(|| format!("taskmanager-{}", std::process::id()));
     let shutdown = CancellationToken::new();
-    let s = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        s.cancel();
-    });
+    // Background work that ends with this function (dropping the set aborts it).
+    let mut background = tokio::task::JoinSet::new();
     // Start libhdfs's JVM now, not when the first subtask opens its HDFS sink: a replacement
     // TaskManager then takes over its subtasks about a second sooner.
     if let Some(dir) = config
@@ -49,7 +49,7 @@ pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<Exi
         .filter(|d| d.starts_with("hdfs://"))
     {
         let dir = dir.to_string();
-        tokio::spawn(async move {
+        background.spawn(async move {
             if let Err(e) = crate::storage::open(&dir).await {
                 tracing::warn!(error = %e, "cannot reach HDFS yet");
             }
@@ -73,21 +73,24 @@ pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<Exi
             LeaderSource::Discovery(rx)
         }
     };
-    executor::run(
+    let taskmanager = executor::run(
         TaskManagerConfig {
             leader,
             slots: slots.max(1),
             id,
             resource_id: std::env::var("CONTAINER_ID").unwrap_or_default(),
-            heartbeat_interval: config
-                .duration("heartbeat.interval")?
-                .unwrap_or(std::time::Duration::from_secs(10)),
-            heartbeat_timeout: config
-                .duration("heartbeat.timeout")?
-                .unwrap_or(std::time::Duration::from_secs(50)),
+            heartbeat_interval: config.value(Config::duration, "heartbeat.interval")?,
+            heartbeat_timeout: config.value(Config::duration, "heartbeat.timeout")?,
         },
-        shutdown,
-    )
-    .await;
+        shutdown.clone(),
+    );
+    tokio::pin!(taskmanager);
+    tokio::select! {
+        _ = &mut taskmanager => {}
+        _ = tokio::signal::ctrl_c() => {
+            shutdown.cancel();
+            taskmanager.await;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

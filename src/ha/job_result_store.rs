@@ -108,3 +108,22 @@ impl JobResultStore for FileJobResultStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobmanager::status::JobStatus;
+
+    #[test]
+    fn entries_keep_their_on_disk_form() {
+        // As written before the status was typed.
+        let stored = br#"{"result":{"job_id":"j1","status":"CANCELED","failure":"by the user","finished_at_ms":17},"version":1}"#;
+        let env: Envelope = serde_json::from_slice(stored).unwrap();
+        assert_eq!(env.result.status, JobStatus::Canceled);
+        assert_eq!(env.result.failure.as_deref(), Some("by the user"));
+        let again = serde_json::to_vec(&env).unwrap();
+        assert_eq!(again, stored.to_vec());
+        let bad = br#"{"result":{"job_id":"j1","status":"SLEEPING","failure":null,"finished_at_ms":17},"version":1}"#;
+        assert!(serde_json::from_slice::<Envelope>(bad).is_err());
+    }
+}

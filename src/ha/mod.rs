@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::jobmanager::status::JobStatus;
 use crate::storage::{BlobStore, StorageError};
 
 /// An HA failure, classified so callers never match on strings.
@@ -148,8 +149,8 @@ pub trait CheckpointIdCounter: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobResultEntry {
     pub job_id: String,
-    /// FINISHED, CANCELED or FAILED.
-    pub status: String,
+    /// FINISHED, CANCELED or FAILED (stored as those strings).
+    pub status: JobStatus,
     pub failure: Option<String>,
     pub finished_at_ms: u64,
 }
@@ -236,6 +237,16 @@ impl HaServices {
 }
 
 impl HaServices {
+    /// Removes a globally terminal job's HA data in the safe order: its graph, then its
+    /// checkpoints, then its checkpoint id counter. (The job result store entry is the
+    /// caller's: written dirty before, marked clean after.)
+    pub async fn remove_job_data(&self, job_id: &str) -> Result<(), HaError> {
+        self.job_graphs.remove(job_id).await?;
+        let f = &self.checkpoint_store_factory;
+        f.checkpoint_store(job_id).shutdown(true).await?;
+        f.checkpoint_id_counter(job_id).shutdown(true).await
+    }
+
     /// Flink's `closeAndCleanupAllData`, for a cluster whose jobs are all globally terminal:
     /// removes every pointer (safe order), the HA blob directory, then resigns and removes the
     /// leader nodes and the cluster's namespace node. The job result store stays: it is what

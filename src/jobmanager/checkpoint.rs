@@ -1,15 +1,21 @@
 //! The checkpoint coordinator's bookkeeping (pure): pending checkpoints, acknowledgements,
 //! timeouts, tolerable failures, and the metadata a completed checkpoint stores.
 //!
-//! A checkpoint completes when every subtask acknowledged it with its state; then, and only
-//! then, its metadata goes to the `CompletedCheckpointStore` (blob + pointer) and sinks are told
-//! to commit. Completing checkpoint N aborts every older pending one (subsumed).
+//! A checkpoint goes through two steps, named apart:
+//! * [`Ack::AllAcked`]: every subtask acknowledged it with its state. It is not complete yet:
+//!   the caller stores the metadata in the `CompletedCheckpointStore` (blob + pointer);
+//! * [`CheckpointTracker::completed`]: the store took it. Only now is it the latest completed
+//!   checkpoint, its duration recorded, older pending ones subsumed, and sinks told to commit.
+//!   A failed store is [`CheckpointTracker::fail`] instead, like a declined checkpoint.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+
+use super::error::RuntimeError;
+pub use super::error::TooManyFailures;
 
 /// What a completed checkpoint stores: every subtask's state, opaque to the coordinator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,13 +33,14 @@ impl CheckpointMetadata {
     }
 
     /// Parses stored metadata; `what` names it (checkpoint id, path) in the error.
-    pub fn from_bytes(data: &[u8], what: &str) -> Result<CheckpointMetadata, String> {
+    pub fn from_bytes(data: &[u8], what: &str) -> Result<CheckpointMetadata, RuntimeError> {
+        let what = format!("checkpoint {what}");
         let m: CheckpointMetadata = serde_json::from_slice(data)
-            .map_err(|e| format!("checkpoint {what}: unreadable metadata: {e}"))?;
+            .map_err(|e| RuntimeError::bad_state(&what, format!("unreadable metadata: {e}")))?;
         if m.version != 1 {
-            return Err(format!(
-                "checkpoint {what}: unknown metadata version {}",
-                m.version
+            return Err(RuntimeError::bad_state(
+                what,
+                format!("unknown metadata version {}", m.version),
             ));
         }
         Ok(m)
@@ -52,21 +59,20 @@ struct Pending {
 pub enum Ack {
     /// Still waiting for other subtasks.
     Pending,
-    /// All acknowledged: store this, then notify.
-    Complete(CheckpointMetadata),
+    /// Every subtask acknowledged: store this, then call [`CheckpointTracker::completed`].
+    AllAcked(CheckpointMetadata),
     /// Unknown, expired or subsumed checkpoint: ignore.
     Stale,
 }
 
-/// Too many consecutive checkpoint failures: the job must fail over.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{failures} consecutive checkpoint failures exceed execution.checkpointing.tolerable-failed-checkpoints = {tolerable} (last: {last})"
-)]
-pub struct TooManyFailures {
-    pub failures: u32,
-    pub tolerable: u32,
-    pub last: String,
+/// A checkpoint the store took: the latest completed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub checkpoint_id: u64,
+    /// Trigger to completion.
+    pub duration: Duration,
+    /// Older pending checkpoints this one subsumed (aborted).
+    pub subsumed: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -76,8 +82,11 @@ pub struct CheckpointTracker {
     tolerable: u32,
     consecutive_failures: u32,
     pending: BTreeMap<u64, Pending>,
+    /// All acknowledged, being stored: id → trigger time.
+    acknowledged: BTreeMap<u64, Instant>,
+    /// The latest checkpoint the store took.
     pub latest_completed: Option<u64>,
-    /// Completion durations, for figures and metrics.
+    /// Durations of completed (stored) checkpoints, for figures and metrics.
     pub durations: Vec<Duration>,
 }
 
@@ -89,6 +98,7 @@ impl CheckpointTracker {
             tolerable: tolerable_failures,
             consecutive_failures: 0,
             pending: BTreeMap::new(),
+            acknowledged: BTreeMap::new(),
             latest_completed: None,
             durations: Vec::new(),
         }
@@ -106,11 +116,15 @@ impl CheckpointTracker {
         );
     }
 
+    /// Checkpoints triggered and not yet completed or failed (acknowledged ones included).
     pub fn pending_ids(&self) -> Vec<u64> {
-        self.pending.keys().copied().collect()
+        let mut ids: Vec<u64> = self.pending.keys().copied().collect();
+        ids.extend(self.acknowledged.keys().copied());
+        ids.sort_unstable();
+        ids
     }
 
-    pub fn ack(&mut self, id: u64, subtask: u32, state: serde_json::Value, now: Instant) -> Ack {
+    pub fn ack(&mut self, id: u64, subtask: u32, state: serde_json::Value) -> Ack {
         let Some(p) = self.pending.get_mut(&id) else {
             return Ack::Stale;
         };
@@ -119,12 +133,8 @@ impl CheckpointTracker {
             return Ack::Pending;
         }
         let p = self.pending.remove(&id).expect("present");
-        // Older pending checkpoints are subsumed by this one.
-        self.pending.retain(|older, _| *older > id);
-        self.consecutive_failures = 0;
-        self.latest_completed = Some(id);
-        self.durations.push(now.duration_since(p.started));
-        Ack::Complete(CheckpointMetadata {
+        self.acknowledged.insert(id, p.started);
+        Ack::AllAcked(CheckpointMetadata {
             version: 1,
             job_id: self.job_id.clone(),
             checkpoint_id: id,
@@ -132,9 +142,30 @@ impl CheckpointTracker {
         })
     }
 
+    /// The store took acknowledged checkpoint `id`: it is the latest completed one and subsumes
+    /// every older pending one. `None` if `id` was not acknowledged (aborted meanwhile).
+    pub fn completed(&mut self, id: u64, now: Instant) -> Option<Completed> {
+        let started = self.acknowledged.remove(&id)?;
+        let subsumed: Vec<u64> = self.pending.range(..id).map(|(older, _)| *older).collect();
+        for older in &subsumed {
+            self.pending.remove(older);
+        }
+        self.acknowledged.retain(|older, _| *older > id);
+        self.consecutive_failures = 0;
+        self.latest_completed = Some(id);
+        let duration = now.duration_since(started);
+        self.durations.push(duration);
+        Some(Completed {
+            checkpoint_id: id,
+            duration,
+            subsumed,
+        })
+    }
+
     /// A checkpoint failed (declined, storing failed): counts toward the tolerable failures.
     pub fn fail(&mut self, id: u64, reason: &str) -> Result<(), TooManyFailures> {
         self.pending.remove(&id);
+        self.acknowledged.remove(&id);
         self.count_failure(reason)
     }
 
@@ -151,7 +182,7 @@ impl CheckpointTracker {
         Ok(())
     }
 
-    /// Expires checkpoints older than the timeout.
+    /// Expires pending checkpoints older than the timeout.
     pub fn expire(&mut self, now: Instant) -> Result<Vec<u64>, TooManyFailures> {
         let expired: Vec<u64> = self
             .pending
@@ -170,6 +201,7 @@ impl CheckpointTracker {
     /// checkpoint failure.
     pub fn abort_all(&mut self) {
         self.pending.clear();
+        self.acknowledged.clear();
     }
 }
 
@@ -179,30 +211,66 @@ mod tests {
     use serde_json::json;
 
     #[tokio::test(start_paused = true)]
-    async fn completes_when_all_subtasks_ack_and_subsumes_older() {
+    async fn all_acked_then_completed_once_stored_and_subsumes_older() {
         let mut t = CheckpointTracker::new("j", Duration::from_secs(10), 0);
         t.start(1, 2, Instant::now());
         t.start(2, 2, Instant::now());
-        assert_eq!(
-            t.ack(2, 0, json!({"offset": 4}), Instant::now()),
-            Ack::Pending
-        );
+        assert_eq!(t.ack(2, 0, json!({"offset": 4})), Ack::Pending);
         tokio::time::advance(Duration::from_millis(30)).await;
-        let Ack::Complete(m) = t.ack(2, 1, json!({"offset": 5}), Instant::now()) else {
-            panic!("complete")
+        let Ack::AllAcked(m) = t.ack(2, 1, json!({"offset": 5})) else {
+            panic!("all acked")
         };
         assert_eq!(m.checkpoint_id, 2);
         assert_eq!(m.subtasks.len(), 2);
-        assert_eq!(t.durations, vec![Duration::from_millis(30)]);
-        // 1 was subsumed.
-        assert_eq!(t.ack(1, 0, json!(null), Instant::now()), Ack::Stale);
+        // Acknowledged is not completed: nothing is stored yet.
+        assert_eq!(t.latest_completed, None);
+        assert!(t.durations.is_empty());
+        assert_eq!(t.pending_ids(), vec![1, 2]);
+        tokio::time::advance(Duration::from_millis(20)).await;
+        let c = t.completed(2, Instant::now()).expect("acknowledged");
+        assert_eq!(
+            c,
+            Completed {
+                checkpoint_id: 2,
+                duration: Duration::from_millis(50),
+                subsumed: vec![1],
+            }
+        );
+        assert_eq!(t.latest_completed, Some(2));
+        assert_eq!(t.durations, vec![Duration::from_millis(50)]);
+        // 1 was subsumed; 2 completes only once.
+        assert_eq!(t.ack(1, 0, json!(null)), Ack::Stale);
+        assert_eq!(t.completed(2, Instant::now()), None);
+        assert!(t.pending_ids().is_empty());
         let back = CheckpointMetadata::from_bytes(&m.to_bytes(), "2").unwrap();
         assert_eq!(back, m);
         assert!(
             CheckpointMetadata::from_bytes(b"{", "7")
                 .unwrap_err()
+                .to_string()
                 .contains("checkpoint 7")
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_store_is_a_checkpoint_failure_not_a_completion() {
+        let mut t = CheckpointTracker::new("j", Duration::from_secs(10), 0);
+        t.start(1, 1, Instant::now());
+        assert!(matches!(t.ack(1, 0, json!(1)), Ack::AllAcked(_)));
+        let e = t.fail(1, "store unavailable").unwrap_err();
+        assert!(e.to_string().contains("store unavailable"), "{e}");
+        assert_eq!(t.completed(1, Instant::now()), None);
+        assert_eq!(t.latest_completed, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failover_aborts_acknowledged_checkpoints_too() {
+        let mut t = CheckpointTracker::new("j", Duration::from_secs(10), 0);
+        t.start(1, 1, Instant::now());
+        assert!(matches!(t.ack(1, 0, json!(1)), Ack::AllAcked(_)));
+        t.abort_all();
+        assert_eq!(t.completed(1, Instant::now()), None);
+        assert!(t.pending_ids().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -223,10 +291,8 @@ mod tests {
         let mut t = CheckpointTracker::new("j", Duration::from_secs(1), 1);
         t.fail(1, "declined").unwrap();
         t.start(2, 1, Instant::now());
-        assert!(matches!(
-            t.ack(2, 0, json!(1), Instant::now()),
-            Ack::Complete(_)
-        ));
+        assert!(matches!(t.ack(2, 0, json!(1)), Ack::AllAcked(_)));
+        assert!(t.completed(2, Instant::now()).is_some());
         t.fail(3, "declined").unwrap();
         assert!(t.fail(4, "declined").is_err());
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::job_master::JobSnapshot;
 use super::status::JobStatus;
 
 /// Why a request to the JobManager failed.
@@ -77,32 +78,6 @@ pub struct JobSummary {
     pub id: String,
     pub name: String,
     pub status: JobStatus,
-}
-
-/// `GET /jobs/{id}`: the job master's snapshot of one job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobDetails {
-    pub job_id: String,
-    pub name: String,
-    pub status: JobStatus,
-    #[serde(default)]
-    pub parallelism: u32,
-    #[serde(default)]
-    pub restarts: u32,
-    /// Every subtask failure so far; the last one is the root cause of a FAILED job.
-    #[serde(default)]
-    pub exceptions: Vec<String>,
-    pub failure: Option<String>,
-    #[serde(default)]
-    pub completed_checkpoints: u64,
-    pub latest_checkpoint_id: Option<u64>,
-    pub restored_from_checkpoint: Option<u64>,
-    pub checkpoint_duration_ms_p50: Option<u64>,
-    pub checkpoint_duration_ms_max: Option<u64>,
-    /// Trigger-to-completion time of the latest completed checkpoint.
-    pub last_checkpoint_duration_ms: Option<u64>,
-    /// When the JobManager saw the latest checkpoint complete (ms since the Unix epoch).
-    pub latest_checkpoint_completed_ms: Option<u64>,
 }
 
 /// `GET /jobs/{id}/checkpoints`.
@@ -198,7 +173,8 @@ impl JobManagerClient {
         Ok(self.get_json::<JobList>("/jobs").await?.jobs)
     }
 
-    pub async fn job(&self, id: &str) -> Result<JobDetails, ClientError> {
+    /// The job master's snapshot of one job.
+    pub async fn job(&self, id: &str) -> Result<JobSnapshot, ClientError> {
         self.get_json(&format!("/jobs/{id}")).await
     }
 
@@ -308,13 +284,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_details_read_the_snapshot_json() {
+    fn a_job_snapshot_reads_back_from_its_json() {
         let json = r#"{"job_id":"j","name":"n","status":"RESTARTING","parallelism":2,
             "restarts":1,"exceptions":["subtask 1 failed"],"failure":null,
             "completed_checkpoints":3,"latest_checkpoint_id":4,"restored_from_checkpoint":2,
             "checkpoint_duration_ms_p50":5,"checkpoint_duration_ms_max":9,
             "last_checkpoint_duration_ms":6,"latest_checkpoint_completed_ms":1700000000000}"#;
-        let j: JobDetails = serde_json::from_str(json).unwrap();
+        let j: JobSnapshot = serde_json::from_str(json).unwrap();
         assert_eq!(j.status, JobStatus::Restarting);
         assert_eq!((j.restarts, j.latest_checkpoint_id), (1, Some(4)));
         assert_eq!(j.exceptions, vec!["subtask 1 failed"]);
@@ -355,11 +331,40 @@ mod tests {
         assert!(!line.contains('\n'), "{line}");
     }
 
+    /// The REST state of a leader with no jobs and no TaskManagers (embedded HA).
+    fn idle_jobmanager() -> super::super::rest::RestState {
+        use std::sync::Arc;
+
+        use super::super::dispatcher::Dispatcher;
+        use super::super::taskmanagers::TaskManagerPool;
+        let dir = std::env::temp_dir().join(format!("yarnflow-client-{}", std::process::id()));
+        let ha = crate::ha::HaServices::embedded(
+            Arc::new(crate::storage::local::LocalStore),
+            &dir.display().to_string(),
+            1,
+        );
+        let pool = TaskManagerPool::new(1, "client-test", Duration::from_secs(1));
+        let (dispatcher, _) = Dispatcher::new(
+            ha,
+            Arc::new(crate::config::Config::defaults()),
+            Arc::new(pool.clone()),
+            None,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        super::super::rest::RestState {
+            dispatcher,
+            taskmanagers: pool,
+            config: Default::default(),
+            leader_epoch: 1,
+            cluster: tokio::sync::watch::channel(Default::default()).1,
+        }
+    }
+
     #[tokio::test]
     async fn every_route_of_an_idle_jobmanager_reads() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
-        let router = super::super::rest::router(Default::default());
+        let router = super::super::rest::router(idle_jobmanager());
         let serve = tokio::spawn(async move { axum::serve(listener, router).await });
         let client = JobManagerClient::new(&address, Duration::from_secs(5));
         assert_eq!(client.jobs().await.unwrap(), vec![]);
@@ -369,9 +374,16 @@ mod tests {
         assert!(client.job("nope").await.unwrap_err().is_not_found());
         assert!(client.checkpoints("nope").await.unwrap_err().is_not_found());
         assert!(client.cancel("nope").await.unwrap_err().is_not_found());
-        let refused = client.submit("name: x\n").await.unwrap_err();
+        // Not a job spec: refused with the parser's reason.
+        let refused = client.submit("pipeline: 3\n").await.unwrap_err();
         assert!(
-            refused.refusal().is_some_and(|r| r.contains("not leading")),
+            matches!(refused, ClientError::Status { status: 400, .. }),
+            "{refused:?}"
+        );
+        assert!(
+            refused
+                .refusal()
+                .is_some_and(|r| r.contains("request body")),
             "{refused}"
         );
         assert!(client.metrics().await.unwrap().contains("yarnflow_jobs"));

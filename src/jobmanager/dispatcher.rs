@@ -6,13 +6,16 @@
 //! *dirty* entry (the previous leader died during cleanup) has its cleanup finished here, in the
 //! safe order, then is marked clean.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::job_master::{self, JobMasterConfig, JobOutcome, TaskRuntime};
-use super::rest::RestState;
+use super::job_master::{
+    self, JobMasterConfig, JobMasterHandle, JobOutcome, JobSnapshot, TaskRuntime,
+};
 use crate::config::{Config, ConfigError};
 use crate::ha::{HaError, HaServices};
 use crate::job::spec::{JobSpec, SinkSpec, Step};
@@ -51,11 +54,15 @@ pub struct Dispatcher {
     ha: HaServices,
     config: Arc<Config>,
     runtime: Arc<dyn TaskRuntime>,
-    rest: RestState,
-    /// Where a `files` sink without a path writes: `<default_output>/<job id>`.
-    default_output: Option<Location>,
+    /// The registry of this leader's job masters, running or ended (the REST API reads it).
+    jobs: Arc<Mutex<BTreeMap<String, JobMasterHandle>>>,
+    /// Where a `files` sink without a path writes: `<default_output>/<job id>` (a storage URI,
+    /// opened when a job starts).
+    default_output: Option<String>,
     leadership: CancellationToken,
     outcomes: mpsc::UnboundedSender<JobOutcome>,
+    /// The job masters and the tasks that wait for their ends.
+    tasks: TaskTracker,
 }
 
 impl Dispatcher {
@@ -65,8 +72,7 @@ impl Dispatcher {
         ha: HaServices,
         config: Arc<Config>,
         runtime: Arc<dyn TaskRuntime>,
-        rest: RestState,
-        default_output: Option<Location>,
+        default_output: Option<String>,
         leadership: CancellationToken,
     ) -> (Dispatcher, mpsc::UnboundedReceiver<JobOutcome>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -75,13 +81,35 @@ impl Dispatcher {
                 ha,
                 config,
                 runtime,
-                rest,
+                jobs: Arc::default(),
                 default_output,
                 leadership,
                 outcomes: tx,
+                tasks: TaskTracker::new(),
             },
             rx,
         )
+    }
+
+    /// The job master of `job_id`, running or ended under this leader.
+    pub fn job(&self, job_id: &str) -> Option<JobMasterHandle> {
+        self.jobs.lock().expect("jobs lock").get(job_id).cloned()
+    }
+
+    /// Every job of this leader as the REST API shows it, by job id.
+    pub fn snapshots(&self) -> Vec<JobSnapshot> {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .values()
+            .map(|h| h.snapshot.borrow().clone())
+            .collect()
+    }
+
+    /// Waits until every job master's end was reported (they end with the leadership token).
+    pub async fn closed(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Finishes the cleanup of dirty job results, then starts every job graph found in the HA
@@ -89,14 +117,14 @@ impl Dispatcher {
     pub async fn recover(&self) -> Result<Vec<String>, DispatchError> {
         for dirty in self.ha.job_results.dirty_results().await? {
             tracing::info!(job_id = %dirty.job_id, status = %dirty.status, "finishing the cleanup of a terminated job");
-            job_master::remove_job_ha_data(&self.ha, &dirty.job_id).await?;
+            self.ha.remove_job_data(&dirty.job_id).await?;
             self.ha.job_results.mark_clean(&dirty.job_id).await?;
         }
         let mut recovered = Vec::new();
         for job_id in self.ha.job_graphs.job_ids().await? {
             if self.ha.job_results.has_result(&job_id).await? {
                 tracing::info!(job_id = %job_id, "job graph of a terminated job left behind; removing it");
-                job_master::remove_job_ha_data(&self.ha, &job_id).await?;
+                self.ha.remove_job_data(&job_id).await?;
                 continue;
             }
             let Some(graph) = self.ha.job_graphs.get(&job_id).await? else {
@@ -129,8 +157,7 @@ impl Dispatcher {
     }
 
     pub fn is_running(&self, job_id: &str) -> bool {
-        self.rest
-            .jobs
+        self.jobs
             .lock()
             .expect("jobs lock")
             .get(job_id)
@@ -139,8 +166,7 @@ impl Dispatcher {
 
     /// The TaskManager slots the running jobs need.
     pub fn slots_needed(&self) -> u32 {
-        self.rest
-            .jobs
+        self.jobs
             .lock()
             .expect("jobs lock")
             .values()
@@ -158,7 +184,14 @@ impl Dispatcher {
                     message: format!("sink path: {e}"),
                 }),
             _ => match &self.default_output {
-                Some(d) => Ok(d.join(&spec.job_id())),
+                Some(d) => {
+                    crate::storage::open(&format!("{}/{}", d.trim_end_matches('/'), spec.job_id()))
+                        .await
+                        .map_err(|e| DispatchError::BadJob {
+                            job: spec.job_id(),
+                            message: format!("default output: {e}"),
+                        })
+                }
                 None => Err(DispatchError::BadJob {
                     job: spec.job_id(),
                     message:
@@ -182,14 +215,13 @@ impl Dispatcher {
             )?
         };
         let job_id = spec.job_id();
-        let (handle, done) = job_master::start(cfg, self.ha.clone());
-        self.rest
-            .jobs
+        let (handle, done) = job_master::start_on(&self.tasks, cfg, self.ha.clone());
+        self.jobs
             .lock()
             .expect("jobs lock")
             .insert(job_id.clone(), handle);
         let outcomes = self.outcomes.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             match done.await {
                 Ok(outcome) => {
                     tracing::info!(job_id = %outcome.job_id, status = %outcome.status, restarts = outcome.restarts, "job reached a final state for this leader");

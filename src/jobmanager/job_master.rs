@@ -3,24 +3,37 @@
 //! region with forward edges) under the restart strategy, and cleans up when the job is
 //! globally terminal.
 //!
-//! This version runs subtasks as tasks of this process; the TaskManager processes deploy the
-//! same [`crate::taskmanager::task`] remotely.
+//! The decisions are the [`Scheduler`]'s (pure, unit-tested); this module is the I/O around it:
+//! a `JobMaster` task owning the job's deployments, whose `select!` loop feeds the scheduler
+//! events (subtask events, timers, kill, cancel, leadership loss) and performs the actions it
+//! answers (deploy, broadcast, store a checkpoint, stop). Subtasks run wherever the
+//! [`TaskRuntime`] puts them: in this process ([`InProcess`]) or on TaskManagers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Interval};
+use tokio_util::task::TaskTracker;
 
-use super::checkpoint::{Ack, CheckpointMetadata, CheckpointTracker};
+use super::checkpoint::{CheckpointMetadata, CheckpointTracker};
+use super::error::RuntimeError;
 use super::restart::RestartStrategy;
-use super::status::{JobLifecycle, JobStatus};
-use crate::ha::{HaServices, JobResultEntry, StoredCheckpoint};
+use super::scheduler::{Action, Scheduler};
+use super::status::JobStatus;
+use crate::ha::{
+    CheckpointIdCounter, CompletedCheckpointStore, HaServices, JobResultEntry, StoredCheckpoint,
+};
 use crate::job::spec::JobSpec;
 use crate::storage::Location;
-use crate::taskmanager::task::{self, SubtaskState, TaskCommand, TaskConfig, TaskEvent};
+use crate::taskmanager::task::{SubtaskState, TaskCommand, TaskConfig, TaskEvent};
+
+// Where they used to live; callers name them through here.
+pub use super::runtime::{Deployed, InProcess, TaskRuntime};
+pub use super::scheduler::JobOutcome;
 
 #[derive(Clone)]
 pub struct JobMasterConfig {
@@ -65,60 +78,6 @@ impl JobMasterConfig {
     }
 }
 
-/// How the job ended.
-#[derive(Debug, Clone)]
-pub struct JobOutcome {
-    pub job_id: String,
-    pub status: JobStatus,
-    pub restarts: u32,
-    pub failure: Option<String>,
-    pub completed_checkpoints: u64,
-    pub checkpoint_durations: Vec<Duration>,
-    pub restored_from: Option<u64>,
-    /// Every subtask failure, in order (what the REST API shows as exceptions).
-    pub failures: Vec<String>,
-}
-
-/// A deployed subtask as the job master sees it.
-pub struct Deployed {
-    pub commands: mpsc::Sender<TaskCommand>,
-    /// Ends when the subtask (or, remotely, its forwarder) ends; aborting it kills the subtask.
-    pub handle: JoinHandle<()>,
-}
-
-/// Where subtasks run: in this process, or on TaskManagers (Flink's slot pool + deployment).
-#[async_trait::async_trait]
-pub trait TaskRuntime: Send + Sync {
-    async fn deploy(
-        &self,
-        config: TaskConfig,
-        restore: Option<SubtaskState>,
-        events: mpsc::Sender<TaskEvent>,
-    ) -> Result<Deployed, String>;
-}
-
-/// Subtasks as tasks of this process.
-pub struct InProcess;
-
-#[async_trait::async_trait]
-impl TaskRuntime for InProcess {
-    async fn deploy(
-        &self,
-        config: TaskConfig,
-        restore: Option<SubtaskState>,
-        events: mpsc::Sender<TaskEvent>,
-    ) -> Result<Deployed, String> {
-        let (tx, rx) = mpsc::channel(64);
-        let handle = tokio::spawn(task::run_task(config, restore, rx, events));
-        Ok(Deployed {
-            commands: tx,
-            handle,
-        })
-    }
-}
-
-type Running = Deployed;
-
 /// Control of a running job master (tests, cancel).
 #[derive(Clone)]
 pub struct JobMasterHandle {
@@ -128,12 +87,13 @@ pub struct JobMasterHandle {
     pub snapshot: tokio::sync::watch::Receiver<JobSnapshot>,
 }
 
-/// What `/jobs/{id}` and `/jobs/{id}/checkpoints` show.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// What `/jobs/{id}` and `/jobs/{id}/checkpoints` show (and what
+/// [`JobManagerClient::job`](super::client::JobManagerClient::job) reads back).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobSnapshot {
     pub job_id: String,
     pub name: String,
-    pub status: String,
+    pub status: JobStatus,
     pub parallelism: u32,
     pub restarts: u32,
     /// Every subtask failure so far; the last one is the root cause of a FAILED job.
@@ -153,10 +113,7 @@ pub struct JobSnapshot {
 impl JobSnapshot {
     /// Terminal for this JobManager: FINISHED, CANCELED, FAILED or SUSPENDED.
     pub fn status_is_terminal(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "FINISHED" | "CANCELED" | "FAILED" | "SUSPENDED"
-        )
+        self.status.is_terminal()
     }
 }
 
@@ -166,6 +123,7 @@ impl JobMasterHandle {
         let _ = self.kill.send(subtask).await;
     }
 
+    /// Cancels the job. (Dropping every handle cancels it too: nobody could any more.)
     pub async fn cancel(&self) {
         let _ = self.cancel.send(()).await;
     }
@@ -178,27 +136,17 @@ fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// Removes a globally terminal job's HA data in the safe order: its graph, then its
-/// checkpoints, then its checkpoint id counter. (The job result store entry is the caller's.)
-pub async fn remove_job_ha_data(ha: &HaServices, job_id: &str) -> Result<(), crate::ha::HaError> {
-    ha.job_graphs.remove(job_id).await?;
-    let f = &ha.checkpoint_store_factory;
-    f.checkpoint_store(job_id).shutdown(true).await?;
-    f.checkpoint_id_counter(job_id).shutdown(true).await
-}
-
 /// Recovers the latest readable checkpoint, falling back to older ones (and saying so).
 async fn latest_checkpoint(ha: &HaServices, job_id: &str) -> Option<CheckpointMetadata> {
     let store = ha.checkpoint_store_factory.checkpoint_store(job_id);
     let ids = store.checkpoint_ids().await.ok()?;
     for id in ids.iter().rev() {
-        match store.get(*id).await {
-            Ok(c) => match CheckpointMetadata::from_bytes(&c.metadata, &id.to_string()) {
-                Ok(m) => return Some(m),
-                Err(e) => {
-                    tracing::warn!(job_id, checkpoint_id = id, error = %e, "checkpoint unreadable, falling back to an older one")
-                }
-            },
+        let read = match store.get(*id).await {
+            Ok(c) => CheckpointMetadata::from_bytes(&c.metadata, &id.to_string()),
+            Err(e) => Err(RuntimeError::from(e)),
+        };
+        match read {
+            Ok(m) => return Some(m),
             Err(e) => {
                 tracing::warn!(job_id, checkpoint_id = id, error = %e, "checkpoint unreadable, falling back to an older one")
             }
@@ -207,36 +155,325 @@ async fn latest_checkpoint(ha: &HaServices, job_id: &str) -> Option<CheckpointMe
     None
 }
 
-/// Starts the job master; it runs until the job is terminal.
+/// Starts the job master; it runs until the job is terminal (for this JobManager). The caller
+/// owns the returned task: the job's outcome, once its subtasks have stopped and a globally
+/// terminal job's HA data is cleaned up. [`start_on`] also tracks it.
 pub fn start(cfg: JobMasterConfig, ha: HaServices) -> (JobMasterHandle, JoinHandle<JobOutcome>) {
+    let (handle, master) = build(cfg, ha);
+    (handle, tokio::spawn(master.run()))
+}
+
+/// [`start`] as a task of `tracker`, so that whoever waits for the tracker (a leader's
+/// shutdown) waits for the job master, and so for its subtasks and cleanup.
+pub fn start_on(
+    tracker: &TaskTracker,
+    cfg: JobMasterConfig,
+    ha: HaServices,
+) -> (JobMasterHandle, JoinHandle<JobOutcome>) {
+    let (handle, master) = build(cfg, ha);
+    (handle, tracker.spawn(master.run()))
+}
+
+/// The job master and its handle, not yet running.
+fn build(cfg: JobMasterConfig, ha: HaServices) -> (JobMasterHandle, JobMaster) {
     let (kill_tx, kill_rx) = mpsc::channel(8);
     let (cancel_tx, cancel_rx) = mpsc::channel(1);
-    let (snap_tx, snap_rx) = tokio::sync::watch::channel(JobSnapshot {
+    let (snap_tx, snap_rx) = watch::channel(JobSnapshot {
         job_id: cfg.spec.job_id(),
         name: cfg.spec.name.clone(),
-        status: JobStatus::Created.to_string(),
+        status: JobStatus::Created,
         parallelism: cfg.spec.parallelism,
         ..Default::default()
     });
-    let handle = tokio::spawn(run(cfg, ha, kill_rx, cancel_rx, snap_tx));
-    (
-        JobMasterHandle {
-            kill: kill_tx,
-            cancel: cancel_tx,
-            snapshot: snap_rx,
-        },
-        handle,
-    )
+    let master = JobMaster::new(cfg, ha, kill_rx, cancel_rx, snap_tx);
+    let handle = JobMasterHandle {
+        kill: kill_tx,
+        cancel: cancel_tx,
+        snapshot: snap_rx,
+    };
+    (handle, master)
 }
 
-async fn run(
+/// What woke the job master's loop (one variant per `select!` arm).
+enum Wake {
+    LeadershipLost,
+    Cancel,
+    Kill(u32),
+    RestartDue,
+    Tick,
+    Event(TaskEvent),
+}
+
+/// One job's event loop: owns the job's deployments and does the I/O the [`Scheduler`] asks for.
+struct JobMaster {
+    /// The job, its sink, where subtasks run, the leadership token.
     cfg: JobMasterConfig,
+    job_id: String,
+    /// The job graph store, checkpoints and the job result store.
     ha: HaServices,
-    mut kill_rx: mpsc::Receiver<u32>,
-    mut cancel_rx: mpsc::Receiver<()>,
-    snapshot: tokio::sync::watch::Sender<JobSnapshot>,
-) -> JobOutcome {
-    let publish = |status: JobStatus, outcome: &JobOutcome, tracker: &CheckpointTracker| {
+    /// The job's completed checkpoints in HA.
+    store: Arc<dyn CompletedCheckpointStore>,
+    /// The job's checkpoint ids, monotonic across leaders.
+    counter: Arc<dyn CheckpointIdCounter>,
+    /// The decisions: which subtasks run, restarts, checkpoints, the job's status.
+    core: Scheduler,
+    /// Deployed subtasks; each is stopped and awaited before the job master ends.
+    tasks: BTreeMap<u32, Deployed>,
+    /// Every deployment reports its subtask's events here.
+    events_tx: mpsc::Sender<TaskEvent>,
+    events: mpsc::Receiver<TaskEvent>,
+    /// [`JobMasterHandle::kill_subtask`].
+    kill: mpsc::Receiver<u32>,
+    /// [`JobMasterHandle::cancel`].
+    cancel: mpsc::Receiver<()>,
+    /// The job's `checkpoint-interval` (a job without one is still checkpointed hourly).
+    ticker: Interval,
+    /// What the REST API shows.
+    snapshot: watch::Sender<JobSnapshot>,
+}
+
+impl JobMaster {
+    fn new(
+        cfg: JobMasterConfig,
+        ha: HaServices,
+        kill: mpsc::Receiver<u32>,
+        cancel: mpsc::Receiver<()>,
+        snapshot: watch::Sender<JobSnapshot>,
+    ) -> JobMaster {
+        let job_id = cfg.spec.job_id();
+        let tracker = CheckpointTracker::new(
+            &job_id,
+            cfg.checkpoint_timeout,
+            cfg.tolerable_failed_checkpoints,
+        );
+        let core = Scheduler::new(&job_id, cfg.spec.parallelism, cfg.restart.clone(), tracker);
+        let interval = cfg
+            .spec
+            .checkpoint_interval()
+            .unwrap_or(Duration::from_secs(3600));
+        let (events_tx, events) = mpsc::channel(1024);
+        JobMaster {
+            store: ha.checkpoint_store_factory.checkpoint_store(&job_id),
+            counter: ha.checkpoint_store_factory.checkpoint_id_counter(&job_id),
+            ticker: tokio::time::interval_at(Instant::now() + interval, interval),
+            job_id,
+            cfg,
+            ha,
+            core,
+            tasks: BTreeMap::new(),
+            events_tx,
+            events,
+            kill,
+            cancel,
+            snapshot,
+        }
+    }
+
+    async fn run(mut self) -> JobOutcome {
+        let start = if self.prepare().await {
+            self.core.start()
+        } else {
+            Vec::new()
+        };
+        if self.core.status().is_terminal() {
+            // The job graph could not be persisted, or the restore state is unreadable: nothing
+            // was deployed and nothing is cleaned up (the checkpoints stay for a look).
+            tracing::warn!(job_id = %self.job_id, status = %self.core.status(), "the job did not start");
+            self.publish();
+            return self.core.into_outcome();
+        }
+        let mut status = self.perform(start).await;
+        while status.is_none() {
+            self.publish();
+            let actions = match self.wake().await {
+                Wake::LeadershipLost => self.core.suspend(),
+                Wake::Cancel => self.core.cancel(),
+                Wake::Kill(subtask) => self.on_kill(subtask).await,
+                Wake::RestartDue => self.core.on_restart_due(Instant::now()),
+                Wake::Tick => self.core.on_tick(Instant::now()),
+                Wake::Event(event) => self.on_event(event),
+            };
+            status = self.perform(actions).await;
+        }
+        self.stop().await
+    }
+
+    /// Persists the job graph (unless it already is) and recovers the latest checkpoint;
+    /// `false` if the job cannot start.
+    async fn prepare(&mut self) -> bool {
+        if !self.cfg.graph_persisted {
+            let stored = match serde_json::to_vec(&self.cfg.spec) {
+                Ok(graph) => self
+                    .ha
+                    .job_graphs
+                    .put(&self.job_id, Bytes::from(graph))
+                    .await
+                    .map_err(RuntimeError::from),
+                Err(e) => Err(RuntimeError::InvalidJob(e.to_string())),
+            };
+            if let Err(e) = stored {
+                // A deposed leader leaves the job to its successor.
+                self.core.on_fatal("cannot persist the job graph", e);
+                return false;
+            }
+        }
+        if let Some(m) = latest_checkpoint(&self.ha, &self.job_id).await {
+            tracing::info!(job_id = %self.job_id, checkpoint_id = m.checkpoint_id, "job recovered from checkpoint");
+            self.core.recover(m);
+        }
+        true
+    }
+
+    /// Waits for the next thing to react to.
+    async fn wake(&mut self) -> Wake {
+        let restart_at = self.core.next_restart();
+        tokio::select! {
+            _ = self.cfg.leadership.cancelled() => Wake::LeadershipLost,
+            // Also when every handle is gone.
+            _ = self.cancel.recv() => Wake::Cancel,
+            Some(subtask) = self.kill.recv() => Wake::Kill(subtask),
+            _ = sleep_until(restart_at), if restart_at.is_some() => Wake::RestartDue,
+            _ = self.ticker.tick() => Wake::Tick,
+            Some(event) = self.events.recv() => Wake::Event(event),
+        }
+    }
+
+    /// Kills a subtask like a lost process: gone for good before anything restarts it.
+    async fn on_kill(&mut self, subtask: u32) -> Vec<Action> {
+        let Some(t) = self.tasks.remove(&subtask) else {
+            return Vec::new();
+        };
+        t.handle.abort();
+        let _ = t.handle.await;
+        self.core
+            .on_failed(subtask, RuntimeError::Killed, Instant::now())
+    }
+
+    fn on_event(&mut self, event: TaskEvent) -> Vec<Action> {
+        match event {
+            TaskEvent::Ack {
+                subtask,
+                checkpoint_id,
+                state,
+            } => self.core.on_ack(subtask, checkpoint_id, state),
+            TaskEvent::Finished { subtask } => self.core.on_finished(subtask),
+            TaskEvent::Failed { subtask, error } => {
+                self.core.on_failed(subtask, error, Instant::now())
+            }
+            TaskEvent::Committed {
+                subtask,
+                checkpoint_id,
+            } => self.core.on_committed(subtask, checkpoint_id),
+            TaskEvent::Progress { .. } => Vec::new(),
+        }
+    }
+
+    /// Performs `actions` in order, and those their results bring; `Some(status)` once the
+    /// scheduler stops the job.
+    async fn perform(&mut self, actions: Vec<Action>) -> Option<JobStatus> {
+        let mut queue = VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            let more = match action {
+                Action::Deploy { subtask, restore } => {
+                    // Consecutive deployments go out together (the bulk slot request).
+                    let mut batch = vec![(subtask, restore)];
+                    while let Some(Action::Deploy { .. }) = queue.front() {
+                        let Some(Action::Deploy { subtask, restore }) = queue.pop_front() else {
+                            unreachable!("just matched")
+                        };
+                        batch.push((subtask, restore));
+                    }
+                    self.deploy(batch).await
+                }
+                Action::Release { subtask } => {
+                    if let Some(t) = self.tasks.remove(&subtask) {
+                        t.handle.abort();
+                        let _ = t.handle.await;
+                    }
+                    Vec::new()
+                }
+                Action::DrawCheckpointId { final_checkpoint } => {
+                    let id = self.counter.get_and_increment().await;
+                    let id = id.map_err(RuntimeError::from);
+                    self.core
+                        .on_checkpoint_id(final_checkpoint, id, Instant::now())
+                }
+                Action::Broadcast(command) => {
+                    self.broadcast(command).await;
+                    Vec::new()
+                }
+                Action::Store(metadata) => {
+                    let checkpoint_id = metadata.checkpoint_id;
+                    let stored = StoredCheckpoint {
+                        checkpoint_id,
+                        metadata: Bytes::from(metadata.to_bytes()),
+                    };
+                    let result = self.store.add(stored).await.map_err(RuntimeError::from);
+                    self.core.on_stored(checkpoint_id, result, Instant::now())
+                }
+                Action::Stop(status) => return Some(status),
+            };
+            queue.extend(more);
+        }
+        None
+    }
+
+    /// Deploys subtasks at once and reports each result to the scheduler.
+    async fn deploy(&mut self, batch: Vec<(u32, Option<SubtaskState>)>) -> Vec<Action> {
+        let deployments = batch.into_iter().map(|(subtask, restore)| {
+            let runtime = self.cfg.runtime.clone();
+            let config = self.task_config(subtask);
+            let events = self.events_tx.clone();
+            async move { (subtask, runtime.deploy(config, restore, events).await) }
+        });
+        let results = futures::future::join_all(deployments).await;
+        let mut actions = Vec::new();
+        for (subtask, result) in results {
+            let result = result.map(|d| {
+                self.tasks.insert(subtask, d);
+            });
+            actions.extend(self.core.on_deployed(subtask, result, Instant::now()));
+        }
+        actions
+    }
+
+    fn task_config(&self, subtask: u32) -> TaskConfig {
+        TaskConfig {
+            job_id: self.job_id.clone(),
+            subtask,
+            parallelism: self.cfg.spec.parallelism,
+            pipeline: self.cfg.spec.pipeline.clone(),
+            sink_dir: self.cfg.sink_dir.clone(),
+            batch: 10_000,
+        }
+    }
+
+    async fn broadcast(&self, command: TaskCommand) {
+        for t in self.tasks.values() {
+            // A closed inbox: the subtask ended, and its failure is on its way as an event.
+            let _ = t.commands.send(command.clone()).await;
+        }
+    }
+
+    /// Stops every subtask and waits for them, then, for a globally terminal job, records its
+    /// result and removes its HA data.
+    async fn stop(mut self) -> JobOutcome {
+        self.broadcast(TaskCommand::Stop).await;
+        for (_, t) in std::mem::take(&mut self.tasks) {
+            let _ = t.handle.await;
+        }
+        self.publish();
+        let outcome = self.core.into_outcome();
+        if outcome.status.is_globally_terminal() {
+            cleanup(&self.ha, &outcome).await;
+        }
+        outcome
+    }
+
+    /// Updates the REST snapshot.
+    fn publish(&self) {
+        let tracker = self.core.tracker();
+        let outcome = self.core.outcome();
         let mut d: Vec<u64> = tracker
             .durations
             .iter()
@@ -244,14 +481,14 @@ async fn run(
             .collect();
         let last = d.last().copied();
         d.sort_unstable();
-        snapshot.send_modify(|s| {
+        self.snapshot.send_modify(|s| {
             if tracker.latest_completed.is_some()
                 && s.latest_checkpoint_id != tracker.latest_completed
             {
                 s.latest_checkpoint_completed_ms = Some(now_ms());
                 s.last_checkpoint_duration_ms = last;
             }
-            s.status = status.to_string();
+            s.status = self.core.status();
             s.restarts = outcome.restarts;
             s.exceptions = outcome.failures.clone();
             s.failure = outcome.failure.clone();
@@ -261,289 +498,31 @@ async fn run(
             s.checkpoint_duration_ms_p50 = d.get(d.len() / 2).copied();
             s.checkpoint_duration_ms_max = d.last().copied();
         });
-    };
-    let spec = cfg.spec.clone();
-    let job_id = spec.job_id();
-    let parallelism = spec.parallelism;
-    let mut lifecycle = JobLifecycle::new(&job_id);
-    let store = ha.checkpoint_store_factory.checkpoint_store(&job_id);
-    let counter = ha.checkpoint_store_factory.checkpoint_id_counter(&job_id);
-    let mut tracker = CheckpointTracker::new(
-        &job_id,
-        cfg.checkpoint_timeout,
-        cfg.tolerable_failed_checkpoints,
-    );
-    let mut restart = cfg.restart.clone();
-    let mut outcome = JobOutcome {
-        job_id: job_id.clone(),
-        status: JobStatus::Created,
-        restarts: 0,
-        failure: None,
-        completed_checkpoints: 0,
-        checkpoint_durations: Vec::new(),
-        restored_from: None,
-        failures: Vec::new(),
-    };
-    let graph = serde_json::to_vec(&spec).unwrap_or_default();
-    let persisted = if cfg.graph_persisted {
-        Ok(())
-    } else {
-        ha.job_graphs.put(&job_id, Bytes::from(graph)).await
-    };
-    if let Err(e) = persisted {
-        // A deposed leader leaves the job to its successor.
-        outcome.status = if e.lost_leadership() {
-            JobStatus::Suspended
-        } else {
-            JobStatus::Failed
-        };
-        outcome.failure = Some(format!("cannot persist the job graph: {e}"));
-        publish(outcome.status, &outcome, &tracker);
-        return outcome;
     }
-    let mut latest = latest_checkpoint(&ha, &job_id).await;
-    if let Some(m) = &latest {
-        tracing::info!(job_id = %job_id, checkpoint_id = m.checkpoint_id, "job recovered from checkpoint");
-        outcome.restored_from = Some(m.checkpoint_id);
-    }
+}
 
-    let (events_tx, mut events) = mpsc::channel::<TaskEvent>(1024);
-    let task_config = |subtask: u32| TaskConfig {
-        job_id: job_id.clone(),
-        subtask,
-        parallelism,
-        pipeline: spec.pipeline.clone(),
-        sink_dir: cfg.sink_dir.clone(),
-        batch: 10_000,
+/// Flink's order: result dirty, HA data removed, result clean.
+async fn cleanup(ha: &HaServices, outcome: &JobOutcome) {
+    let entry = JobResultEntry {
+        job_id: outcome.job_id.clone(),
+        status: outcome.status,
+        failure: outcome.failure.clone(),
+        finished_at_ms: now_ms(),
     };
-    let restore_of = |latest: &Option<CheckpointMetadata>,
-                      subtask: u32|
-     -> Result<Option<SubtaskState>, String> {
-        match latest.as_ref().and_then(|m| m.subtasks.get(&subtask)) {
-            Some(v) => task::subtask_state(v).map(Some),
-            None => Ok(None),
-        }
+    let cleanup = async {
+        ha.job_results.create_dirty(&entry).await?;
+        ha.remove_job_data(&outcome.job_id).await?;
+        ha.job_results.mark_clean(&outcome.job_id).await
     };
-    let runtime = cfg.runtime.clone();
-    let spawn = |subtask: u32, restore: Option<SubtaskState>, events: mpsc::Sender<TaskEvent>| {
-        let runtime = runtime.clone();
-        let config = task_config(subtask);
-        async move { runtime.deploy(config, restore, events).await }
-    };
-    let mut tasks: BTreeMap<u32, Running> = BTreeMap::new();
-    let mut restores = Vec::new();
-    for s in 0..parallelism {
-        match restore_of(&latest, s) {
-            Ok(r) => restores.push((s, r)),
-            Err(e) => {
-                outcome.failure = Some(e);
-                outcome.status = JobStatus::Failed;
-                publish(outcome.status, &outcome, &tracker);
-                return outcome;
-            }
-        }
+    if let Err(e) = cleanup.await {
+        tracing::warn!(job_id = %outcome.job_id, error = %e, "HA cleanup incomplete; the result stays dirty for a retry");
     }
-    // All subtasks ask for their slots at once (Flink's bulk slot request); one that gets
-    // none fails like any subtask and goes through the restart strategy.
-    let deployed = futures::future::join_all(restores.into_iter().map(|(s, restore)| {
-        let deploy = spawn(s, restore, events_tx.clone());
-        async move { (s, deploy.await) }
-    }))
-    .await;
-    for (s, d) in deployed {
-        match d {
-            Ok(d) => {
-                tasks.insert(s, d);
-            }
-            Err(e) => {
-                let _ = events_tx
-                    .send(TaskEvent::Failed {
-                        subtask: s,
-                        error: format!("cannot deploy: {e}"),
-                    })
-                    .await;
-            }
-        }
-    }
-    let _ = lifecycle.transition(JobStatus::Running);
+}
 
-    let interval = spec
-        .checkpoint_interval()
-        .unwrap_or(Duration::from_secs(3600));
-    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
-    let mut finished: BTreeMap<u32, bool> = BTreeMap::new();
-    let mut final_checkpoint: Option<u64> = None;
-    let mut final_committed = std::collections::BTreeSet::new();
-    // Failed subtasks waiting out their restart delay (several can fail at once with their
-    // TaskManager).
-    let mut restarting: BTreeMap<u32, Instant> = BTreeMap::new();
-
-    async fn broadcast(tasks: &BTreeMap<u32, Running>, cmd: TaskCommand) {
-        for t in tasks.values() {
-            let _ = t.commands.send(cmd.clone()).await;
-        }
+/// Sleeps until `at` (forever if `None`; the arm is disabled then anyway).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
-
-    let status = loop {
-        publish(lifecycle.status(), &outcome, &tracker);
-        let restart_at = restarting.values().min().copied();
-        tokio::select! {
-            _ = cfg.leadership.cancelled() => break JobStatus::Suspended,
-            _ = cancel_rx.recv() => break JobStatus::Canceled,
-            Some(subtask) = kill_rx.recv() => {
-                if let Some(t) = tasks.remove(&subtask) {
-                    // Gone for good before anything restarts it, like a killed process.
-                    t.handle.abort();
-                    let _ = t.handle.await;
-                    let _ = events_tx.send(TaskEvent::Failed { subtask, error: "the subtask was killed".into() }).await;
-                }
-            }
-            _ = async { tokio::time::sleep_until(restart_at.unwrap_or_else(Instant::now)).await }, if restart_at.is_some() => {
-                let now = Instant::now();
-                let Some((&subtask, _)) = restarting.iter().find(|(_, at)| **at <= now) else {
-                    continue;
-                };
-                restarting.remove(&subtask);
-                match restore_of(&latest, subtask) {
-                    Ok(restore) => {
-                        tracing::info!(job_id = %job_id, subtask, checkpoint_id = ?latest.as_ref().map(|m| m.checkpoint_id), "restarting the failed subtask's region");
-                        finished.remove(&subtask);
-                        match spawn(subtask, restore, events_tx.clone()).await {
-                            Ok(d) => {
-                                tasks.insert(subtask, d);
-                                let _ = lifecycle.transition(JobStatus::Running);
-                            }
-                            Err(e) => {
-                                let _ = events_tx.send(TaskEvent::Failed { subtask, error: format!("cannot deploy: {e}") }).await;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        outcome.failure = Some(e);
-                        break JobStatus::Failed;
-                    }
-                }
-            }
-            _ = ticker.tick() => {
-                if !restarting.is_empty() || tasks.len() < parallelism as usize || !tracker.pending_ids().is_empty() {
-                    continue;
-                }
-                if let Err(e) = tracker.expire(Instant::now()) {
-                    outcome.failure = Some(e.to_string());
-                    break JobStatus::Failed;
-                }
-                match counter.get_and_increment().await {
-                    Ok(id) => {
-                        tracker.start(id, parallelism, Instant::now());
-                        broadcast(&tasks, TaskCommand::Barrier(id)).await;
-                    }
-                    Err(e) => tracing::warn!(job_id = %job_id, error = %e, "cannot draw a checkpoint id"),
-                }
-            }
-            Some(event) = events.recv() => match event {
-                TaskEvent::Ack { subtask, checkpoint_id, state } => {
-                    if let Ack::Complete(meta) = tracker.ack(checkpoint_id, subtask, state, Instant::now()) {
-                        let stored = StoredCheckpoint { checkpoint_id, metadata: Bytes::from(meta.to_bytes()) };
-                        if let Err(e) = store.add(stored).await {
-                            if e.lost_leadership() {
-                                break JobStatus::Suspended;
-                            }
-                            if let Err(e) = tracker.fail(checkpoint_id, &e.to_string()) {
-                                outcome.failure = Some(e.to_string());
-                                break JobStatus::Failed;
-                            }
-                            continue;
-                        }
-                        tracing::info!(job_id = %job_id, checkpoint_id, "checkpoint completed");
-                        outcome.completed_checkpoints += 1;
-                        latest = Some(meta);
-                        broadcast(&tasks, TaskCommand::Complete(checkpoint_id)).await;
-                        if final_checkpoint == Some(checkpoint_id) {
-                            final_committed.clear();
-                        }
-                    }
-                }
-                TaskEvent::Finished { subtask } => {
-                    finished.insert(subtask, true);
-                    if finished.len() == parallelism as usize && restarting.is_empty() {
-                        // The final checkpoint commits every subtask's tail.
-                        tracker.abort_all();
-                        match counter.get_and_increment().await {
-                            Ok(id) => {
-                                final_checkpoint = Some(id);
-                                tracker.start(id, parallelism, Instant::now());
-                                broadcast(&tasks, TaskCommand::Barrier(id)).await;
-                            }
-                            Err(e) => {
-                                outcome.failure = Some(format!("cannot draw the final checkpoint id: {e}"));
-                                break JobStatus::Failed;
-                            }
-                        }
-                    }
-                }
-                TaskEvent::Failed { subtask, error } => {
-                    tracing::warn!(job_id = %job_id, subtask, error = %error, "subtask failed");
-                    outcome.failures.push(format!("subtask {subtask}: {error}"));
-                    if let Some(t) = tasks.remove(&subtask) {
-                        t.handle.abort();
-                        let _ = t.handle.await;
-                    }
-                    finished.remove(&subtask);
-                    final_checkpoint = None;
-                    tracker.abort_all();
-                    let _ = lifecycle.transition(JobStatus::Failing);
-                    match restart.on_failure(Instant::now()) {
-                        Some(delay) => {
-                            outcome.restarts += 1;
-                            let _ = lifecycle.transition(JobStatus::Restarting);
-                            restarting.insert(subtask, Instant::now() + delay);
-                        }
-                        None => {
-                            outcome.failure = Some(format!(
-                                "subtask {subtask} failed and the {} restart strategy allows no more restarts: {error}",
-                                restart.name()
-                            ));
-                            break JobStatus::Failed;
-                        }
-                    }
-                }
-                TaskEvent::Committed { subtask, checkpoint_id } => {
-                    // After the final checkpoint the job ends once every sink has committed it.
-                    if final_checkpoint == Some(checkpoint_id) && latest.as_ref().is_some_and(|m| m.checkpoint_id == checkpoint_id) {
-                        final_committed.insert(subtask);
-                        if final_committed.len() == parallelism as usize {
-                            break JobStatus::Finished;
-                        }
-                    }
-                }
-                TaskEvent::Progress { .. } => {}
-            },
-        }
-    };
-    broadcast(&tasks, TaskCommand::Stop).await;
-    for (_, t) in std::mem::take(&mut tasks) {
-        let _ = t.handle.await;
-    }
-    let _ = lifecycle.transition(status);
-    outcome.status = status;
-    publish(status, &outcome, &tracker);
-    outcome.checkpoint_durations = tracker.durations.clone();
-    if status.is_globally_terminal() {
-        // Flink's order: result dirty, HA data removed, result clean.
-        let entry = JobResultEntry {
-            job_id: job_id.clone(),
-            status: status.as_str().to_string(),
-            failure: outcome.failure.clone(),
-            finished_at_ms: now_ms(),
-        };
-        let cleanup = async {
-            ha.job_results.create_dirty(&entry).await?;
-            remove_job_ha_data(&ha, &job_id).await?;
-            ha.job_results.mark_clean(&job_id).await
-        };
-        if let Err(e) = cleanup.await {
-            tracing::warn!(job_id = %job_id, error = %e, "HA cleanup incomplete; the result stays dirty for a retry");
-        }
-    }
-    outcome
 }

@@ -14,33 +14,36 @@
 //! ```
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::job_master::JobSnapshot;
-use super::rest::RestState;
 use super::status::JobStatus;
 
 /// The content type Prometheus expects for the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Counters the ApplicationMaster increments; the REST API only reads them.
-#[derive(Debug, Default)]
-pub struct Metrics {
+/// The ApplicationMaster's figures (from its worker pool's counters and its attempt number);
+/// zero outside YARN.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterCounters {
     /// TaskManager containers asked of the ResourceManager.
-    pub containers_requested: AtomicU64,
+    pub containers_requested: u64,
     /// TaskManager containers the ResourceManager allocated.
-    pub containers_allocated: AtomicU64,
-    /// TaskManager containers that completed while the application ran (lost, killed, failed).
-    pub containers_failed: AtomicU64,
+    pub containers_allocated: u64,
+    /// TaskManager containers that failed to start or completed while the application ran.
+    pub containers_failed: u64,
     /// Leadership changes this JobManager went through (recoveries of the jobs it took over).
-    pub failovers: AtomicU64,
+    pub failovers: u64,
 }
 
-impl Metrics {
-    /// Adds one to `counter` (one of this struct's fields).
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+/// Everything `/metrics` shows, as plain data the REST handler gathers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsView<'a> {
+    pub jobs: &'a [JobSnapshot],
+    /// Registered TaskManagers: (id, slots, free slots).
+    pub taskmanagers: &'a [(String, u32, u32)],
+    /// The fencing epoch of this JobManager's leadership, when it leads under HA.
+    pub leader_epoch: Option<u64>,
+    pub cluster: ClusterCounters,
 }
 
 /// Every job status, so that a status with no job still shows up as 0.
@@ -90,8 +93,9 @@ fn per_job(
     }
 }
 
-/// The whole `/metrics` document for `jobs` and the rest of `state`.
-pub fn render(state: &RestState, jobs: &[JobSnapshot]) -> String {
+/// The whole `/metrics` document.
+pub fn render(view: &MetricsView<'_>) -> String {
+    let jobs = view.jobs;
     let mut out = String::new();
     family(
         &mut out,
@@ -100,7 +104,7 @@ pub fn render(state: &RestState, jobs: &[JobSnapshot]) -> String {
         "Jobs of this JobManager by status.",
     );
     for status in STATUSES {
-        let n = jobs.iter().filter(|j| j.status == status.as_str()).count();
+        let n = jobs.iter().filter(|j| j.status == status).count();
         let _ = writeln!(out, "yarnflow_jobs{{status=\"{}\"}} {n}", status.as_str());
     }
     per_job(
@@ -139,11 +143,7 @@ pub fn render(state: &RestState, jobs: &[JobSnapshot]) -> String {
         },
     );
 
-    let tms = state
-        .taskmanagers
-        .as_ref()
-        .map(|p| p.registered())
-        .unwrap_or_default();
+    let tms = view.taskmanagers;
     family(
         &mut out,
         "yarnflow_taskmanagers_registered",
@@ -165,7 +165,7 @@ pub fn render(state: &RestState, jobs: &[JobSnapshot]) -> String {
         "yarnflow_taskmanager_slots{{state=\"available\"}} {available}"
     );
 
-    if let Some(epoch) = state.leader_epoch {
+    if let Some(epoch) = view.leader_epoch {
         family(
             &mut out,
             "yarnflow_leader_epoch",
@@ -175,31 +175,31 @@ pub fn render(state: &RestState, jobs: &[JobSnapshot]) -> String {
         let _ = writeln!(out, "yarnflow_leader_epoch {epoch}");
     }
 
-    let m = &state.metrics;
+    let m = &view.cluster;
     for (name, help, counter) in [
         (
             "yarnflow_containers_requested_total",
             "TaskManager containers requested from the ResourceManager.",
-            &m.containers_requested,
+            m.containers_requested,
         ),
         (
             "yarnflow_containers_allocated_total",
             "TaskManager containers allocated by the ResourceManager.",
-            &m.containers_allocated,
+            m.containers_allocated,
         ),
         (
             "yarnflow_containers_failed_total",
             "TaskManager containers that completed while the application ran.",
-            &m.containers_failed,
+            m.containers_failed,
         ),
         (
             "yarnflow_failovers_total",
             "JobManager failovers (leadership taken over from a previous leader).",
-            &m.failovers,
+            m.failovers,
         ),
     ] {
         family(&mut out, name, "counter", help);
-        let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name} {counter}");
     }
     out
 }
@@ -215,8 +215,7 @@ mod tests {
 
     #[test]
     fn empty_state_renders_zeros_and_no_optional_families() {
-        let state = RestState::default();
-        let text = render(&state, &[]);
+        let text = render(&MetricsView::default());
         let lines = samples(&text);
         assert!(
             lines.contains(&"yarnflow_jobs{status=\"RUNNING\"} 0"),
@@ -243,18 +242,11 @@ mod tests {
 
     #[test]
     fn jobs_epoch_and_counters_are_rendered() {
-        let state = RestState {
-            leader_epoch: Some(7),
-            ..Default::default()
-        };
-        Metrics::inc(&state.metrics.containers_failed);
-        Metrics::inc(&state.metrics.containers_failed);
-        Metrics::inc(&state.metrics.failovers);
         let jobs = vec![
             JobSnapshot {
                 job_id: "j1".into(),
                 name: "say \"hi\"\n".into(),
-                status: "RUNNING".into(),
+                status: JobStatus::Running,
                 restarts: 2,
                 completed_checkpoints: 5,
                 latest_checkpoint_id: Some(9),
@@ -263,11 +255,20 @@ mod tests {
             },
             JobSnapshot {
                 job_id: "j2".into(),
-                status: "FINISHED".into(),
+                status: JobStatus::Finished,
                 ..Default::default()
             },
         ];
-        let text = render(&state, &jobs);
+        let text = render(&MetricsView {
+            jobs: &jobs,
+            leader_epoch: Some(7),
+            cluster: ClusterCounters {
+                containers_failed: 2,
+                failovers: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
         let lines = samples(&text);
         for want in [
             "yarnflow_jobs{status=\"RUNNING\"} 1",

@@ -4,7 +4,7 @@
 //! counters and post to job masters; they own nothing.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,22 +13,22 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::job_master::JobMasterHandle;
-use super::metrics::Metrics;
+use super::dispatcher::Dispatcher;
+use super::metrics::{ClusterCounters, MetricsView};
 use super::taskmanagers::TaskManagerPool;
 
-#[derive(Clone, Default)]
+/// What the handlers read: a leader's dispatcher (its jobs), its TaskManagers and figures.
+#[derive(Clone)]
 pub struct RestState {
-    pub jobs: Arc<Mutex<BTreeMap<String, JobMasterHandle>>>,
-    pub taskmanagers: Option<TaskManagerPool>,
+    /// Where `POST /jobs` submits and job snapshots come from.
+    pub dispatcher: Dispatcher,
+    pub taskmanagers: TaskManagerPool,
     /// The effective configuration (key, value).
     pub config: Arc<Vec<(String, String)>>,
-    /// The fencing epoch of this JobManager's leadership, when it leads under HA.
-    pub leader_epoch: Option<u64>,
-    /// Counters the ApplicationMaster increments (containers, failovers), shown by `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// Where `POST /jobs` submits (set once the leader's dispatcher exists).
-    pub dispatcher: Arc<std::sync::OnceLock<super::dispatcher::Dispatcher>>,
+    /// The fencing epoch of this JobManager's leadership.
+    pub leader_epoch: u64,
+    /// The ApplicationMaster's container and failover figures, shown by `/metrics`.
+    pub cluster: tokio::sync::watch::Receiver<ClusterCounters>,
 }
 
 fn not_found(what: &str) -> Response {
@@ -48,25 +48,12 @@ pub fn router(state: RestState) -> Router {
         .with_state(state)
 }
 
-fn snapshots(s: &RestState) -> Vec<super::job_master::JobSnapshot> {
-    s.jobs
-        .lock()
-        .expect("jobs lock")
-        .values()
-        .map(|h| h.snapshot.borrow().clone())
-        .collect()
-}
-
 async fn overview(State(s): State<RestState>) -> Json<serde_json::Value> {
     let mut by_status: BTreeMap<String, u32> = BTreeMap::new();
-    for j in snapshots(&s) {
-        *by_status.entry(j.status).or_default() += 1;
+    for j in s.dispatcher.snapshots() {
+        *by_status.entry(j.status.to_string()).or_default() += 1;
     }
-    let tms = s
-        .taskmanagers
-        .as_ref()
-        .map(|p| p.registered())
-        .unwrap_or_default();
+    let tms = s.taskmanagers.registered();
     Json(json!({
         "jobs": by_status,
         "taskmanagers": tms.len(),
@@ -76,7 +63,9 @@ async fn overview(State(s): State<RestState>) -> Json<serde_json::Value> {
 }
 
 async fn jobs(State(s): State<RestState>) -> Json<serde_json::Value> {
-    let list: Vec<_> = snapshots(&s)
+    let list: Vec<_> = s
+        .dispatcher
+        .snapshots()
         .into_iter()
         .map(|j| json!({"id": j.job_id, "name": j.name, "status": j.status}))
         .collect();
@@ -85,13 +74,6 @@ async fn jobs(State(s): State<RestState>) -> Json<serde_json::Value> {
 
 /// `POST /jobs` with a job spec (YAML) as the body.
 async fn submit(State(s): State<RestState>, body: String) -> Response {
-    let Some(dispatcher) = s.dispatcher.get() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "errors": ["this JobManager accepts no submissions (not leading yet)"] })),
-        )
-            .into_response();
-    };
     let spec = match crate::job::spec::JobSpec::parse(&body, "the request body") {
         Ok(spec) => spec,
         Err(e) => {
@@ -102,7 +84,7 @@ async fn submit(State(s): State<RestState>, body: String) -> Response {
                 .into_response();
         }
     };
-    match dispatcher.submit(spec).await {
+    match s.dispatcher.submit(spec).await {
         Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id }))).into_response(),
         Err(e) => {
             let code = if e.is_user_error() {
@@ -116,14 +98,14 @@ async fn submit(State(s): State<RestState>, body: String) -> Response {
 }
 
 async fn job(State(s): State<RestState>, Path(id): Path<String>) -> Response {
-    match s.jobs.lock().expect("jobs lock").get(&id) {
+    match s.dispatcher.job(&id) {
         Some(h) => Json(h.snapshot.borrow().clone()).into_response(),
         None => not_found(&format!("job {id} not found")),
     }
 }
 
 async fn checkpoints(State(s): State<RestState>, Path(id): Path<String>) -> Response {
-    match s.jobs.lock().expect("jobs lock").get(&id) {
+    match s.dispatcher.job(&id) {
         Some(h) => {
             let j = h.snapshot.borrow().clone();
             Json(json!({
@@ -138,8 +120,7 @@ async fn checkpoints(State(s): State<RestState>, Path(id): Path<String>) -> Resp
 }
 
 async fn cancel(State(s): State<RestState>, Path(id): Path<String>) -> Response {
-    let handle = s.jobs.lock().expect("jobs lock").get(&id).cloned();
-    match handle {
+    match s.dispatcher.job(&id) {
         Some(h) => {
             h.cancel().await;
             (
@@ -155,9 +136,7 @@ async fn cancel(State(s): State<RestState>, Path(id): Path<String>) -> Response 
 async fn taskmanagers(State(s): State<RestState>) -> Json<serde_json::Value> {
     let tms: Vec<_> = s
         .taskmanagers
-        .as_ref()
-        .map(|p| p.registered())
-        .unwrap_or_default()
+        .registered()
         .into_iter()
         .map(|(id, slots, free)| json!({"id": id, "slotsNumber": slots, "freeSlots": free}))
         .collect();
@@ -174,7 +153,14 @@ async fn config(State(s): State<RestState>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(s): State<RestState>) -> Response {
-    let text = super::metrics::render(&s, &snapshots(&s));
+    let jobs = s.dispatcher.snapshots();
+    let taskmanagers = s.taskmanagers.registered();
+    let text = super::metrics::render(&MetricsView {
+        jobs: &jobs,
+        taskmanagers: &taskmanagers,
+        leader_epoch: Some(s.leader_epoch),
+        cluster: *s.cluster.borrow(),
+    });
     (
         [(
             axum::http::header::CONTENT_TYPE,

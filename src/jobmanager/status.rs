@@ -14,16 +14,29 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Serialized as Flink spells it (`RUNNING`, ...): the REST API and the job result store use
+/// these strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
+    /// Intermediate: accepted, not yet scheduled.
+    #[default]
     Created,
+    /// Intermediate: scheduled; subtasks deploy, run, checkpoint.
     Running,
+    /// Intermediate: a subtask failed; the restart strategy decides (never observed between
+    /// two events: it becomes RESTARTING or FAILED at once).
     Failing,
+    /// Intermediate: failed subtasks wait out their restart delay; further failures only add
+    /// pending restarts.
     Restarting,
+    /// Terminal (globally): the final checkpoint is committed.
     Finished,
+    /// Terminal (globally).
     Canceled,
+    /// Terminal (globally): no more restarts, or a fatal error.
     Failed,
+    /// Terminal for this JobManager only: leadership lost, HA data kept for the next leader.
     Suspended,
 }
 

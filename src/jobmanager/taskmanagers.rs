@@ -1,7 +1,12 @@
 //! The TaskManagers registered with this JobManager (Flink's slot pool) and the gRPC endpoint
 //! they connect to. Each TaskManager holds one bidirectional session: deployments, barriers and
-//! completion notices go down, acknowledgements and failures come up, and the session's end
-//! fails every subtask deployed on it.
+//! completion notices go down, acknowledgements and failures come up (converted in
+//! [`crate::taskmanager::wire`]), and the session's end fails every subtask deployed on it.
+//!
+//! Events reach their job master with backpressure, never dropped; an acknowledgement whose
+//! state does not parse fails its subtask. Registrations are announced on
+//! [`TaskManagerPool::registrations`]. The session readers and command forwarders are tasks of
+//! the pool's tracker; [`TaskManagerPool::close`] ends and awaits them.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -9,16 +14,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::job_master::{Deployed, TaskRuntime};
+use super::error::RuntimeError;
+use super::runtime::{Deployed, TaskRuntime};
 use crate::control::job_manager_gateway_server::{JobManagerGateway, JobManagerGatewayServer};
 use crate::control::{
     self, JobManagerMessage, TaskManagerMessage, job_manager_message, task_manager_message,
 };
 use crate::taskmanager::task::{SubtaskState, TaskCommand, TaskConfig, TaskEvent};
+use crate::taskmanager::wire::{self, JobEvent, SubtaskCommand};
 
 type Outbox = mpsc::Sender<Result<JobManagerMessage, Status>>;
 
@@ -46,6 +55,12 @@ struct PoolState {
 pub struct TaskManagerPool {
     state: Arc<Mutex<PoolState>>,
     slots_changed: Arc<Notify>,
+    /// Resource ids of TaskManagers as they register (see [`TaskManagerPool::registrations`]).
+    registrations: broadcast::Sender<String>,
+    /// The session readers and command forwarders this pool spawned.
+    tasks: TaskTracker,
+    /// Ends them (see [`TaskManagerPool::close`]).
+    shutdown: CancellationToken,
     epoch: u64,
     session_id: String,
     slot_timeout: Duration,
@@ -57,10 +72,28 @@ impl TaskManagerPool {
         TaskManagerPool {
             state: Arc::new(Mutex::new(PoolState::default())),
             slots_changed: Arc::new(Notify::new()),
+            registrations: broadcast::channel(1024).0,
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
             epoch,
             session_id: session_id.to_string(),
             slot_timeout,
         }
+    }
+
+    /// The pool's tasks end when `parent` is cancelled (e.g. the leadership token), not only on
+    /// [`TaskManagerPool::close`].
+    pub fn with_shutdown(mut self, parent: &CancellationToken) -> TaskManagerPool {
+        self.shutdown = parent.child_token();
+        self
+    }
+
+    /// Ends every TaskManager session this pool serves and every command forwarder, and waits
+    /// for them (the sessions' subtasks fail as their TaskManagers are lost).
+    pub async fn close(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// The tonic service to mount.
@@ -88,6 +121,14 @@ impl TaskManagerPool {
             .collect()
     }
 
+    /// The resource id (YARN container id) of every TaskManager that registers from now on,
+    /// sent once it is in the pool (TaskManagers outside containers, with no resource id, are
+    /// not announced). A receiver that lags behind gets `RecvError::Lagged`: it should then
+    /// catch up with [`TaskManagerPool::registered_resources`].
+    pub fn registrations(&self) -> broadcast::Receiver<String> {
+        self.registrations.subscribe()
+    }
+
     fn message(&self, kind: job_manager_message::Kind) -> JobManagerMessage {
         JobManagerMessage {
             leader_epoch: self.epoch,
@@ -96,7 +137,7 @@ impl TaskManagerPool {
     }
 
     /// Takes a free slot, waiting for one up to the slot timeout.
-    async fn take_slot(&self, job: &str, subtask: u32) -> Result<(u64, Outbox), String> {
+    async fn take_slot(&self, job: &str, subtask: u32) -> Result<(u64, Outbox), RuntimeError> {
         let deadline = tokio::time::Instant::now() + self.slot_timeout;
         loop {
             let notified = self.slots_changed.notified();
@@ -109,10 +150,9 @@ impl TaskManagerPool {
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(format!(
-                    "no free TaskManager slot within {:?} (slot request timeout)",
-                    self.slot_timeout
-                ));
+                return Err(RuntimeError::SlotRequestTimeout {
+                    timeout: self.slot_timeout,
+                });
             }
         }
     }
@@ -132,10 +172,94 @@ impl TaskManagerPool {
         self.slots_changed.notify_waiters();
     }
 
-    fn route(&self, job: &str, event: TaskEvent) {
-        let tx = self.state.lock().expect("pool lock").jobs.get(job).cloned();
-        if let Some(tx) = tx {
-            let _ = tx.try_send(event);
+    /// Hands an event to its job master, waiting while its inbox is full (never dropped). A job
+    /// without a job master here (ended, or another leader's) has nobody to tell.
+    async fn route(&self, e: JobEvent) {
+        let tx = self
+            .state
+            .lock()
+            .expect("pool lock")
+            .jobs
+            .get(&e.job_id)
+            .cloned();
+        if let Some(tx) = tx
+            && tx.send(e.event).await.is_err()
+        {
+            tracing::debug!(job_id = %e.job_id, "event for an ended job master dropped");
+        }
+    }
+
+    /// Reads one TaskManager's session until it ends, then fails every subtask it ran.
+    async fn serve_session(
+        self,
+        session: u64,
+        tm_id: String,
+        mut inbound: Streaming<TaskManagerMessage>,
+    ) {
+        loop {
+            let m = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                m = inbound.message() => m,
+            };
+            let kind = match m {
+                Ok(Some(TaskManagerMessage { kind: Some(kind) })) => kind,
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            };
+            match JobEvent::try_from(kind) {
+                Ok(e) => self.route(e).await,
+                Err(error) => match &error {
+                    // The subtask cannot take part in checkpoints any more: it fails.
+                    RuntimeError::BadAck {
+                        job_id, subtask, ..
+                    } => {
+                        let (job_id, subtask) = (job_id.clone(), *subtask);
+                        let event = TaskEvent::Failed { subtask, error };
+                        self.route(JobEvent { job_id, event }).await;
+                    }
+                    _ => tracing::warn!(taskmanager = %tm_id, error = %error, "message ignored"),
+                },
+            }
+        }
+        // The TaskManager is gone: every subtask it ran fails.
+        let lost = self.state.lock().expect("pool lock").tms.remove(&session);
+        tracing::warn!(taskmanager = %tm_id, "TaskManager lost");
+        if let Some(tm) = lost {
+            for (job_id, subtask) in tm.deployed {
+                let error = RuntimeError::TaskManagerLost {
+                    taskmanager: tm_id.clone(),
+                };
+                let event = TaskEvent::Failed { subtask, error };
+                self.route(JobEvent { job_id, event }).await;
+            }
+        }
+        self.slots_changed.notify_waiters();
+    }
+
+    /// Forwards a job master's commands for one subtask to its TaskManager's session, until
+    /// `Stop`, the session's end or the pool's.
+    async fn forward(
+        self,
+        guard: SlotGuard,
+        outbox: Outbox,
+        mut commands: mpsc::Receiver<TaskCommand>,
+    ) {
+        loop {
+            let command = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                c = commands.recv() => c,
+            };
+            let Some(command) = command else { break };
+            let stop = command == TaskCommand::Stop;
+            let c = SubtaskCommand {
+                job_id: guard.job.clone(),
+                subtask: guard.subtask,
+                command,
+            };
+            let message = self.message(c.into());
+            if outbox.send(Ok(message)).await.is_err() || stop {
+                break;
+            }
         }
     }
 }
@@ -147,75 +271,30 @@ impl TaskRuntime for TaskManagerPool {
         config: TaskConfig,
         restore: Option<SubtaskState>,
         events: mpsc::Sender<TaskEvent>,
-    ) -> Result<Deployed, String> {
+    ) -> Result<Deployed, RuntimeError> {
         let job = config.job_id.clone();
         let subtask = config.subtask;
+        let deploy = wire::deploy_message(&config, restore.as_ref())?;
         self.state
             .lock()
             .expect("pool lock")
             .jobs
             .insert(job.clone(), events);
         let (session, outbox) = self.take_slot(&job, subtask).await?;
-        let spec_json = serde_json::to_string(&config.pipeline).map_err(|e| e.to_string())?;
-        let restore_json = match &restore {
-            Some(r) => serde_json::to_string(r).map_err(|e| e.to_string())?,
-            None => String::new(),
-        };
-        let deploy = self.message(job_manager_message::Kind::Deploy(control::Deploy {
-            job_id: job.clone(),
-            subtask,
-            parallelism: config.parallelism,
-            spec_json,
-            sink_uri: config.sink_dir.uri(),
-            restore_json,
-        }));
+        let deploy = self.message(job_manager_message::Kind::Deploy(deploy));
         if outbox.send(Ok(deploy)).await.is_err() {
             self.release_slot(session, &job, subtask);
-            return Err("the TaskManager went away during deployment".into());
+            return Err(RuntimeError::DeploymentInterrupted);
         }
-        // Forward the job master's commands to the TaskManager's session.
-        let (tx, mut rx) = mpsc::channel::<TaskCommand>(64);
-        let pool = self.clone();
+        let (tx, rx) = mpsc::channel::<TaskCommand>(64);
+        // Frees the slot however the forwarder ends, aborts included.
         let guard = SlotGuard {
             pool: self.clone(),
             session,
-            job: job.clone(),
+            job,
             subtask,
         };
-        let handle = tokio::spawn(async move {
-            // Freed however the forwarder ends, aborts included.
-            let _guard = guard;
-            while let Some(cmd) = rx.recv().await {
-                let (kind, stop) = match cmd {
-                    TaskCommand::Barrier(id) => (
-                        job_manager_message::Kind::Barrier(control::Barrier {
-                            job_id: job.clone(),
-                            subtask,
-                            checkpoint_id: id,
-                        }),
-                        false,
-                    ),
-                    TaskCommand::Complete(id) => (
-                        job_manager_message::Kind::Complete(control::Complete {
-                            job_id: job.clone(),
-                            subtask,
-                            checkpoint_id: id,
-                        }),
-                        false,
-                    ),
-                    TaskCommand::Stop => (
-                        job_manager_message::Kind::Stop(control::Stop {
-                            job_id: job.clone(),
-                            subtask,
-                        }),
-                        true,
-                    ),
-                };
-                if outbox.send(Ok(pool.message(kind))).await.is_err() || stop {
-                    break;
-                }
-            }
-        });
+        let handle = self.tasks.spawn(self.clone().forward(guard, outbox, rx));
         Ok(Deployed {
             commands: tx,
             handle,
@@ -280,66 +359,135 @@ impl JobManagerGateway for TaskManagerPool {
             id
         };
         tracing::info!(taskmanager = %reg.taskmanager_id, resource_id = %reg.resource_id, slots = reg.slots, "TaskManager registered");
-        let _ = tx
-            .send(Ok(self.message(job_manager_message::Kind::Registered(
-                control::Registered {
-                    leader_session_id: self.session_id.clone(),
-                },
-            ))))
-            .await;
+        let registered = self.message(job_manager_message::Kind::Registered(control::Registered {
+            leader_session_id: self.session_id.clone(),
+        }));
+        // Only fails if the TaskManager hung up already; the session reader then ends at once.
+        let _ = tx.send(Ok(registered)).await;
+        if !reg.resource_id.is_empty() {
+            // No receiver (nobody listens) is fine.
+            let _ = self.registrations.send(reg.resource_id.clone());
+        }
         self.slots_changed.notify_waiters();
-        let pool = self.clone();
-        let tm_id = reg.taskmanager_id.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(m)) = inbound.message().await {
-                match m.kind {
-                    Some(task_manager_message::Kind::Ack(a)) => {
-                        let state = serde_json::from_str(&a.state_json).unwrap_or_default();
-                        pool.route(
-                            &a.job_id,
-                            TaskEvent::Ack {
-                                subtask: a.subtask,
-                                checkpoint_id: a.checkpoint_id,
-                                state,
-                            },
-                        );
-                    }
-                    Some(task_manager_message::Kind::Committed(c)) => pool.route(
-                        &c.job_id,
-                        TaskEvent::Committed {
-                            subtask: c.subtask,
-                            checkpoint_id: c.checkpoint_id,
-                        },
-                    ),
-                    Some(task_manager_message::Kind::Finished(f)) => {
-                        pool.route(&f.job_id, TaskEvent::Finished { subtask: f.subtask })
-                    }
-                    Some(task_manager_message::Kind::Failed(f)) => pool.route(
-                        &f.job_id,
-                        TaskEvent::Failed {
-                            subtask: f.subtask,
-                            error: f.error,
-                        },
-                    ),
-                    _ => {}
-                }
-            }
-            // The TaskManager is gone: every subtask it ran fails.
-            let lost = pool.state.lock().expect("pool lock").tms.remove(&session);
-            tracing::warn!(taskmanager = %tm_id, "TaskManager lost");
-            if let Some(tm) = lost {
-                for (job, subtask) in tm.deployed {
-                    pool.route(
-                        &job,
-                        TaskEvent::Failed {
-                            subtask,
-                            error: format!("TaskManager {tm_id} was lost"),
-                        },
-                    );
-                }
-            }
-            pool.slots_changed.notify_waiters();
-        });
+        self.tasks.spawn(
+            self.clone()
+                .serve_session(session, reg.taskmanager_id, inbound),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::job_manager_gateway_client::JobManagerGatewayClient;
+    use crate::storage::Location;
+    use crate::storage::local::LocalStore;
+
+    /// Serves `pool` on a loopback port until `stop`; a client connected to it.
+    async fn serve(
+        pool: &TaskManagerPool,
+        stop: CancellationToken,
+    ) -> JobManagerGatewayClient<tonic::transport::Channel> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let server = tonic::transport::Server::builder()
+            .add_service(pool.service())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                stop.cancelled_owned(),
+            );
+        tokio::spawn(server);
+        JobManagerGatewayClient::connect(address).await.unwrap()
+    }
+
+    fn tm_message(kind: task_manager_message::Kind) -> TaskManagerMessage {
+        TaskManagerMessage { kind: Some(kind) }
+    }
+
+    #[tokio::test]
+    async fn registrations_are_announced_and_a_bad_ack_fails_its_subtask() {
+        let pool = TaskManagerPool::new(3, "session", Duration::from_secs(5));
+        let mut registrations = pool.registrations();
+        let stop = CancellationToken::new();
+        let mut client = serve(&pool, stop.clone()).await;
+        let (out, out_rx) = mpsc::channel(16);
+        let register = control::Register {
+            taskmanager_id: "tm-1".into(),
+            slots: 1,
+            resource_id: "container_1".into(),
+            known_epoch: 0,
+        };
+        out.send(tm_message(task_manager_message::Kind::Register(register)))
+            .await
+            .unwrap();
+        let mut inbound = client
+            .session(ReceiverStream::new(out_rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let kind = |m: Option<JobManagerMessage>| m.and_then(|m| m.kind);
+        assert!(matches!(
+            kind(inbound.message().await.unwrap()),
+            Some(job_manager_message::Kind::Registered(_))
+        ));
+        assert_eq!(registrations.recv().await.unwrap(), "container_1");
+        assert_eq!(pool.registered_resources(), vec!["container_1".to_string()]);
+
+        let (events_tx, mut events) = mpsc::channel(16);
+        let config = TaskConfig {
+            job_id: "j".into(),
+            subtask: 0,
+            parallelism: 1,
+            pipeline: Vec::new(),
+            sink_dir: Location {
+                store: Arc::new(LocalStore),
+                path: "/tmp/yarnflow-pool-test".into(),
+            },
+            batch: 1,
+        };
+        let deployed = pool.deploy(config, None, events_tx).await.unwrap();
+        assert!(matches!(
+            kind(inbound.message().await.unwrap()),
+            Some(job_manager_message::Kind::Deploy(_))
+        ));
+        deployed
+            .commands
+            .send(TaskCommand::Barrier(1))
+            .await
+            .unwrap();
+        assert!(matches!(
+            kind(inbound.message().await.unwrap()),
+            Some(job_manager_message::Kind::Barrier(control::Barrier {
+                checkpoint_id: 1,
+                ..
+            }))
+        ));
+        let ack = control::Ack {
+            job_id: "j".into(),
+            subtask: 0,
+            checkpoint_id: 1,
+            state_json: "{not json".into(),
+        };
+        out.send(tm_message(task_manager_message::Kind::Ack(ack)))
+            .await
+            .unwrap();
+        let Some(TaskEvent::Failed { subtask: 0, error }) = events.recv().await else {
+            panic!("the subtask fails")
+        };
+        assert!(matches!(error, RuntimeError::BadAck { .. }), "{error}");
+
+        // The TaskManager hangs up: its subtask fails with it.
+        drop(out);
+        let Some(TaskEvent::Failed { subtask: 0, error }) = events.recv().await else {
+            panic!("the subtask fails")
+        };
+        assert!(error.is_taskmanager_lost(), "{error}");
+        assert_eq!(error.to_string(), "TaskManager tm-1 was lost");
+        assert!(pool.registered_resources().is_empty());
+        // Every task of the pool ends and is waited for.
+        pool.close().await;
+        assert!(deployed.handle.is_finished());
+        stop.cancel();
     }
 }

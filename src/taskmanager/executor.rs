@@ -1,7 +1,8 @@
 //! The TaskManager process (Flink's TaskExecutor): connects to the JobManager, registers its
 //! slots, runs the subtasks deployed to it and reports their acknowledgements. When the session
-//! ends (the JobManager died or was deposed) it stops its subtasks and registers again —
-//! with a new leader — without restarting the process. Messages carrying a leader epoch older
+//! ends (the JobManager died or was deposed) it stops its subtasks, waits for them (they are
+//! tasks of the session's tracker), and registers again — with a new leader — without
+//! restarting the process. Messages carrying a leader epoch older
 //! than the newest seen are dropped (fencing).
 
 use std::collections::HashMap;
@@ -10,12 +11,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::task::{self, SubtaskState, TaskCommand, TaskConfig, TaskEvent};
+use super::task::{self, TaskCommand, TaskConfig, TaskEvent};
+use super::wire::{self, JobEvent, SubtaskCommand};
 use crate::control::job_manager_gateway_client::JobManagerGatewayClient;
 use crate::control::{self, TaskManagerMessage, job_manager_message, task_manager_message};
 use crate::ha::LeaderInfo;
-use crate::job::spec::Step;
+use crate::jobmanager::error::RuntimeError;
 
 /// Where the TaskManager finds its JobManager.
 #[derive(Debug, Clone)]
@@ -78,7 +81,7 @@ pub async fn run(cfg: TaskManagerConfig, shutdown: CancellationToken) {
         tokio::pin!(leader_changed);
         let result = tokio::select! {
             r = session(&cfg, &address, &mut known_epoch, &shutdown) => r,
-            _ = &mut leader_changed => Err("a new leader was published".to_string()),
+            _ = &mut leader_changed => Err(RuntimeError::Session("a new leader was published".into())),
         };
         match result {
             Ok(()) => backoff = Duration::from_millis(100),
@@ -96,21 +99,23 @@ pub async fn run(cfg: TaskManagerConfig, shutdown: CancellationToken) {
     }
 }
 
+/// One session with the JobManager at `address`: register, then run what it deploys until the
+/// session ends. Every subtask it started has stopped when this returns.
 async fn session(
     cfg: &TaskManagerConfig,
     address: &str,
     known_epoch: &mut u64,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), RuntimeError> {
     let channel = tonic::transport::Endpoint::from_shared(address.to_string())
-        .map_err(|e| format!("bad JobManager address {address}: {e}"))?
+        .map_err(|e| RuntimeError::Session(format!("bad JobManager address {address}: {e}")))?
         .connect_timeout(Duration::from_secs(10))
         .http2_keep_alive_interval(cfg.heartbeat_interval)
         .keep_alive_timeout(cfg.heartbeat_timeout)
         .keep_alive_while_idle(true)
         .connect()
         .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|e| RuntimeError::Session(format!("cannot connect: {e}")))?;
     let mut client = JobManagerGatewayClient::new(channel);
     let (out, out_rx) = mpsc::channel::<TaskManagerMessage>(1024);
     out.send(TaskManagerMessage {
@@ -122,13 +127,18 @@ async fn session(
         })),
     })
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| RuntimeError::Session(e.to_string()))?;
     let mut inbound = client
         .session(ReceiverStream::new(out_rx))
         .await
-        .map_err(|e| format!("registration refused: {}", e.message()))?
+        .map_err(|e| RuntimeError::Session(format!("registration refused: {}", e.message())))?
         .into_inner();
-    let mut tasks: HashMap<(String, u32), mpsc::Sender<TaskCommand>> = HashMap::new();
+    let mut subtasks = Subtasks {
+        commands: HashMap::new(),
+        tasks: TaskTracker::new(),
+        ended: shutdown.child_token(),
+        out,
+    };
     let result = loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
@@ -136,8 +146,17 @@ async fn session(
         };
         let msg = match msg {
             Ok(Some(m)) => m,
-            Ok(None) => break Err("the JobManager closed the session".to_string()),
-            Err(e) => break Err(format!("the session failed: {}", e.message())),
+            Ok(None) => {
+                break Err(RuntimeError::Session(
+                    "the JobManager closed the session".into(),
+                ));
+            }
+            Err(e) => {
+                break Err(RuntimeError::Session(format!(
+                    "the session failed: {}",
+                    e.message()
+                )));
+            }
         };
         if msg.leader_epoch < *known_epoch {
             tracing::warn!(
@@ -152,126 +171,127 @@ async fn session(
             Some(job_manager_message::Kind::Registered(r)) => {
                 tracing::info!(leader_session_id = %r.leader_session_id, epoch = msg.leader_epoch, "registered with the JobManager");
             }
-            Some(job_manager_message::Kind::Deploy(d)) => {
-                let key = (d.job_id.clone(), d.subtask);
-                match deploy(d, out.clone()).await {
-                    Ok(commands) => {
-                        tasks.insert(key, commands);
-                    }
-                    Err((job_id, subtask, error)) => {
-                        let _ = out
-                            .send(TaskManagerMessage {
-                                kind: Some(task_manager_message::Kind::Failed(
-                                    control::SubtaskFailed {
-                                        job_id,
-                                        subtask,
-                                        error,
-                                    },
-                                )),
-                            })
-                            .await;
-                    }
-                }
-            }
-            Some(job_manager_message::Kind::Barrier(b)) => {
-                if let Some(t) = tasks.get(&(b.job_id, b.subtask)) {
-                    let _ = t.send(TaskCommand::Barrier(b.checkpoint_id)).await;
-                }
-            }
-            Some(job_manager_message::Kind::Complete(c)) => {
-                if let Some(t) = tasks.get(&(c.job_id, c.subtask)) {
-                    let _ = t.send(TaskCommand::Complete(c.checkpoint_id)).await;
-                }
-            }
-            Some(job_manager_message::Kind::Stop(s)) => {
-                if let Some(t) = tasks.remove(&(s.job_id, s.subtask)) {
-                    let _ = t.send(TaskCommand::Stop).await;
-                }
-            }
+            Some(job_manager_message::Kind::Deploy(d)) => subtasks.deploy(d).await,
+            Some(kind) => match SubtaskCommand::try_from(kind) {
+                Ok(c) => subtasks.command(c).await,
+                Err(other) => tracing::warn!(message = ?other, "unexpected message ignored"),
+            },
             None => {}
         }
     };
     // Without a JobManager the subtasks cannot checkpoint: stop them; the next leader redeploys.
-    for (_, t) in tasks {
-        let _ = t.send(TaskCommand::Stop).await;
-    }
+    subtasks.stop_all().await;
     result
 }
 
-async fn deploy(
-    d: control::Deploy,
+/// The subtasks one session runs.
+struct Subtasks {
+    /// Each running subtask's command inbox, by (job, subtask).
+    commands: HashMap<(String, u32), mpsc::Sender<TaskCommand>>,
+    /// The subtasks and their event forwarders; waited for when the session ends.
+    tasks: TaskTracker,
+    /// Cancelled when the session ends: the forwarders stop.
+    ended: CancellationToken,
+    /// To the JobManager.
     out: mpsc::Sender<TaskManagerMessage>,
-) -> Result<mpsc::Sender<TaskCommand>, (String, u32, String)> {
-    let fail = |e: String| (d.job_id.clone(), d.subtask, e);
-    let pipeline: Vec<Step> =
-        serde_json::from_str(&d.spec_json).map_err(|e| fail(format!("bad job spec: {e}")))?;
-    let restore: Option<SubtaskState> = if d.restore_json.is_empty() {
-        None
-    } else {
-        Some(
-            serde_json::from_str(&d.restore_json)
-                .map_err(|e| fail(format!("bad restore state: {e}")))?,
-        )
-    };
-    let sink_dir = crate::storage::open(&d.sink_uri)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let config = TaskConfig {
-        job_id: d.job_id.clone(),
-        subtask: d.subtask,
-        parallelism: d.parallelism,
-        pipeline,
-        sink_dir,
-        batch: 10_000,
-    };
-    let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let (ev_tx, mut ev_rx) = mpsc::channel::<TaskEvent>(64);
-    tokio::spawn(task::run_task(config, restore, cmd_rx, ev_tx));
-    let job_id = d.job_id.clone();
-    tokio::spawn(async move {
-        while let Some(ev) = ev_rx.recv().await {
-            let kind = match ev {
-                TaskEvent::Ack {
-                    subtask,
-                    checkpoint_id,
-                    state,
-                } => task_manager_message::Kind::Ack(control::Ack {
-                    job_id: job_id.clone(),
-                    subtask,
-                    checkpoint_id,
-                    state_json: state.to_string(),
-                }),
-                TaskEvent::Finished { subtask } => {
-                    task_manager_message::Kind::Finished(control::SubtaskFinished {
-                        job_id: job_id.clone(),
-                        subtask,
-                    })
-                }
-                TaskEvent::Failed { subtask, error } => {
-                    task_manager_message::Kind::Failed(control::SubtaskFailed {
-                        job_id: job_id.clone(),
-                        subtask,
-                        error,
-                    })
-                }
-                TaskEvent::Committed {
-                    subtask,
-                    checkpoint_id,
-                } => task_manager_message::Kind::Committed(control::SubtaskCommitted {
-                    job_id: job_id.clone(),
-                    subtask,
-                    checkpoint_id,
-                }),
-                TaskEvent::Progress { .. } => continue,
-            };
-            if out
-                .send(TaskManagerMessage { kind: Some(kind) })
-                .await
-                .is_err()
-            {
-                return;
+}
+
+impl Subtasks {
+    async fn deploy(&mut self, d: control::Deploy) {
+        let key = (d.job_id.clone(), d.subtask);
+        match self.start(&d).await {
+            Ok(commands) => {
+                self.commands.insert(key, commands);
+            }
+            Err(error) => {
+                let event = TaskEvent::Failed {
+                    subtask: d.subtask,
+                    error,
+                };
+                self.send(JobEvent {
+                    job_id: d.job_id,
+                    event,
+                })
+                .await;
             }
         }
-    });
-    Ok(cmd_tx)
+    }
+
+    /// Starts a deployed subtask and the forwarder of its events.
+    async fn start(&self, d: &control::Deploy) -> Result<mpsc::Sender<TaskCommand>, RuntimeError> {
+        let (pipeline, restore) = wire::deployment(d)?;
+        let sink_dir = crate::storage::open(&d.sink_uri).await?;
+        let config = TaskConfig {
+            job_id: d.job_id.clone(),
+            subtask: d.subtask,
+            parallelism: d.parallelism,
+            pipeline,
+            sink_dir,
+            batch: 10_000,
+        };
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (ev_tx, mut ev_rx) = mpsc::channel::<TaskEvent>(64);
+        self.tasks
+            .spawn(task::run_task(config, restore, cmd_rx, ev_tx));
+        let job_id = d.job_id.clone();
+        let out = self.out.clone();
+        let ended = self.ended.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = ended.cancelled() => return,
+                    e = ev_rx.recv() => e,
+                };
+                let Some(event) = event else { return };
+                let e = JobEvent {
+                    job_id: job_id.clone(),
+                    event,
+                };
+                // Progress stays here.
+                let Ok(kind) = task_manager_message::Kind::try_from(e) else {
+                    continue;
+                };
+                if out
+                    .send(TaskManagerMessage { kind: Some(kind) })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(cmd_tx)
+    }
+
+    async fn command(&mut self, c: SubtaskCommand) {
+        let key = (c.job_id, c.subtask);
+        let inbox = if c.command == TaskCommand::Stop {
+            self.commands.remove(&key)
+        } else {
+            self.commands.get(&key).cloned()
+        };
+        // A subtask that already ended has reported why; nothing to deliver.
+        if let Some(inbox) = inbox {
+            let _ = inbox.send(c.command).await;
+        }
+    }
+
+    async fn send(&self, e: JobEvent) {
+        if let Ok(kind) = task_manager_message::Kind::try_from(e) {
+            // The session is over if this fails; its end is handled by the caller.
+            let _ = self.out.send(TaskManagerMessage { kind: Some(kind) }).await;
+        }
+    }
+
+    /// Stops every subtask and waits for them and their forwarders.
+    async fn stop_all(self) {
+        // Forwarders first: a subtask blocked on reporting to a dead session then ends too.
+        self.ended.cancel();
+        for (_, inbox) in self.commands {
+            // Err: the subtask has ended already.
+            let _ = inbox.send(TaskCommand::Stop).await;
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
 }

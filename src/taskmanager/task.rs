@@ -17,6 +17,7 @@ use crate::job::operators::{Chain, OperatorState};
 use crate::job::sink::{FileSink, SinkState};
 use crate::job::source::{Source, SourceState};
 use crate::job::spec::{SourceSpec, Step};
+use crate::jobmanager::error::RuntimeError;
 use crate::storage::Location;
 
 /// Everything a subtask needs to run.
@@ -49,7 +50,7 @@ pub enum TaskCommand {
     Stop,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum TaskEvent {
     Ack {
         subtask: u32,
@@ -62,7 +63,7 @@ pub enum TaskEvent {
     },
     Failed {
         subtask: u32,
-        error: String,
+        error: RuntimeError,
     },
     /// Records emitted so far (progress).
     Progress {
@@ -95,9 +96,11 @@ async fn run(
     restore: Option<SubtaskState>,
     commands: &mut mpsc::Receiver<TaskCommand>,
     events: &mpsc::Sender<TaskEvent>,
-) -> Result<(), String> {
+) -> Result<(), RuntimeError> {
     let Some(Step::Source(source_spec)) = cfg.pipeline.first() else {
-        return Err("the pipeline has no source".into());
+        return Err(RuntimeError::InvalidJob(
+            "the pipeline has no source".into(),
+        ));
     };
     let mut source = Source::new(source_spec, cfg.subtask, cfg.parallelism);
     let rate = match source_spec {
@@ -109,13 +112,11 @@ async fn run(
     let mut chain = Chain::from_steps(&cfg.pipeline);
     let mut sink = FileSink::new(cfg.sink_dir.clone(), cfg.subtask);
     if let Some(state) = restore {
-        source.restore(state.source)?;
+        source.restore(state.source).map_err(RuntimeError::Source)?;
         chain.restore(&state.operators);
-        sink.restore(&state.sink).await.map_err(|e| e.to_string())?;
+        sink.restore(&state.sink).await?;
     } else {
-        sink.restore(&SinkState::default())
-            .await
-            .map_err(|e| e.to_string())?;
+        sink.restore(&SinkState::default()).await?;
     }
 
     let tick = Duration::from_millis(10);
@@ -134,27 +135,25 @@ async fn run(
             biased;
             cmd = commands.recv() => match cmd {
                 Some(TaskCommand::Barrier(id)) => {
-                    let sink_state = sink.snapshot(id).await.map_err(|e| e.to_string())?;
+                    let sink_state = sink.snapshot(id).await?;
                     let state = SubtaskState {
                         source: source.snapshot(),
                         operators: chain.snapshot(),
                         sink: sink_state,
                     };
-                    let state = serde_json::to_value(&state).map_err(|e| e.to_string())?;
-                    events
-                        .send(TaskEvent::Ack { subtask: cfg.subtask, checkpoint_id: id, state })
-                        .await
-                        .map_err(|_| "the job master is gone".to_string())?;
+                    let state = serde_json::to_value(&state)
+                        .map_err(|e| RuntimeError::bad_state(format!("checkpoint {id}: subtask state"), e))?;
+                    send(events, TaskEvent::Ack { subtask: cfg.subtask, checkpoint_id: id, state }).await?;
                 }
                 Some(TaskCommand::Complete(id)) => {
-                    sink.notify_complete(id).await.map_err(|e| e.to_string())?;
-                    let _ = events.send(TaskEvent::Committed { subtask: cfg.subtask, checkpoint_id: id }).await;
+                    sink.notify_complete(id).await?;
+                    send(events, TaskEvent::Committed { subtask: cfg.subtask, checkpoint_id: id }).await?;
                 }
                 Some(TaskCommand::Stop) | None => return Ok(()),
             },
             _ = next_batch(&mut interval, limited), if !finished_reported => {
                 batch.clear();
-                source.poll(per_tick, &mut batch).await?;
+                source.poll(per_tick, &mut batch).await.map_err(RuntimeError::Source)?;
                 for r in batch.drain(..) {
                     if let Some(out) = chain.process(r) {
                         sink.write_line(&out.to_line());
@@ -163,17 +162,24 @@ async fn run(
                 }
                 if source.finished() {
                     finished_reported = true;
-                    let _ = events.send(TaskEvent::Progress { subtask: cfg.subtask, records: emitted }).await;
-                    events
-                        .send(TaskEvent::Finished { subtask: cfg.subtask })
-                        .await
-                        .map_err(|_| "the job master is gone".to_string())?;
+                    send(events, TaskEvent::Progress { subtask: cfg.subtask, records: emitted }).await?;
+                    send(events, TaskEvent::Finished { subtask: cfg.subtask }).await?;
                 } else if emitted % 10_000 < per_tick as u64 {
-                    let _ = events.try_send(TaskEvent::Progress { subtask: cfg.subtask, records: emitted });
+                    // Awaited like every event: a full inbox slows the source, never loses one.
+                    send(events, TaskEvent::Progress { subtask: cfg.subtask, records: emitted }).await?;
                 }
             }
         }
     }
+}
+
+/// Reports `event`; a closed inbox means the job master (or the session) is gone, which ends
+/// the subtask.
+async fn send(events: &mpsc::Sender<TaskEvent>, event: TaskEvent) -> Result<(), RuntimeError> {
+    events
+        .send(event)
+        .await
+        .map_err(|_| RuntimeError::JobMasterGone)
 }
 
 /// When the source may emit its next batch: on the next tick when rate-limited, else as soon as
@@ -187,6 +193,7 @@ async fn next_batch(interval: &mut tokio::time::Interval, limited: bool) {
 }
 
 /// Parses a subtask's state from checkpoint metadata.
-pub fn subtask_state(value: &serde_json::Value) -> Result<SubtaskState, String> {
-    serde_json::from_value(value.clone()).map_err(|e| format!("unreadable subtask state: {e}"))
+pub fn subtask_state(value: &serde_json::Value) -> Result<SubtaskState, RuntimeError> {
+    serde_json::from_value(value.clone())
+        .map_err(|e| RuntimeError::bad_state("subtask state", format!("unreadable: {e}")))
 }

@@ -1,0 +1,167 @@
+//! The runtime's one error type: why a subtask, a deployment, a checkpoint or a job failed,
+//! classified so the job master never matches on strings.
+//!
+//! The `Display` texts are what users read (job failures, the REST API's exceptions, the AM's
+//! diagnostics); keep them stable.
+
+use std::time::Duration;
+
+use crate::ha::HaError;
+use crate::storage::StorageError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// No TaskManager offered a free slot within `slot.request.timeout`.
+    #[error("no free TaskManager slot within {timeout:?} (slot request timeout)")]
+    SlotRequestTimeout { timeout: Duration },
+    /// The TaskManager running the subtask ended its session (died, partitioned, deposed).
+    #[error("TaskManager {taskmanager} was lost")]
+    TaskManagerLost { taskmanager: String },
+    /// A subtask could not be deployed; the cause says why.
+    #[error("cannot deploy: {0}")]
+    Deploy(Box<RuntimeError>),
+    /// The TaskManager's session ended while a deployment was on its way.
+    #[error("the TaskManager went away during deployment")]
+    DeploymentInterrupted,
+    /// State that cannot be used: unreadable checkpoint metadata, subtask or acknowledged
+    /// state. `what` names it ("checkpoint 7", "restore state").
+    #[error("{what}: {message}")]
+    BadState { what: String, message: String },
+    /// A subtask's acknowledgement carried unreadable state: the subtask fails.
+    #[error(
+        "checkpoint {checkpoint_id}: subtask {subtask} acknowledged unreadable state: {message}"
+    )]
+    BadAck {
+        job_id: String,
+        subtask: u32,
+        checkpoint_id: u64,
+        message: String,
+    },
+    /// The job's definition cannot run (no source, unparseable pipeline).
+    #[error("{0}")]
+    InvalidJob(String),
+    /// The source failed (a missing input file, ...); its message names what and where.
+    #[error("{0}")]
+    Source(String),
+    /// The sink's storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The HA services failed (storing a checkpoint, drawing a checkpoint id, ...).
+    #[error(transparent)]
+    Ha(#[from] HaError),
+    /// Checkpoints failed more often in a row than tolerated.
+    #[error(transparent)]
+    CheckpointFailures(#[from] TooManyFailures),
+    /// The restart strategy gave up after this subtask failure.
+    #[error(
+        "subtask {subtask} failed and the {strategy} restart strategy allows no more restarts: {cause}"
+    )]
+    NoMoreRestarts {
+        subtask: u32,
+        strategy: &'static str,
+        cause: Box<RuntimeError>,
+    },
+    /// The subtask was killed on purpose (tests, a lost process simulated).
+    #[error("the subtask was killed")]
+    Killed,
+    /// The subtask's job master (or, remotely, its session) is gone: nobody takes its events.
+    #[error("the job master is gone")]
+    JobMasterGone,
+    /// A failure as a TaskManager reported it (its text crossed the wire).
+    #[error("{0}")]
+    Remote(String),
+    /// The JobManager <-> TaskManager session could not be set up or ended.
+    #[error("{0}")]
+    Session(String),
+    /// A bug: the job state machine refused a transition.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Too many consecutive checkpoint failures: the job must fail over.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{failures} consecutive checkpoint failures exceed execution.checkpointing.tolerable-failed-checkpoints = {tolerable} (last: {last})"
+)]
+pub struct TooManyFailures {
+    pub failures: u32,
+    pub tolerable: u32,
+    pub last: String,
+}
+
+impl RuntimeError {
+    /// Wraps a deployment's cause.
+    pub fn deploy(cause: RuntimeError) -> RuntimeError {
+        RuntimeError::Deploy(Box::new(cause))
+    }
+
+    /// Unusable state, named by `what`.
+    pub fn bad_state(what: impl Into<String>, message: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::BadState {
+            what: what.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// This JobManager is no longer the leader: the job is SUSPENDED, not failed, and its
+    /// successor recovers it.
+    pub fn is_lost_leadership(&self) -> bool {
+        match self {
+            RuntimeError::Ha(e) => e.lost_leadership(),
+            RuntimeError::Deploy(cause) => cause.is_lost_leadership(),
+            _ => false,
+        }
+    }
+
+    /// The subtask's TaskManager (or its session) went away, rather than the subtask failing.
+    pub fn is_taskmanager_lost(&self) -> bool {
+        match self {
+            RuntimeError::TaskManagerLost { .. } | RuntimeError::DeploymentInterrupted => true,
+            RuntimeError::Deploy(cause) => cause.is_taskmanager_lost(),
+            _ => false,
+        }
+    }
+
+    /// Lack of resources (no slot in time), which more TaskManagers would cure.
+    pub fn is_resource_shortage(&self) -> bool {
+        match self {
+            RuntimeError::SlotRequestTimeout { .. } => true,
+            RuntimeError::Deploy(cause) => cause.is_resource_shortage(),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_users_see_stay_put() {
+        let slot = RuntimeError::deploy(RuntimeError::SlotRequestTimeout {
+            timeout: Duration::from_secs(60),
+        });
+        assert_eq!(
+            slot.to_string(),
+            "cannot deploy: no free TaskManager slot within 60s (slot request timeout)"
+        );
+        assert!(slot.is_resource_shortage() && !slot.is_lost_leadership());
+        let lost = RuntimeError::TaskManagerLost {
+            taskmanager: "tm-1".into(),
+        };
+        assert_eq!(lost.to_string(), "TaskManager tm-1 was lost");
+        assert!(lost.is_taskmanager_lost());
+        let fenced = RuntimeError::from(HaError::NotLeader("fenced".into()));
+        assert!(fenced.is_lost_leadership());
+        let exhausted = RuntimeError::NoMoreRestarts {
+            subtask: 1,
+            strategy: "none",
+            cause: Box::new(RuntimeError::Killed),
+        };
+        assert_eq!(
+            exhausted.to_string(),
+            "subtask 1 failed and the none restart strategy allows no more restarts: the subtask was killed"
+        );
+    }
+}

@@ -1,0 +1,891 @@
+//! A job master's bookkeeping as one pure state machine (Flink's `DefaultScheduler` with region
+//! failover, plus the checkpoint coordinator's decisions): events go in ([`Scheduler::on_failed`],
+//! [`Scheduler::on_ack`], ...), [`Action`]s come out, and the job master's loop performs them
+//! (deploy, broadcast, store, stop) and reports what happened. No I/O, no clock of its own
+//! (every call that cares takes `now`), so every rule is unit-tested.
+//!
+//! Rules:
+//! * every subtask is its own failover region (forward edges only): a failed subtask alone is
+//!   restarted, after the restart strategy's delay, from the latest completed checkpoint;
+//! * the first failure takes the job RUNNING → FAILING → RESTARTING (or FAILED when the strategy
+//!   allows no more restarts); a failure while RESTARTING only extends the pending restarts; the
+//!   job is RUNNING again once every pending restart is deployed;
+//! * a failover aborts every pending checkpoint, the final one included;
+//! * a periodic checkpoint is triggered only while every subtask runs (or has finished) and no
+//!   other is pending; pending ones expire after the checkpoint timeout;
+//! * once every subtask has finished, the final checkpoint commits the tails: the job is
+//!   FINISHED when that checkpoint is stored and every sink has committed it. A final checkpoint
+//!   that fails is triggered again.
+//!
+//! One subtask's life:
+//! ```text
+//! Deploying ──deployed──▶ Running ──source exhausted──▶ Finished
+//!     │ failed               │ failed                      │ failed
+//!     ▼                      ▼                             ▼
+//! Restarting(at) ◀───────────┴─────────────────────────────┘
+//!     └──────── restart delay over ────────▶ Deploying
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::checkpoint::{Ack, CheckpointMetadata, CheckpointTracker};
+use super::error::RuntimeError;
+use super::restart::RestartStrategy;
+use super::status::{JobLifecycle, JobStatus};
+use crate::taskmanager::task::{self, SubtaskState, TaskCommand};
+
+/// How the job ended (for this JobManager).
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub job_id: String,
+    pub status: JobStatus,
+    pub restarts: u32,
+    pub failure: Option<String>,
+    pub completed_checkpoints: u64,
+    pub checkpoint_durations: Vec<Duration>,
+    pub restored_from: Option<u64>,
+    /// Every subtask failure, in order (what the REST API shows as exceptions).
+    pub failures: Vec<String>,
+}
+
+/// What the job master's loop must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Deploy this subtask, restored from `restore` if given; then report
+    /// [`Scheduler::on_deployed`].
+    Deploy {
+        subtask: u32,
+        restore: Option<SubtaskState>,
+    },
+    /// Kill and forget this subtask's deployment (it failed).
+    Release { subtask: u32 },
+    /// Draw the next checkpoint id from the HA counter; then report
+    /// [`Scheduler::on_checkpoint_id`] with the same `final_checkpoint`.
+    DrawCheckpointId { final_checkpoint: bool },
+    /// Send this command to every deployed subtask.
+    Broadcast(TaskCommand),
+    /// Store this all-acknowledged checkpoint in the HA checkpoint store; then report
+    /// [`Scheduler::on_stored`].
+    Store(CheckpointMetadata),
+    /// The job reached this terminal status: stop every subtask, then clean up.
+    Stop(JobStatus),
+}
+
+/// Where one subtask is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubtaskStatus {
+    /// A deployment is on its way.
+    Deploying,
+    Running,
+    /// Its source is exhausted; it still serves barriers until the final checkpoint.
+    Finished,
+    /// Failed; redeployed at this instant (the restart strategy's delay).
+    Restarting {
+        at: Instant,
+    },
+}
+
+/// The job's final checkpoint, once every subtask has finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FinalCheckpoint {
+    NotYet,
+    /// Its id is being drawn.
+    Drawing,
+    /// Triggered; these sinks have committed it since it was stored.
+    Triggered {
+        id: u64,
+        committed: BTreeSet<u32>,
+    },
+}
+
+/// One job's bookkeeping.
+#[derive(Debug)]
+pub struct Scheduler {
+    job_id: String,
+    parallelism: u32,
+    lifecycle: JobLifecycle,
+    restart: RestartStrategy,
+    tracker: CheckpointTracker,
+    subtasks: BTreeMap<u32, SubtaskStatus>,
+    /// The latest completed (stored) checkpoint: what restarts restore from.
+    latest: Option<CheckpointMetadata>,
+    /// All acknowledged, being stored.
+    storing: BTreeMap<u64, CheckpointMetadata>,
+    final_checkpoint: FinalCheckpoint,
+    outcome: JobOutcome,
+}
+
+impl Scheduler {
+    /// A job of `parallelism` subtasks, starting afresh unless [`Scheduler::recover`] says
+    /// otherwise.
+    pub fn new(
+        job_id: &str,
+        parallelism: u32,
+        restart: RestartStrategy,
+        tracker: CheckpointTracker,
+    ) -> Scheduler {
+        Scheduler {
+            job_id: job_id.to_string(),
+            parallelism,
+            lifecycle: JobLifecycle::new(job_id),
+            restart,
+            tracker,
+            subtasks: BTreeMap::new(),
+            outcome: JobOutcome {
+                job_id: job_id.to_string(),
+                status: JobStatus::Created,
+                restarts: 0,
+                failure: None,
+                completed_checkpoints: 0,
+                checkpoint_durations: Vec::new(),
+                restored_from: None,
+                failures: Vec::new(),
+            },
+            latest: None,
+            storing: BTreeMap::new(),
+            final_checkpoint: FinalCheckpoint::NotYet,
+        }
+    }
+
+    /// Before [`Scheduler::start`]: the job resumes from `latest`, the latest readable completed
+    /// checkpoint in HA.
+    pub fn recover(&mut self, latest: CheckpointMetadata) {
+        self.outcome.restored_from = Some(latest.checkpoint_id);
+        self.latest = Some(latest);
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.lifecycle.status()
+    }
+
+    /// Counters and failures so far.
+    pub fn outcome(&self) -> &JobOutcome {
+        &self.outcome
+    }
+
+    pub fn tracker(&self) -> &CheckpointTracker {
+        &self.tracker
+    }
+
+    pub fn subtask(&self, subtask: u32) -> Option<SubtaskStatus> {
+        self.subtasks.get(&subtask).copied()
+    }
+
+    /// When the next failed subtask is due to be redeployed.
+    pub fn next_restart(&self) -> Option<Instant> {
+        self.subtasks
+            .values()
+            .filter_map(|s| match s {
+                SubtaskStatus::Restarting { at } => Some(*at),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The final outcome, with the checkpoint durations.
+    pub fn into_outcome(self) -> JobOutcome {
+        let mut outcome = self.outcome;
+        outcome.status = self.lifecycle.status();
+        outcome.checkpoint_durations = self.tracker.durations;
+        outcome
+    }
+
+    /// Schedules every subtask (Flink's bulk slot request: all at once). A restore state that
+    /// does not parse fails the job before anything is deployed.
+    pub fn start(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut deploys = Vec::new();
+        for subtask in 0..self.parallelism {
+            match self.restore_of(subtask) {
+                Ok(restore) => deploys.push(Action::Deploy { subtask, restore }),
+                Err(e) => {
+                    self.fail_job(e.to_string(), &mut actions);
+                    return actions;
+                }
+            }
+        }
+        for subtask in 0..self.parallelism {
+            self.subtasks.insert(subtask, SubtaskStatus::Deploying);
+        }
+        // RUNNING while deploying, as in Flink: a deployment that fails is a subtask failure.
+        self.transition(JobStatus::Running, &mut actions);
+        actions.extend(deploys);
+        actions
+    }
+
+    /// A deployment ended: the subtask runs, or its failure goes through the restart strategy.
+    pub fn on_deployed(
+        &mut self,
+        subtask: u32,
+        result: Result<(), RuntimeError>,
+        now: Instant,
+    ) -> Vec<Action> {
+        if self.status().is_terminal() || self.subtask(subtask) != Some(SubtaskStatus::Deploying) {
+            return Vec::new();
+        }
+        match result {
+            Ok(()) => {
+                self.subtasks.insert(subtask, SubtaskStatus::Running);
+                let mut actions = Vec::new();
+                let restarts_pending = self.subtasks.values().any(|s| {
+                    matches!(
+                        s,
+                        SubtaskStatus::Restarting { .. } | SubtaskStatus::Deploying
+                    )
+                });
+                if self.status() == JobStatus::Restarting && !restarts_pending {
+                    self.transition(JobStatus::Running, &mut actions);
+                }
+                actions
+            }
+            Err(e) => self.on_failed(subtask, RuntimeError::deploy(e), now),
+        }
+    }
+
+    /// A subtask failed (it reported so, it was killed, its TaskManager was lost, or its
+    /// deployment failed). A subtask already waiting for its restart cannot fail again.
+    pub fn on_failed(&mut self, subtask: u32, error: RuntimeError, now: Instant) -> Vec<Action> {
+        let deployed = matches!(
+            self.subtask(subtask),
+            Some(SubtaskStatus::Deploying | SubtaskStatus::Running | SubtaskStatus::Finished)
+        );
+        if self.status().is_terminal() || !deployed {
+            tracing::debug!(job_id = %self.job_id, subtask, error = %error, "failure of a subtask that is not deployed; ignored");
+            return Vec::new();
+        }
+        tracing::warn!(job_id = %self.job_id, subtask, error = %error, "subtask failed");
+        self.outcome
+            .failures
+            .push(format!("subtask {subtask}: {error}"));
+        let mut actions = vec![Action::Release { subtask }];
+        // Nothing pending can complete without this subtask.
+        self.tracker.abort_all();
+        self.storing.clear();
+        self.final_checkpoint = FinalCheckpoint::NotYet;
+        if self.status() == JobStatus::Running {
+            self.transition(JobStatus::Failing, &mut actions);
+        }
+        match self.restart.on_failure(now) {
+            Some(delay) => {
+                self.outcome.restarts += 1;
+                self.subtasks
+                    .insert(subtask, SubtaskStatus::Restarting { at: now + delay });
+                // While RESTARTING already, this failure only adds a pending restart.
+                if self.status() == JobStatus::Failing {
+                    self.transition(JobStatus::Restarting, &mut actions);
+                }
+            }
+            None => {
+                let e = RuntimeError::NoMoreRestarts {
+                    subtask,
+                    strategy: self.restart.name(),
+                    cause: Box::new(error),
+                };
+                self.fail_job(e.to_string(), &mut actions);
+            }
+        }
+        actions
+    }
+
+    /// Time passed: redeploys every failed subtask whose restart delay is over.
+    pub fn on_restart_due(&mut self, now: Instant) -> Vec<Action> {
+        let due: Vec<u32> = self
+            .subtasks
+            .iter()
+            .filter(|(_, s)| matches!(s, SubtaskStatus::Restarting { at } if *at <= now))
+            .map(|(i, _)| *i)
+            .collect();
+        let mut actions = Vec::new();
+        if self.status().is_terminal() {
+            return actions;
+        }
+        for subtask in due {
+            match self.restore_of(subtask) {
+                Ok(restore) => {
+                    tracing::info!(job_id = %self.job_id, subtask, checkpoint_id = ?self.latest.as_ref().map(|m| m.checkpoint_id), "restarting the failed subtask's region");
+                    self.subtasks.insert(subtask, SubtaskStatus::Deploying);
+                    actions.push(Action::Deploy { subtask, restore });
+                }
+                Err(e) => {
+                    self.fail_job(e.to_string(), &mut actions);
+                    return actions;
+                }
+            }
+        }
+        actions
+    }
+
+    /// The checkpoint interval passed: expires overdue checkpoints and triggers the next one
+    /// (or triggers the final one again if it failed).
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.status().is_terminal() {
+            return actions;
+        }
+        if let Err(e) = self.tracker.expire(now) {
+            self.fail_job(RuntimeError::from(e).to_string(), &mut actions);
+            return actions;
+        }
+        let all_up = self
+            .subtasks
+            .values()
+            .all(|s| matches!(s, SubtaskStatus::Running | SubtaskStatus::Finished));
+        if !all_up || !self.tracker.pending_ids().is_empty() {
+            return actions;
+        }
+        match &self.final_checkpoint {
+            FinalCheckpoint::NotYet => actions.push(Action::DrawCheckpointId {
+                final_checkpoint: false,
+            }),
+            FinalCheckpoint::Drawing => {}
+            FinalCheckpoint::Triggered { id, .. } => {
+                if self.tracker.latest_completed != Some(*id) {
+                    // Expired or not stored: the tails are still uncommitted.
+                    tracing::warn!(job_id = %self.job_id, checkpoint_id = id, "the final checkpoint failed; triggering it again");
+                    self.final_checkpoint = FinalCheckpoint::Drawing;
+                    actions.push(Action::DrawCheckpointId {
+                        final_checkpoint: true,
+                    });
+                }
+            }
+        }
+        actions
+    }
+
+    /// A checkpoint id was drawn (or could not be).
+    pub fn on_checkpoint_id(
+        &mut self,
+        final_checkpoint: bool,
+        result: Result<u64, RuntimeError>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.status().is_terminal() {
+            return actions;
+        }
+        if final_checkpoint && self.final_checkpoint != FinalCheckpoint::Drawing {
+            // A failover intervened: the final checkpoint is not due any more.
+            return actions;
+        }
+        match result {
+            Ok(id) => {
+                if final_checkpoint {
+                    self.final_checkpoint = FinalCheckpoint::Triggered {
+                        id,
+                        committed: BTreeSet::new(),
+                    };
+                }
+                self.tracker.start(id, self.parallelism, now);
+                actions.push(Action::Broadcast(TaskCommand::Barrier(id)));
+            }
+            Err(e) if e.is_lost_leadership() => self.transition(JobStatus::Suspended, &mut actions),
+            Err(e) if final_checkpoint => {
+                self.fail_job(
+                    format!("cannot draw the final checkpoint id: {e}"),
+                    &mut actions,
+                );
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %self.job_id, error = %e, "cannot draw a checkpoint id")
+            }
+        }
+        actions
+    }
+
+    /// A subtask acknowledged a checkpoint with its state.
+    pub fn on_ack(
+        &mut self,
+        subtask: u32,
+        checkpoint_id: u64,
+        state: serde_json::Value,
+    ) -> Vec<Action> {
+        if self.status().is_terminal() {
+            return Vec::new();
+        }
+        match self.tracker.ack(checkpoint_id, subtask, state) {
+            Ack::AllAcked(metadata) => {
+                self.storing.insert(checkpoint_id, metadata.clone());
+                vec![Action::Store(metadata)]
+            }
+            Ack::Pending | Ack::Stale => Vec::new(),
+        }
+    }
+
+    /// The HA store took an all-acknowledged checkpoint (it is completed) or refused it.
+    pub fn on_stored(
+        &mut self,
+        checkpoint_id: u64,
+        result: Result<(), RuntimeError>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let Some(metadata) = self.storing.remove(&checkpoint_id) else {
+            return actions;
+        };
+        if self.status().is_terminal() {
+            return actions;
+        }
+        if let Err(e) = result {
+            if e.is_lost_leadership() {
+                self.transition(JobStatus::Suspended, &mut actions);
+            } else if let Err(too_many) = self.tracker.fail(checkpoint_id, &e.to_string()) {
+                self.fail_job(too_many.to_string(), &mut actions);
+            }
+            return actions;
+        }
+        if self.tracker.completed(checkpoint_id, now).is_none() {
+            return actions;
+        }
+        tracing::info!(job_id = %self.job_id, checkpoint_id, "checkpoint completed");
+        self.outcome.completed_checkpoints += 1;
+        self.latest = Some(metadata);
+        if let FinalCheckpoint::Triggered { id, committed } = &mut self.final_checkpoint
+            && *id == checkpoint_id
+        {
+            committed.clear();
+        }
+        actions.push(Action::Broadcast(TaskCommand::Complete(checkpoint_id)));
+        actions
+    }
+
+    /// A subtask's source is exhausted; when all are, the final checkpoint is triggered.
+    pub fn on_finished(&mut self, subtask: u32) -> Vec<Action> {
+        if self.status().is_terminal() || self.subtask(subtask) != Some(SubtaskStatus::Running) {
+            return Vec::new();
+        }
+        self.subtasks.insert(subtask, SubtaskStatus::Finished);
+        let all_finished = self
+            .subtasks
+            .values()
+            .all(|s| *s == SubtaskStatus::Finished);
+        if !all_finished {
+            return Vec::new();
+        }
+        // The final checkpoint commits every subtask's tail; anything pending is moot.
+        self.tracker.abort_all();
+        self.storing.clear();
+        self.final_checkpoint = FinalCheckpoint::Drawing;
+        vec![Action::DrawCheckpointId {
+            final_checkpoint: true,
+        }]
+    }
+
+    /// A sink committed a checkpoint; after the final one the job ends once every sink has.
+    pub fn on_committed(&mut self, subtask: u32, checkpoint_id: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.status().is_terminal() || self.tracker.latest_completed != Some(checkpoint_id) {
+            return actions;
+        }
+        if let FinalCheckpoint::Triggered { id, committed } = &mut self.final_checkpoint
+            && *id == checkpoint_id
+        {
+            committed.insert(subtask);
+            if committed.len() == self.parallelism as usize {
+                self.transition(JobStatus::Finished, &mut actions);
+            }
+        }
+        actions
+    }
+
+    /// The job was cancelled.
+    pub fn cancel(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.status().is_terminal() {
+            self.transition(JobStatus::Canceled, &mut actions);
+        }
+        actions
+    }
+
+    /// This JobManager lost leadership: SUSPENDED, the next leader recovers the job.
+    pub fn suspend(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.status().is_terminal() {
+            self.transition(JobStatus::Suspended, &mut actions);
+        }
+        actions
+    }
+
+    /// The job master's own I/O failed fatally (`what` says doing what): SUSPENDED if the cause
+    /// is lost leadership, else FAILED.
+    pub fn on_fatal(&mut self, what: &str, error: RuntimeError) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.status().is_terminal() {
+            return actions;
+        }
+        let failure = format!("{what}: {error}");
+        if error.is_lost_leadership() {
+            self.outcome.failure = Some(failure);
+            self.transition(JobStatus::Suspended, &mut actions);
+        } else {
+            self.fail_job(failure, &mut actions);
+        }
+        actions
+    }
+
+    fn restore_of(&self, subtask: u32) -> Result<Option<SubtaskState>, RuntimeError> {
+        match self.latest.as_ref().and_then(|m| m.subtasks.get(&subtask)) {
+            Some(v) => task::subtask_state(v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// FAILED with `failure` as the cause, through FAILING when RUNNING (the legal path).
+    fn fail_job(&mut self, failure: String, actions: &mut Vec<Action>) {
+        if self.status().is_terminal() {
+            return;
+        }
+        self.outcome.failure = Some(failure);
+        if self.status() == JobStatus::Running {
+            self.transition(JobStatus::Failing, actions);
+        }
+        self.transition(JobStatus::Failed, actions);
+    }
+
+    /// The only way the status changes. Every edge used above is legal; one that is not is a
+    /// bug, so the job fails rather than run on in a state nobody can trust.
+    fn transition(&mut self, to: JobStatus, actions: &mut Vec<Action>) {
+        match self.lifecycle.transition(to) {
+            Ok(()) => {
+                self.outcome.status = to;
+                if to.is_terminal() {
+                    actions.push(Action::Stop(to));
+                }
+            }
+            Err(e) => {
+                tracing::error!(job_id = %self.job_id, error = %e, "bug: illegal job status transition; failing the job");
+                if self.status().is_terminal() || to == JobStatus::Failed {
+                    return;
+                }
+                self.fail_job(RuntimeError::Internal(e.to_string()).to_string(), actions);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn scheduler(parallelism: u32, restart: RestartStrategy) -> Scheduler {
+        let tracker = CheckpointTracker::new("j", Duration::from_secs(10), 0);
+        Scheduler::new("j", parallelism, restart, tracker)
+    }
+
+    fn fixed(attempts: u64) -> RestartStrategy {
+        RestartStrategy::FixedDelay {
+            attempts,
+            delay: SECOND,
+            failures: 0,
+        }
+    }
+
+    /// Starts and deploys every subtask.
+    fn running(parallelism: u32, restart: RestartStrategy, now: Instant) -> Scheduler {
+        let mut s = scheduler(parallelism, restart);
+        let actions = s.start();
+        assert_eq!(actions.len(), parallelism as usize);
+        for i in 0..parallelism {
+            assert!(s.on_deployed(i, Ok(()), now).is_empty());
+        }
+        assert_eq!(s.status(), JobStatus::Running);
+        s
+    }
+
+    /// A subtask's state as a sequence source at offset `id * 10 + subtask` acknowledges it.
+    fn state(subtask: u32, id: u64) -> serde_json::Value {
+        let next = id * 10 + subtask as u64;
+        json!({ "source": { "next": next, "to": 1000, "step": 2 }, "operators": [], "sink": { "pending": [id] } })
+    }
+
+    /// Runs one checkpoint through ack, store and completion.
+    fn checkpoint(s: &mut Scheduler, id: u64, final_checkpoint: bool, now: Instant) {
+        assert_eq!(
+            s.on_checkpoint_id(final_checkpoint, Ok(id), now),
+            vec![Action::Broadcast(TaskCommand::Barrier(id))]
+        );
+        let n = s.parallelism;
+        for i in 0..n {
+            let a = s.on_ack(i, id, state(i, id));
+            if i + 1 < n {
+                assert!(a.is_empty());
+            } else {
+                assert!(matches!(&a[..], [Action::Store(m)] if m.checkpoint_id == id));
+            }
+        }
+        assert_eq!(
+            s.on_stored(id, Ok(()), now),
+            vec![Action::Broadcast(TaskCommand::Complete(id))]
+        );
+    }
+
+    #[test]
+    fn a_bounded_job_finishes_after_the_final_checkpoint_is_committed() {
+        let now = Instant::now();
+        let mut s = running(2, RestartStrategy::None, now);
+        assert_eq!(
+            s.on_tick(now),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: false
+            }]
+        );
+        checkpoint(&mut s, 1, false, now);
+        assert!(s.on_finished(0).is_empty());
+        assert_eq!(
+            s.on_finished(1),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: true
+            }]
+        );
+        // No periodic checkpoint while the final one is under way.
+        assert!(s.on_tick(now).is_empty());
+        checkpoint(&mut s, 2, true, now);
+        assert!(s.on_tick(now).is_empty());
+        // A commit of an older checkpoint does not count.
+        assert!(s.on_committed(0, 1).is_empty());
+        assert!(s.on_committed(0, 2).is_empty());
+        assert_eq!(
+            s.on_committed(1, 2),
+            vec![Action::Stop(JobStatus::Finished)]
+        );
+        let o = s.into_outcome();
+        assert_eq!(
+            (o.status, o.completed_checkpoints),
+            (JobStatus::Finished, 2)
+        );
+        assert_eq!(o.checkpoint_durations.len(), 2);
+    }
+
+    #[test]
+    fn only_a_stored_checkpoint_is_completed_and_restored_from() {
+        let now = Instant::now();
+        let mut s = running(1, fixed(3), now);
+        s.on_checkpoint_id(false, Ok(1), now);
+        assert!(matches!(&s.on_ack(0, 1, json!({}))[..], [Action::Store(_)]));
+        let refused = RuntimeError::Ha(crate::ha::HaError::ZooKeeper {
+            quorum: "zk".into(),
+            message: "connection loss".into(),
+        });
+        // tolerable failures = 0: a store failure fails the job.
+        assert_eq!(
+            s.on_stored(1, Err(refused), now),
+            vec![Action::Stop(JobStatus::Failed)]
+        );
+        let o = s.into_outcome();
+        assert_eq!(o.completed_checkpoints, 0);
+        assert!(o.failure.unwrap().contains("tolerable-failed-checkpoints"));
+    }
+
+    #[test]
+    fn a_failed_subtask_restarts_alone_from_the_latest_completed_checkpoint() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(3), now);
+        checkpoint(&mut s, 1, false, now);
+        assert_eq!(
+            s.on_failed(1, RuntimeError::Killed, now),
+            vec![Action::Release { subtask: 1 }]
+        );
+        assert_eq!(s.status(), JobStatus::Restarting);
+        assert_eq!(s.next_restart(), Some(now + SECOND));
+        assert!(s.on_restart_due(now).is_empty(), "not due yet");
+        assert!(s.on_tick(now).is_empty(), "no checkpoint while restarting");
+        let actions = s.on_restart_due(now + SECOND);
+        let [
+            Action::Deploy {
+                subtask: 1,
+                restore,
+            },
+        ] = &actions[..]
+        else {
+            panic!("{actions:?}")
+        };
+        let restore = restore.as_ref().expect("restored from checkpoint 1");
+        assert_eq!(restore.sink.pending, vec![1]);
+        assert!(s.on_deployed(1, Ok(()), now + SECOND).is_empty());
+        assert_eq!(s.status(), JobStatus::Running);
+        let o = s.outcome();
+        assert_eq!(o.restarts, 1);
+        assert_eq!(
+            o.failures,
+            vec!["subtask 1: the subtask was killed".to_string()]
+        );
+    }
+
+    #[test]
+    fn failures_while_restarting_extend_the_pending_restarts() {
+        let now = Instant::now();
+        let mut s = running(3, fixed(5), now);
+        s.on_failed(
+            0,
+            RuntimeError::TaskManagerLost {
+                taskmanager: "tm".into(),
+            },
+            now,
+        );
+        assert_eq!(s.status(), JobStatus::Restarting);
+        // A second subtask of the same TaskManager, a moment later: no RESTARTING -> FAILING.
+        let later = now + Duration::from_millis(10);
+        assert_eq!(
+            s.on_failed(
+                1,
+                RuntimeError::TaskManagerLost {
+                    taskmanager: "tm".into()
+                },
+                later
+            ),
+            vec![Action::Release { subtask: 1 }]
+        );
+        assert_eq!(s.status(), JobStatus::Restarting);
+        // A duplicate report of a subtask already waiting is no new failure.
+        assert!(s.on_failed(1, RuntimeError::Killed, later).is_empty());
+        assert_eq!(s.outcome().restarts, 2);
+        let due = s.on_restart_due(now + SECOND);
+        assert_eq!(due.len(), 1, "only subtask 0 is due");
+        s.on_deployed(0, Ok(()), now + SECOND);
+        assert_eq!(s.status(), JobStatus::Restarting, "subtask 1 still pending");
+        assert_eq!(s.on_restart_due(later + SECOND).len(), 1);
+        // Its deployment fails: one more pending restart, still RESTARTING.
+        let slot = RuntimeError::SlotRequestTimeout { timeout: SECOND };
+        assert_eq!(
+            s.on_deployed(1, Err(slot), later + SECOND),
+            vec![Action::Release { subtask: 1 }]
+        );
+        assert_eq!(s.status(), JobStatus::Restarting);
+        assert!(s.outcome().failures[2].contains("cannot deploy: no free TaskManager slot"));
+        s.on_restart_due(later + 2 * SECOND);
+        s.on_deployed(1, Ok(()), later + 2 * SECOND);
+        assert_eq!(s.status(), JobStatus::Running);
+        assert_eq!(s.outcome().restarts, 3);
+    }
+
+    #[test]
+    fn an_exhausted_strategy_fails_the_job_with_the_cause() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(1), now);
+        s.on_failed(0, RuntimeError::Killed, now);
+        // While RESTARTING: RESTARTING -> FAILED directly.
+        assert_eq!(
+            s.on_failed(1, RuntimeError::Source("x: no such file".into()), now),
+            vec![
+                Action::Release { subtask: 1 },
+                Action::Stop(JobStatus::Failed)
+            ]
+        );
+        let failure = s.into_outcome().failure.unwrap();
+        assert_eq!(
+            failure,
+            "subtask 1 failed and the fixed-delay restart strategy allows no more restarts: x: no such file"
+        );
+        let mut s = running(1, RestartStrategy::None, now);
+        assert_eq!(
+            s.on_failed(0, RuntimeError::Killed, now),
+            vec![
+                Action::Release { subtask: 0 },
+                Action::Stop(JobStatus::Failed)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failover_aborts_the_final_checkpoint() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(3), now);
+        s.on_finished(0);
+        s.on_finished(1);
+        s.on_checkpoint_id(true, Ok(1), now);
+        s.on_ack(0, 1, json!({}));
+        s.on_failed(0, RuntimeError::Killed, now);
+        // The late ack is stale; nothing is stored.
+        assert!(s.on_ack(1, 1, json!({})).is_empty());
+        s.on_restart_due(now + SECOND);
+        s.on_deployed(0, Ok(()), now + SECOND);
+        // Subtask 1 stays finished; the redeployed 0 finishes again: a new final checkpoint.
+        assert_eq!(s.subtask(1), Some(SubtaskStatus::Finished));
+        assert_eq!(
+            s.on_finished(0),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: true
+            }]
+        );
+    }
+
+    #[test]
+    fn a_final_checkpoint_that_expired_is_triggered_again() {
+        let now = Instant::now();
+        let mut s = scheduler(1, RestartStrategy::None);
+        s.tracker = CheckpointTracker::new("j", SECOND, 5);
+        s.start();
+        s.on_deployed(0, Ok(()), now);
+        s.on_finished(0);
+        s.on_checkpoint_id(true, Ok(1), now);
+        assert_eq!(
+            s.on_tick(now + 2 * SECOND),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: true
+            }]
+        );
+        checkpoint(&mut s, 2, true, now + 2 * SECOND);
+        assert_eq!(
+            s.on_committed(0, 2),
+            vec![Action::Stop(JobStatus::Finished)]
+        );
+    }
+
+    #[test]
+    fn overdue_checkpoints_expire_against_the_tolerable_failures() {
+        let now = Instant::now();
+        let mut s = running(1, RestartStrategy::None, now);
+        s.on_checkpoint_id(false, Ok(1), now);
+        assert!(s.on_tick(now + SECOND).is_empty(), "one at a time");
+        assert_eq!(
+            s.on_tick(now + Duration::from_secs(10)),
+            vec![Action::Stop(JobStatus::Failed)]
+        );
+    }
+
+    #[test]
+    fn cancel_suspend_and_lost_leadership_are_terminal_once() {
+        let now = Instant::now();
+        let mut s = running(1, RestartStrategy::None, now);
+        assert_eq!(s.cancel(), vec![Action::Stop(JobStatus::Canceled)]);
+        assert!(s.suspend().is_empty());
+        assert!(s.on_failed(0, RuntimeError::Killed, now).is_empty());
+
+        let mut s = running(1, RestartStrategy::None, now);
+        s.on_checkpoint_id(false, Ok(1), now);
+        s.on_ack(0, 1, json!({}));
+        let fenced = RuntimeError::Ha(crate::ha::HaError::NotLeader("fenced".into()));
+        assert_eq!(
+            s.on_stored(1, Err(fenced.clone()), now),
+            vec![Action::Stop(JobStatus::Suspended)]
+        );
+
+        let mut s = scheduler(1, RestartStrategy::None);
+        assert_eq!(
+            s.on_fatal("cannot persist the job graph", fenced),
+            vec![Action::Stop(JobStatus::Suspended)]
+        );
+    }
+
+    #[test]
+    fn unreadable_restore_state_fails_the_job_before_deploying() {
+        let latest = CheckpointMetadata {
+            version: 1,
+            job_id: "j".into(),
+            checkpoint_id: 4,
+            subtasks: [(0, json!("not a state"))].into(),
+        };
+        let tracker = CheckpointTracker::new("j", SECOND, 0);
+        let mut s = Scheduler::new("j", 1, RestartStrategy::None, tracker);
+        s.recover(latest);
+        assert_eq!(s.start(), vec![Action::Stop(JobStatus::Failed)]);
+        let o = s.into_outcome();
+        assert_eq!(o.restored_from, Some(4));
+        assert!(o.failure.unwrap().contains("subtask state"));
+    }
+}
