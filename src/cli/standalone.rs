@@ -18,7 +18,10 @@ use crate::jobmanager::client::JobManagerClient;
 use crate::jobmanager::standalone::StandaloneJobManager;
 use crate::jobmanager::status::JobStatus;
 
-/// Timeout of each request `yarnflow run` makes to the JobManager.
+/// Timeout of the submission: the JobManager persists the job graph to HA storage first, and
+/// its first HDFS write may have to wait for libhdfs's JVM to start.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeout of each job status request while `yarnflow run` follows the job.
 const RUN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
@@ -122,7 +125,7 @@ async fn submit_and_follow(
     detached: bool,
 ) -> anyhow::Result<ExitCode> {
     let leader = leaders.get(Duration::from_secs(30)).await?;
-    let client = JobManagerClient::new(&leader.address, RUN_TIMEOUT);
+    let client = JobManagerClient::new(&leader.address, SUBMIT_TIMEOUT);
     if let Err(e) = client.submit(spec_text).await {
         if let Some(reason) = e.refusal() {
             bail!(
