@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
@@ -124,9 +124,18 @@ async fn submit_and_follow(
     spec_text: &str,
     detached: bool,
 ) -> anyhow::Result<ExitCode> {
-    let leader = leaders.get(Duration::from_secs(30)).await?;
-    let client = JobManagerClient::new(&leader.address, SUBMIT_TIMEOUT);
-    if let Err(e) = client.submit(spec_text).await {
+    let deadline = Instant::now() + SUBMIT_TIMEOUT;
+    let leader = loop {
+        let leader = leaders.get(Duration::from_secs(30)).await?;
+        let client = JobManagerClient::new(&leader.address, SUBMIT_TIMEOUT);
+        let Err(e) = client.submit(spec_text).await else {
+            break leader;
+        };
+        // A new leader refuses submissions until it has recovered its jobs: ask again.
+        if e.is_retriable() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         if let Some(reason) = e.refusal() {
             bail!(
                 "the JobManager at {} refused the job: {reason}",
@@ -134,7 +143,7 @@ async fn submit_and_follow(
             );
         }
         return Err(e).with_context(|| format!("submit to the JobManager at {}", leader.address));
-    }
+    };
     println!(
         "job {job_id} submitted to {} (epoch {})",
         leader.address, leader.epoch

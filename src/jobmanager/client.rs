@@ -45,6 +45,12 @@ impl ClientError {
         matches!(self, ClientError::Status { status: 404, .. })
     }
 
+    /// 503: the JobManager cannot take the request yet (a new leader still recovering its
+    /// jobs); the same request may succeed later.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, ClientError::Status { status: 503, .. })
+    }
+
     /// The JobManager did not answer at all.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ClientError::Unreachable { .. })
