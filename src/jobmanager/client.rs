@@ -3,14 +3,16 @@
 //! JobManager's address and the request. `yarnflow status`, `submit`, `cancel` and `run` talk to
 //! a JobManager only through it.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
+pub use super::api::{
+    CheckpointCounts, CheckpointStats, CheckpointSummary, JobSummary, LatestCheckpoints, Overview,
+    TaskManagerInfo,
+};
+use super::api::{Errors, JobList, Submitted, TaskManagerList};
 use super::job_master::JobSnapshot;
-use super::status::JobStatus;
 
 /// Why a request to the JobManager failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,79 +66,6 @@ impl ClientError {
             _ => None,
         }
     }
-}
-
-/// `GET /overview`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Overview {
-    /// How many jobs are in each status (`RUNNING`, ...; only statuses that have a job).
-    pub jobs: BTreeMap<String, u32>,
-    pub taskmanagers: usize,
-    #[serde(rename = "slots-total")]
-    pub slots_total: u32,
-    #[serde(rename = "slots-available")]
-    pub slots_available: u32,
-}
-
-/// One entry of `GET /jobs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobSummary {
-    pub id: String,
-    pub name: String,
-    pub status: JobStatus,
-}
-
-/// `GET /jobs/{id}/checkpoints`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointStats {
-    pub counts: CheckpointCounts,
-    pub latest: LatestCheckpoints,
-    pub summary: CheckpointSummary,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointCounts {
-    pub completed: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LatestCheckpoints {
-    /// The latest completed checkpoint's id.
-    pub completed: Option<u64>,
-    /// The checkpoint the job was restored from, if it was.
-    pub restored: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointSummary {
-    pub duration_ms_p50: Option<u64>,
-    pub duration_ms_max: Option<u64>,
-}
-
-/// One entry of `GET /taskmanagers` (Flink's field names).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskManagerInfo {
-    pub id: String,
-    #[serde(rename = "slotsNumber")]
-    pub slots: u32,
-    #[serde(rename = "freeSlots")]
-    pub free_slots: u32,
-}
-
-/// What `POST /jobs` answers.
-#[derive(Deserialize)]
-struct Submitted {
-    jobid: String,
-}
-
-#[derive(Deserialize)]
-struct JobList {
-    jobs: Vec<JobSummary>,
-}
-
-#[derive(Deserialize)]
-struct TaskManagerList {
-    taskmanagers: Vec<TaskManagerInfo>,
 }
 
 /// Client of one JobManager's REST API.
@@ -252,9 +181,9 @@ impl JobManagerClient {
         if status.is_success() {
             return Ok(text);
         }
-        let message = serde_json::from_str::<serde_json::Value>(&text)
+        let message = serde_json::from_str::<Errors>(&text)
             .ok()
-            .and_then(|v| v["errors"][0].as_str().map(str::to_string))
+            .and_then(|e| e.errors.into_iter().next())
             .unwrap_or_else(|| "no reason given".into());
         Err(ClientError::Status {
             address: self.address.clone(),
@@ -288,6 +217,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobmanager::status::JobStatus;
 
     #[test]
     fn a_job_snapshot_reads_back_from_its_json() {

@@ -4,6 +4,7 @@
 //! runtime's [`error`] type, the REST API, and the dispatcher that recovers and runs a leader's
 //! jobs.
 
+pub mod api;
 pub mod checkpoint;
 pub mod client;
 pub mod dispatcher;
