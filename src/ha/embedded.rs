@@ -245,6 +245,7 @@ impl HaServices {
                     session_id: Uuid::new_v4(),
                     epoch: 1,
                     revoked: CancellationToken::new(),
+                    fence: Default::default(),
                 },
                 published: tx,
             }),

@@ -142,8 +142,10 @@ impl LeaderSession {
         } else {
             Arc::new(pool.clone())
         };
+        // The dispatcher and its job masters write fenced by this grant alone: should this
+        // process lead again later, a stale job master of this term stays fenced off.
         let (dispatcher, outcomes) = Dispatcher::new(
-            ha.clone(),
+            ha.for_leader(&leadership),
             Arc::new(config.clone()),
             runtime,
             options.default_output,
