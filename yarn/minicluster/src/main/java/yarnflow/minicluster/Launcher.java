@@ -339,7 +339,9 @@ public final class Launcher {
   /**
    * MiniDFSCluster.restartNameNode on the same name directories (no format) and the same RPC and
    * HTTP ports, so clients reconnect; returns once the NameNode is active, out of safe mode and
-   * every running DataNode has registered again.
+   * every running DataNode has registered again and sent its full block report (safe mode
+   * ends with one replica of each block, so with replication 2 one DataNode's report is
+   * enough: stopping it right after would leave blocks the NameNode cannot locate).
    */
   private String nameNodeRestart(int timeoutS) throws Exception {
     synchronized (hdfsLock) {
@@ -358,21 +360,22 @@ public final class Launcher {
           throw new FaultException("nn restart: the NameNode came back on RPC " + rpcNow
               + " / HTTP " + httpNow + ", not " + rpc + " / " + http);
         }
-        int live = 0;
+        long sinceMillis = System.currentTimeMillis() - (System.nanoTime() - t0) / 1_000_000;
+        List<String> unreported = new ArrayList<>();
         while (System.nanoTime() < deadline) {
-          live = nn.getNamesystem().getNumLiveDataNodes();
-          if (nn.isActiveState() && !nn.isInSafeMode() && live >= dataNodesRunning) {
+          unreported = unreported(sinceMillis);
+          if (nn.isActiveState() && !nn.isInSafeMode() && unreported.isEmpty()) {
             return String.format(
-                "namenode restarted on %s, HTTP %s (%d/%d DataNodes registered, %d ms)",
-                rpc, http, live, numDataNodes, (System.nanoTime() - t0) / 1_000_000);
+                "namenode restarted on %s, HTTP %s (%d/%d DataNodes reported, %d ms)", rpc, http,
+                dataNodesRunning, numDataNodes, (System.nanoTime() - t0) / 1_000_000);
           }
           Thread.sleep(100);
         }
         String why = nn.isInSafeMode()
-            ? "still in safe mode (" + nn.getNamesystem().getSafemode().trim() + ")"
-            : !nn.isActiveState() ? "not active"
-            : "only " + live + " of " + dataNodesRunning + " running DataNodes registered";
-        throw new FaultException("nn restart: the NameNode on " + rpc + " is " + why
+            ? "is still in safe mode (" + nn.getNamesystem().getSafemode().trim() + ")"
+            : !nn.isActiveState() ? "is not active"
+            : "has had no block report from DataNode " + String.join(", ", unreported);
+        throw new FaultException("nn restart: the NameNode on " + rpc + " " + why
             + " after " + timeoutS + " s; log: " + dir.resolve("minicluster.log"));
       } finally {
         nameNodeRestarting = false;
@@ -423,7 +426,7 @@ public final class Launcher {
 
   /**
    * MiniDFSCluster.restartDataNode(props, keepPort=true); returns once the DataNode has
-   * registered with the NameNode and the NameNode has had a heartbeat from it.
+   * registered with the NameNode and sent it a heartbeat and its full block report.
    */
   private String dataNodeStart(int index, int timeoutS) throws Exception {
     synchronized (hdfsLock) {
@@ -445,7 +448,7 @@ public final class Launcher {
       slot.stopped = null;
       dataNodesRunning++;
       while (System.nanoTime() < deadline) {
-        if (registered(dn, since)) {
+        if (reported(dn, since)) {
           return String.format("datanode %d (%s) started (%d/%d DataNodes running, %d ms)",
               index, slot.xferAddr, dataNodesRunning, numDataNodes,
               (System.nanoTime() - t0) / 1_000_000);
@@ -453,19 +456,39 @@ public final class Launcher {
         Thread.sleep(100);
       }
       throw new FaultException("dn start: DataNode " + index + " (" + slot.xferAddr
-          + ") started but not registered with the NameNode after " + timeoutS + " s; log: "
+          + ") started but not registered and reported to the NameNode after " + timeoutS
+          + " s; log: "
           + dir.resolve("minicluster.log"));
     }
   }
 
-  private boolean registered(DataNode dn, long sinceMillis) {
+  /** The running DataNodes the NameNode has not yet had a registration, a heartbeat since
+   * sinceMillis and a full block report from (as "INDEX (ADDR)"). */
+  private List<String> unreported(long sinceMillis) {
+    List<String> out = new ArrayList<>();
+    for (int i = 0; i < dnSlots.length; i++) {
+      if (dnSlots[i].live != null && !reported(dnSlots[i].live, sinceMillis)) {
+        out.add(i + " (" + dnSlots[i].xferAddr + ")");
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The DataNode is registered with the NameNode, which has had a heartbeat from it since
+   * sinceMillis and its full block report since that registration (a registration resets the
+   * count), so it knows the replicas on it: stopping another DataNode right after loses none.
+   */
+  private boolean reported(DataNode dn, long sinceMillis) {
     if (!dn.isDatanodeFullyStarted(true)) {
       return false;
     }
     DatanodeDescriptor d = dfs.getNameNode().getNamesystem().getBlockManager()
         .getDatanodeManager().getDatanode(dn.getDatanodeUuid());
-    return d != null && d.isAlive() && d.getLastUpdate() >= sinceMillis;
+    return d != null && d.isAlive() && d.getLastUpdate() >= sinceMillis
+        && d.checkBlockReportReceived();
   }
+
 
   /** Reads no lock a fault command holds, so it answers while one runs. */
   private String status() {
