@@ -23,6 +23,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
 import org.apache.hadoop.hdfs.server.blockmanagement.DatanodeDescriptor;
 import org.apache.hadoop.hdfs.server.datanode.DataNode;
+import org.apache.hadoop.hdfs.server.namenode.FSNamesystem;
 import org.apache.hadoop.hdfs.server.namenode.NameNode;
 import org.apache.hadoop.yarn.api.records.NodeState;
 import org.apache.hadoop.yarn.conf.YarnConfiguration;
@@ -139,6 +140,12 @@ public final class Launcher {
     // DataNodes heartbeat every second (Hadoop: 3 s): after a NameNode restart they register and
     // send their block reports on heartbeats, so `nn restart` takes about 3 s instead of 8 s.
     conf.setInt("dfs.heartbeat.interval", 1);
+    // Re-replicate fast once a stopped DataNode is back (`dn start` waits for it): Hadoop checks
+    // every 3 s and has each DataNode copy 2 blocks at a time, 4 blocks per check in all.
+    conf.setInt("dfs.namenode.redundancy.interval.seconds", 1);
+    conf.setInt("dfs.namenode.replication.work.multiplier.per.iteration", 50);
+    conf.setInt("dfs.namenode.replication.max-streams", 20);
+    conf.setInt("dfs.namenode.replication.max-streams-hard-limit", 40);
     conf.set("dfs.namenode.rpc-address", "127.0.0.1:0");
     conf.set("hadoop.http.staticuser.user", System.getProperty("user.name"));
     // Test-tuned YARN: fast heartbeats, small containers, many fit on a 2-core host.
@@ -450,18 +457,51 @@ public final class Launcher {
       slot.live = dn;
       slot.stopped = null;
       dataNodesRunning++;
-      while (System.nanoTime() < deadline) {
-        if (reported(dn, since)) {
-          return String.format("datanode %d (%s) started (%d/%d DataNodes running, %d ms)",
-              index, slot.xferAddr, dataNodesRunning, numDataNodes,
-              (System.nanoTime() - t0) / 1_000_000);
+      while (!reported(dn, since)) {
+        if (System.nanoTime() > deadline) {
+          throw new FaultException("dn start: DataNode " + index + " (" + slot.xferAddr
+              + ") started but not registered and reported to the NameNode after " + timeoutS
+              + " s; log: " + dir.resolve("minicluster.log"));
         }
         Thread.sleep(100);
       }
-      throw new FaultException("dn start: DataNode " + index + " (" + slot.xferAddr
-          + ") started but not registered and reported to the NameNode after " + timeoutS
-          + " s; log: "
-          + dir.resolve("minicluster.log"));
+      long reportedMs = (System.nanoTime() - t0) / 1_000_000;
+      // With every DataNode back, also wait for the re-replication of the blocks written while
+      // this one was away: only then can any one DataNode stop again without a block going
+      // missing (the chaos test stops them in turn). Blocks that cannot get more replicas (a
+      // file's replication above the DataNodes) stop the wait once nothing moves for 3 s.
+      FSNamesystem ns = dfs.getNameNode().getNamesystem();
+      long low = ns.getLowRedundancyBlocks();
+      if (dataNodesRunning == numDataNodes) {
+        String last = "";
+        long lastChange = System.nanoTime();
+        while (true) {
+          low = ns.getLowRedundancyBlocks();
+          long pending = ns.getPendingReconstructionBlocks();
+          if (low + pending == 0) {
+            break;
+          }
+          if (!(low + "/" + pending).equals(last)) {
+            last = low + "/" + pending;
+            lastChange = System.nanoTime();
+          } else if (pending == 0 && System.nanoTime() - lastChange > 3_000_000_000L) {
+            break;
+          }
+          if (System.nanoTime() > deadline) {
+            throw new FaultException("dn start: DataNode " + index + " (" + slot.xferAddr
+                + ") is back, but " + low + " block(s) still lack replicas after " + timeoutS
+                + " s; log: " + dir.resolve("minicluster.log"));
+          }
+          Thread.sleep(100);
+        }
+      }
+      return String.format(
+          "datanode %d (%s) started (%d/%d DataNodes running, reported in %d ms, %s)", index,
+          slot.xferAddr, dataNodesRunning, numDataNodes, reportedMs,
+          low == 0
+              ? "all blocks fully replicated in " + (System.nanoTime() - t0) / 1_000_000 + " ms"
+              : low + " block(s) under-replicated"
+                  + (dataNodesRunning == numDataNodes ? ", not re-replicating" : ""));
     }
   }
 
@@ -498,12 +538,19 @@ public final class Launcher {
     StringBuilder b = new StringBuilder();
     b.append("hdfs=").append(hdfsUp() ? "up" : "down");
     b.append(" datanodes-running=").append(dataNodesRunning).append('/').append(numDataNodes);
+    b.append(" under-replicated=").append(underReplicated());
     long running = yarn == null ? 0 : yarn.getResourceManager().getRMContext().getRMNodes()
         .values().stream().filter(n -> n.getState() == NodeState.RUNNING).count();
     b.append(" nodemanagers-running=").append(running).append('/').append(numNodeManagers);
     ZooKeeperServer z = zk;
     b.append(" zookeeper=").append(z != null && z.isRunning() ? "up" : "down");
     return b.toString();
+  }
+
+  /** Blocks the NameNode counts as short of replicas, "?" while it is restarting. */
+  private String underReplicated() {
+    NameNode nn = dfs == null || nameNodeRestarting ? null : dfs.getNameNode();
+    return nn == null ? "?" : Long.toString(nn.getNamesystem().getLowRedundancyBlocks());
   }
 
   /** The NameNode serves (active, out of safe mode) and at least one DataNode runs. */
