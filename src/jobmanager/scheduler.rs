@@ -568,6 +568,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobmanager::error::LossCause;
     use serde_json::json;
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -724,6 +725,7 @@ mod tests {
             0,
             RuntimeError::TaskManagerLost {
                 taskmanager: "tm".into(),
+                cause: LossCause::SessionEnded,
             },
             now,
         );
@@ -734,7 +736,8 @@ mod tests {
             s.on_failed(
                 1,
                 RuntimeError::TaskManagerLost {
-                    taskmanager: "tm".into()
+                    taskmanager: "tm".into(),
+                    cause: LossCause::SessionEnded,
                 },
                 later
             ),

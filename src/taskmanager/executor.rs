@@ -39,7 +39,9 @@ pub struct TaskManagerConfig {
     /// The YARN container id, if in one.
     pub resource_id: String,
     /// `heartbeat.interval` / `heartbeat.timeout`: HTTP/2 pings on the session, so a JobManager
-    /// that vanished without closing the connection (host lost, partition) is noticed.
+    /// that vanished without closing the connection (host lost, partition) is noticed. (The
+    /// JobManager's own heartbeat requests, answered in the session loop, are what tells it
+    /// that this TaskManager is alive; it does not rely on these pings.)
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
 }
@@ -171,6 +173,18 @@ async fn session(
             Some(job_manager_message::Kind::Registered(r)) => {
                 tracing::info!(leader_session_id = %r.leader_session_id, epoch = msg.leader_epoch, "registered with the JobManager");
             }
+            Some(job_manager_message::Kind::Heartbeat(h)) => {
+                // Answered at once; the JobManager declares us lost if it hears nothing.
+                let kind = wire::heartbeat_response(&h);
+                if subtasks
+                    .out
+                    .send(TaskManagerMessage { kind: Some(kind) })
+                    .await
+                    .is_err()
+                {
+                    break Err(RuntimeError::Session("the session's outbox closed".into()));
+                }
+            }
             Some(job_manager_message::Kind::Deploy(d)) => subtasks.deploy(d).await,
             Some(kind) => match SubtaskCommand::try_from(kind) {
                 Ok(c) => subtasks.command(c).await,
@@ -247,6 +261,19 @@ impl Subtasks {
                     job_id: job_id.clone(),
                     event,
                 };
+                if let TaskEvent::Ack {
+                    subtask,
+                    checkpoint_id,
+                    ..
+                } = &e.event
+                    && crate::faults::fire(
+                        "drop-ack",
+                        &[("subtask", subtask), ("checkpoint", checkpoint_id)],
+                    )
+                {
+                    tracing::warn!(subtask, checkpoint_id, "fault point drop-ack: acknowledgement not sent");
+                    continue;
+                }
                 // Progress stays here.
                 let Ok(kind) = task_manager_message::Kind::try_from(e) else {
                     continue;

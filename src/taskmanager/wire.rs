@@ -114,7 +114,8 @@ impl TryFrom<JobEvent> for task_manager_message::Kind {
 
 impl TryFrom<task_manager_message::Kind> for JobEvent {
     /// [`RuntimeError::BadAck`] for an acknowledgement whose state does not parse (it names the
-    /// job and subtask, which then fails); [`RuntimeError::Session`] for a second `Register`.
+    /// job and subtask, which then fails); [`RuntimeError::Session`] for a second `Register`
+    /// or a heartbeat response (the session's own business, not a job's).
     type Error = RuntimeError;
 
     fn try_from(kind: task_manager_message::Kind) -> Result<Self, Self::Error> {
@@ -151,6 +152,12 @@ impl TryFrom<task_manager_message::Kind> for JobEvent {
                     error: RuntimeError::Remote(f.error),
                 },
             ),
+            task_manager_message::Kind::Heartbeat(h) => {
+                return Err(RuntimeError::Session(format!(
+                    "heartbeat response {} is no job event",
+                    h.sequence
+                )));
+            }
             task_manager_message::Kind::Register(r) => {
                 return Err(RuntimeError::Session(format!(
                     "TaskManager {} registered again within its session",
@@ -160,6 +167,14 @@ impl TryFrom<task_manager_message::Kind> for JobEvent {
         };
         Ok(JobEvent { job_id, event })
     }
+}
+
+/// The TaskManager's answer to a heartbeat request: its sequence and send time echoed.
+pub fn heartbeat_response(request: &control::HeartbeatRequest) -> task_manager_message::Kind {
+    task_manager_message::Kind::Heartbeat(control::HeartbeatResponse {
+        sequence: request.sequence,
+        request_sent_at_ms: request.sent_at_ms,
+    })
 }
 
 /// A deployment as it goes down the session: the pipeline and the restore state as JSON.
