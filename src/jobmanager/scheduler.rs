@@ -12,7 +12,16 @@
 //!   job is RUNNING again once every pending restart is deployed;
 //! * a failover aborts every pending checkpoint, the final one included;
 //! * a periodic checkpoint is triggered only while every subtask runs (or has finished) and no
-//!   other is pending; pending ones expire after the checkpoint timeout;
+//!   other is pending; a pending one expires once the checkpoint timeout is over
+//!   ([`Scheduler::next_expiry`], whatever else is going on), and the next one is triggered at
+//!   the next interval;
+//! * a checkpoint failure is not a job failure (Flink's `CheckpointFailureManager`): expiries,
+//!   declines and failed stores count toward `tolerable-failed-checkpoints`; exceeding it fails
+//!   the whole job over through the restart strategy (every subtask restarts from the latest
+//!   completed checkpoint); only a restart strategy that gives up makes the job FAILED;
+//! * a store whose outcome is unknown (FLINK-24543: the write may have landed) is neither
+//!   completed nor failed until the store is read back ([`Action::ReadBack`]); until then no
+//!   other checkpoint is triggered;
 //! * once every subtask has finished, the final checkpoint commits the tails: the job is
 //!   FINISHED when that checkpoint is stored and every sink has committed it. A final checkpoint
 //!   that fails is triggered again.
@@ -70,6 +79,9 @@ pub enum Action {
     /// Store this all-acknowledged checkpoint in the HA checkpoint store; then report
     /// [`Scheduler::on_stored`].
     Store(CheckpointMetadata),
+    /// A store of this checkpoint failed without a clear verdict: read the store's checkpoint
+    /// ids to learn whether it landed; then report [`Scheduler::on_read_back`].
+    ReadBack { checkpoint_id: u64 },
     /// The job reached this terminal status: stop every subtask, then clean up.
     Stop(JobStatus),
 }
@@ -114,6 +126,8 @@ pub struct Scheduler {
     latest: Option<CheckpointMetadata>,
     /// All acknowledged, being stored.
     storing: BTreeMap<u64, CheckpointMetadata>,
+    /// Stores whose outcome is unknown until read back, with the error the store gave.
+    unknown: BTreeMap<u64, (CheckpointMetadata, String)>,
     final_checkpoint: FinalCheckpoint,
     outcome: JobOutcome,
 }
@@ -146,6 +160,7 @@ impl Scheduler {
             },
             latest: None,
             storing: BTreeMap::new(),
+            unknown: BTreeMap::new(),
             final_checkpoint: FinalCheckpoint::NotYet,
         }
     }
@@ -183,6 +198,15 @@ impl Scheduler {
                 _ => None,
             })
             .min()
+    }
+
+    /// When the oldest pending checkpoint expires: the job master calls
+    /// [`Scheduler::on_expiry_due`] then.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        if self.status().is_terminal() {
+            return None;
+        }
+        self.tracker.next_expiry()
     }
 
     /// The final outcome, with the checkpoint durations.
@@ -262,9 +286,7 @@ impl Scheduler {
             .push(format!("subtask {subtask}: {error}"));
         let mut actions = vec![Action::Release { subtask }];
         // Nothing pending can complete without this subtask.
-        self.tracker.abort_all();
-        self.storing.clear();
-        self.final_checkpoint = FinalCheckpoint::NotYet;
+        self.abort_checkpoints();
         if self.status() == JobStatus::Running {
             self.transition(JobStatus::Failing, &mut actions);
         }
@@ -318,15 +340,45 @@ impl Scheduler {
         actions
     }
 
-    /// The checkpoint interval passed: expires overdue checkpoints and triggers the next one
-    /// (or triggers the final one again if it failed).
+    /// A pending checkpoint's timeout is over ([`Scheduler::next_expiry`]): it expires, which
+    /// counts as a checkpoint failure.
+    pub fn on_expiry_due(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.status().is_terminal() {
+            self.expire(now, &mut actions);
+        }
+        actions
+    }
+
+    /// Expires overdue checkpoints; too many failures fail the job over. `false` if it did.
+    fn expire(&mut self, now: Instant, actions: &mut Vec<Action>) -> bool {
+        match self.tracker.expire(now) {
+            Ok(expired) => {
+                if !expired.is_empty() {
+                    tracing::warn!(job_id = %self.job_id, checkpoints = ?expired, timeout = ?self.tracker.timeout(), "checkpoint expired before every subtask acknowledged it");
+                }
+                true
+            }
+            Err(e) => {
+                self.fail_over_job(RuntimeError::from(e), now, actions);
+                false
+            }
+        }
+    }
+
+    /// The checkpoint interval passed: expires overdue checkpoints, reads back stores of
+    /// unknown outcome, and triggers the next checkpoint (or the final one again if it failed).
     pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        if self.status().is_terminal() {
+        if self.status().is_terminal() || !self.expire(now, &mut actions) {
             return actions;
         }
-        if let Err(e) = self.tracker.expire(now) {
-            self.fail_job(RuntimeError::from(e).to_string(), &mut actions);
+        if !self.unknown.is_empty() {
+            actions.extend(
+                self.unknown
+                    .keys()
+                    .map(|&checkpoint_id| Action::ReadBack { checkpoint_id }),
+            );
             return actions;
         }
         let all_up = self
@@ -414,7 +466,9 @@ impl Scheduler {
         }
     }
 
-    /// The HA store took an all-acknowledged checkpoint (it is completed) or refused it.
+    /// The HA store took an all-acknowledged checkpoint (it is completed), or failed. A failure
+    /// other than lost leadership may have left it stored (an unanswered write): its outcome is
+    /// unknown until [`Action::ReadBack`] tells.
     pub fn on_stored(
         &mut self,
         checkpoint_id: u64,
@@ -428,16 +482,57 @@ impl Scheduler {
         if self.status().is_terminal() {
             return actions;
         }
-        if let Err(e) = result {
-            if e.is_lost_leadership() {
-                self.transition(JobStatus::Suspended, &mut actions);
-            } else if let Err(too_many) = self.tracker.fail(checkpoint_id, &e.to_string()) {
-                self.fail_job(too_many.to_string(), &mut actions);
+        match result {
+            Ok(()) => self.complete(metadata, now, &mut actions),
+            Err(e) if e.is_lost_leadership() => self.transition(JobStatus::Suspended, &mut actions),
+            Err(e) => {
+                tracing::warn!(job_id = %self.job_id, checkpoint_id, error = %e, "storing the checkpoint failed; reading the store back to learn whether it landed");
+                self.unknown.insert(checkpoint_id, (metadata, e.to_string()));
+                actions.push(Action::ReadBack { checkpoint_id });
             }
+        }
+        actions
+    }
+
+    /// The store was read back after a store of unknown outcome: `Ok(true)` it holds the
+    /// checkpoint (completed), `Ok(false)` it does not (failed, counted); an error leaves the
+    /// outcome unknown, and the next tick reads again.
+    pub fn on_read_back(
+        &mut self,
+        checkpoint_id: u64,
+        result: Result<bool, RuntimeError>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.status().is_terminal() || !self.unknown.contains_key(&checkpoint_id) {
             return actions;
         }
+        match result {
+            Ok(true) => {
+                let (metadata, _) = self.unknown.remove(&checkpoint_id).expect("present");
+                tracing::info!(job_id = %self.job_id, checkpoint_id, "read back: the checkpoint was stored after all");
+                self.complete(metadata, now, &mut actions);
+            }
+            Ok(false) => {
+                let (_, error) = self.unknown.remove(&checkpoint_id).expect("present");
+                let reason = format!("checkpoint {checkpoint_id} could not be stored: {error}");
+                if let Err(too_many) = self.tracker.fail(checkpoint_id, &reason) {
+                    self.fail_over_job(RuntimeError::from(too_many), now, &mut actions);
+                }
+            }
+            Err(e) if e.is_lost_leadership() => self.transition(JobStatus::Suspended, &mut actions),
+            Err(e) => {
+                tracing::warn!(job_id = %self.job_id, checkpoint_id, error = %e, "cannot read the checkpoint store back; the checkpoint's outcome stays unknown");
+            }
+        }
+        actions
+    }
+
+    /// An all-acknowledged checkpoint is in the store: the latest completed one; sinks commit.
+    fn complete(&mut self, metadata: CheckpointMetadata, now: Instant, actions: &mut Vec<Action>) {
+        let checkpoint_id = metadata.checkpoint_id;
         if self.tracker.completed(checkpoint_id, now).is_none() {
-            return actions;
+            return;
         }
         tracing::info!(job_id = %self.job_id, checkpoint_id, "checkpoint completed");
         self.outcome.completed_checkpoints += 1;
@@ -448,7 +543,6 @@ impl Scheduler {
             committed.clear();
         }
         actions.push(Action::Broadcast(TaskCommand::Complete(checkpoint_id)));
-        actions
     }
 
     /// A subtask's source is exhausted; when all are, the final checkpoint is triggered.
@@ -465,8 +559,7 @@ impl Scheduler {
             return Vec::new();
         }
         // The final checkpoint commits every subtask's tail; anything pending is moot.
-        self.tracker.abort_all();
-        self.storing.clear();
+        self.abort_checkpoints();
         self.final_checkpoint = FinalCheckpoint::Drawing;
         vec![Action::DrawCheckpointId {
             final_checkpoint: true,
@@ -529,6 +622,54 @@ impl Scheduler {
         match self.latest.as_ref().and_then(|m| m.subtasks.get(&subtask)) {
             Some(v) => task::subtask_state(v).map(Some),
             None => Ok(None),
+        }
+    }
+
+    /// Discards every pending checkpoint, stored-or-not ones included (a failover: they cannot
+    /// complete any more); not checkpoint failures.
+    fn abort_checkpoints(&mut self) {
+        self.tracker.abort_all();
+        self.storing.clear();
+        self.unknown.clear();
+        self.final_checkpoint = FinalCheckpoint::NotYet;
+    }
+
+    /// Fails the whole job over (Flink's global failover, here on too many checkpoint
+    /// failures): every deployed subtask is released and, after the restart strategy's delay,
+    /// redeployed from the latest completed checkpoint; one restart. FAILED only when the
+    /// restart strategy gives up.
+    fn fail_over_job(&mut self, cause: RuntimeError, now: Instant, actions: &mut Vec<Action>) {
+        if self.status().is_terminal() {
+            return;
+        }
+        tracing::warn!(job_id = %self.job_id, error = %cause, "failing the job over");
+        self.outcome.failures.push(format!("job: {cause}"));
+        for (subtask, status) in &self.subtasks {
+            if !matches!(status, SubtaskStatus::Restarting { .. }) {
+                actions.push(Action::Release { subtask: *subtask });
+            }
+        }
+        self.abort_checkpoints();
+        if self.status() == JobStatus::Running {
+            self.transition(JobStatus::Failing, actions);
+        }
+        match self.restart.on_failure(now) {
+            Some(delay) => {
+                self.outcome.restarts += 1;
+                for status in self.subtasks.values_mut() {
+                    *status = SubtaskStatus::Restarting { at: now + delay };
+                }
+                if self.status() == JobStatus::Failing {
+                    self.transition(JobStatus::Restarting, actions);
+                }
+            }
+            None => {
+                let e = RuntimeError::JobFailoverRefused {
+                    strategy: self.restart.name(),
+                    cause: Box::new(cause),
+                };
+                self.fail_job(e.to_string(), actions);
+            }
         }
     }
 

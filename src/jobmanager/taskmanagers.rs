@@ -50,6 +50,8 @@ struct TaskManager {
     slots: u32,
     used: u32,
     outbox: Outbox,
+    /// Cancelled when the session ends (see [`SessionEnd::ended`]).
+    ended: CancellationToken,
     /// (job, subtask) deployed here.
     deployed: Vec<(String, u32)>,
 }
@@ -221,7 +223,7 @@ impl TaskManagerPool {
     }
 
     /// Takes a free slot, waiting for one up to the slot timeout.
-    async fn take_slot(&self, job: &str, subtask: u32) -> Result<(u64, Outbox), RuntimeError> {
+    async fn take_slot(&self, job: &str, subtask: u32) -> Result<Slot, RuntimeError> {
         let deadline = tokio::time::Instant::now() + self.slot_timeout;
         loop {
             let notified = self.slots_changed.notified();
@@ -230,7 +232,11 @@ impl TaskManagerPool {
                 if let Some((sid, tm)) = s.tms.iter_mut().find(|(_, t)| t.used < t.slots) {
                     tm.used += 1;
                     tm.deployed.push((job.to_string(), subtask));
-                    return Ok((*sid, tm.outbox.clone()));
+                    return Ok(Slot {
+                        session: *sid,
+                        outbox: tm.outbox.clone(),
+                        ended: tm.ended.clone(),
+                    });
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -376,12 +382,13 @@ impl TaskManagerPool {
     async fn forward(
         self,
         guard: SlotGuard,
-        outbox: Outbox,
+        slot: Slot,
         mut commands: mpsc::Receiver<TaskCommand>,
     ) {
         loop {
             let command = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
+                _ = slot.ended.cancelled() => break,
                 c = commands.recv() => c,
             };
             let Some(command) = command else { break };
@@ -392,7 +399,7 @@ impl TaskManagerPool {
                 command,
             };
             let message = self.message(c.into());
-            if outbox.send(Ok(message)).await.is_err() || stop {
+            if !slot.send(Ok(message)).await || stop {
                 break;
             }
         }
@@ -415,9 +422,10 @@ impl TaskRuntime for TaskManagerPool {
             .expect("pool lock")
             .jobs
             .insert(job.clone(), events);
-        let (session, outbox) = self.take_slot(&job, subtask).await?;
+        let slot = self.take_slot(&job, subtask).await?;
+        let session = slot.session;
         let deploy = self.message(job_manager_message::Kind::Deploy(deploy));
-        if outbox.send(Ok(deploy)).await.is_err() {
+        if !slot.send(Ok(deploy)).await {
             self.release_slot(session, &job, subtask);
             return Err(RuntimeError::DeploymentInterrupted);
         }
@@ -429,11 +437,30 @@ impl TaskRuntime for TaskManagerPool {
             job,
             subtask,
         };
-        let handle = self.tasks.spawn(self.clone().forward(guard, outbox, rx));
+        let handle = self.tasks.spawn(self.clone().forward(guard, slot, rx));
         Ok(Deployed {
             commands: tx,
             handle,
         })
+    }
+}
+
+/// A slot taken on one TaskManager's session.
+struct Slot {
+    session: u64,
+    outbox: Outbox,
+    ended: CancellationToken,
+}
+
+impl Slot {
+    /// Sends down the session, waiting while its queue is full, but not past the session's
+    /// end (a frozen TaskManager reads nothing until it is declared lost); `false` if the
+    /// session ended.
+    async fn send(&self, message: Result<JobManagerMessage, Status>) -> bool {
+        tokio::select! {
+            _ = self.ended.cancelled() => false,
+            sent = self.outbox.send(message) => sent.is_ok(),
+        }
     }
 }
 
@@ -505,6 +532,7 @@ impl JobManagerGateway for TaskManagerPool {
                     slots: reg.slots.max(1),
                     used: 0,
                     outbox: tx.clone(),
+                    ended: ended.clone(),
                     deployed: Vec::new(),
                 },
             );
