@@ -68,7 +68,9 @@ pub fn parse(spec: &str) -> Result<Vec<Fault>, String> {
             let Some((k, v)) = pair.split_once('=') else {
                 return Err(format!("{ENV}: '{entry}': '{pair}' is not key=value"));
             };
-            fault.params.push((k.trim().to_string(), v.trim().to_string()));
+            fault
+                .params
+                .push((k.trim().to_string(), v.trim().to_string()));
         }
         if fault.name.is_empty() {
             return Err(format!("{ENV}: '{entry}' has no fault point name"));

@@ -487,7 +487,8 @@ impl Scheduler {
             Err(e) if e.is_lost_leadership() => self.transition(JobStatus::Suspended, &mut actions),
             Err(e) => {
                 tracing::warn!(job_id = %self.job_id, checkpoint_id, error = %e, "storing the checkpoint failed; reading the store back to learn whether it landed");
-                self.unknown.insert(checkpoint_id, (metadata, e.to_string()));
+                self.unknown
+                    .insert(checkpoint_id, (metadata, e.to_string()));
                 actions.push(Action::ReadBack { checkpoint_id });
             }
         }
@@ -803,24 +804,133 @@ mod tests {
         assert_eq!(o.checkpoint_durations.len(), 2);
     }
 
+    fn connection_loss() -> RuntimeError {
+        RuntimeError::Ha(crate::ha::HaError::ZooKeeper {
+            quorum: "zk".into(),
+            message: "write pointer (outcome unknown): connection loss".into(),
+        })
+    }
+
     #[test]
-    fn only_a_stored_checkpoint_is_completed_and_restored_from() {
+    fn a_store_of_unknown_outcome_is_read_back_before_it_counts() {
         let now = Instant::now();
         let mut s = running(1, fixed(3), now);
         s.on_checkpoint_id(false, Ok(1), now);
         assert!(matches!(&s.on_ack(0, 1, json!({}))[..], [Action::Store(_)]));
-        let refused = RuntimeError::Ha(crate::ha::HaError::ZooKeeper {
-            quorum: "zk".into(),
-            message: "connection loss".into(),
-        });
-        // tolerable failures = 0: a store failure fails the job.
+        // Not failed, not completed: read back.
         assert_eq!(
-            s.on_stored(1, Err(refused), now),
-            vec![Action::Stop(JobStatus::Failed)]
+            s.on_stored(1, Err(connection_loss()), now),
+            vec![Action::ReadBack { checkpoint_id: 1 }]
         );
-        let o = s.into_outcome();
-        assert_eq!(o.completed_checkpoints, 0);
-        assert!(o.failure.unwrap().contains("tolerable-failed-checkpoints"));
+        // The store cannot be read either: still unknown, read again on the next tick, and no
+        // other checkpoint meanwhile; it never expires.
+        assert!(s.on_read_back(1, Err(connection_loss()), now).is_empty());
+        assert_eq!(s.next_expiry(), None);
+        assert_eq!(
+            s.on_tick(now + Duration::from_secs(60)),
+            vec![Action::ReadBack { checkpoint_id: 1 }]
+        );
+        assert_eq!(s.outcome().completed_checkpoints, 0);
+        // It landed: completed, and the sinks commit it.
+        assert_eq!(
+            s.on_read_back(1, Ok(true), now),
+            vec![Action::Broadcast(TaskCommand::Complete(1))]
+        );
+        assert_eq!(s.outcome().completed_checkpoints, 1);
+        assert_eq!(s.tracker().latest_completed, Some(1));
+        // A duplicate answer changes nothing.
+        assert!(s.on_read_back(1, Ok(false), now).is_empty());
+        assert_eq!(s.status(), JobStatus::Running);
+        assert_eq!(s.outcome().restarts, 0);
+    }
+
+    #[test]
+    fn a_store_that_did_not_land_is_a_checkpoint_failure() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(3), now);
+        s.tracker = CheckpointTracker::new("j", Duration::from_secs(10), 1);
+        checkpoint(&mut s, 1, false, now);
+        s.on_checkpoint_id(false, Ok(2), now);
+        s.on_ack(0, 2, json!({}));
+        s.on_ack(1, 2, json!({}));
+        assert_eq!(
+            s.on_stored(2, Err(connection_loss()), now),
+            vec![Action::ReadBack { checkpoint_id: 2 }]
+        );
+        // Tolerated (1): the job runs on, and the next tick triggers the next checkpoint.
+        assert!(s.on_read_back(2, Ok(false), now).is_empty());
+        assert_eq!(s.status(), JobStatus::Running);
+        assert_eq!(
+            s.on_tick(now),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: false
+            }]
+        );
+        // A lost leadership on reading back suspends.
+        s.on_checkpoint_id(false, Ok(3), now);
+        s.on_ack(0, 3, json!({}));
+        s.on_ack(1, 3, json!({}));
+        s.on_stored(3, Err(connection_loss()), now);
+        let fenced = RuntimeError::Ha(crate::ha::HaError::NotLeader("fenced".into()));
+        assert_eq!(
+            s.on_read_back(3, Err(fenced), now),
+            vec![Action::Stop(JobStatus::Suspended)]
+        );
+    }
+
+    #[test]
+    fn too_many_checkpoint_failures_fail_the_job_over_not_the_job() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(3), now);
+        checkpoint(&mut s, 1, false, now);
+        s.on_finished(1);
+        s.on_checkpoint_id(false, Ok(2), now);
+        s.on_ack(0, 2, json!({}));
+        // Subtask 1's ack never comes; tolerable = 0.
+        let due = s.next_expiry().expect("pending");
+        assert_eq!(due, now + Duration::from_secs(10));
+        assert_eq!(
+            s.on_expiry_due(due),
+            vec![
+                Action::Release { subtask: 0 },
+                Action::Release { subtask: 1 }
+            ]
+        );
+        assert_eq!(s.status(), JobStatus::Restarting);
+        let o = s.outcome();
+        assert_eq!(o.restarts, 1, "one failover, one restart");
+        assert!(
+            o.failures[0].starts_with("job: 1 consecutive checkpoint failures"),
+            "{:?}",
+            o.failures
+        );
+        assert!(
+            o.failures[0].contains("checkpoint 2 expired"),
+            "{:?}",
+            o.failures
+        );
+        // Every subtask restarts from checkpoint 1, after the delay.
+        assert!(s.on_tick(due).is_empty(), "no checkpoint while restarting");
+        let actions = s.on_restart_due(due + SECOND);
+        assert_eq!(actions.len(), 2);
+        for a in &actions {
+            let Action::Deploy { restore, .. } = a else {
+                panic!("{actions:?}")
+            };
+            assert_eq!(restore.as_ref().unwrap().sink.pending, vec![1]);
+        }
+        s.on_deployed(0, Ok(()), due + SECOND);
+        s.on_deployed(1, Ok(()), due + SECOND);
+        assert_eq!(s.status(), JobStatus::Running);
+        // The count started again: the next checkpoint goes on normally.
+        assert_eq!(
+            s.on_tick(due + SECOND),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: false
+            }]
+        );
+        checkpoint(&mut s, 3, false, due + SECOND);
+        assert_eq!(s.outcome().completed_checkpoints, 2);
     }
 
     #[test]
@@ -981,14 +1091,51 @@ mod tests {
     }
 
     #[test]
-    fn overdue_checkpoints_expire_against_the_tolerable_failures() {
+    fn overdue_checkpoints_expire_on_time_and_the_next_one_follows() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(3), now);
+        s.tracker = CheckpointTracker::new("j", Duration::from_secs(10), 1);
+        s.on_checkpoint_id(false, Ok(1), now);
+        assert!(s.on_tick(now + SECOND).is_empty(), "one at a time");
+        // Other work meanwhile (a subtask finishes, one acknowledges) does not hold expiry up.
+        assert!(s.on_finished(0).is_empty());
+        assert!(s.on_ack(0, 1, json!({})).is_empty());
+        assert!(s.on_expiry_due(now + 9 * SECOND).is_empty());
+        assert_eq!(s.next_expiry(), Some(now + 10 * SECOND));
+        // Expired, tolerated (1 allowed): the job runs on.
+        assert!(s.on_expiry_due(now + 10 * SECOND).is_empty());
+        assert_eq!(s.next_expiry(), None);
+        assert_eq!(s.status(), JobStatus::Running);
+        assert!(s.on_ack(1, 1, json!({})).is_empty(), "a late ack is stale");
+        // The next interval triggers the next checkpoint.
+        assert_eq!(
+            s.on_tick(now + 11 * SECOND),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: false
+            }]
+        );
+        checkpoint(&mut s, 2, false, now + 11 * SECOND);
+        assert_eq!(s.outcome().completed_checkpoints, 1);
+        assert_eq!(s.outcome().restarts, 0);
+    }
+
+    #[test]
+    fn a_refused_job_failover_fails_the_job_with_the_checkpoint_cause() {
         let now = Instant::now();
         let mut s = running(1, RestartStrategy::None, now);
         s.on_checkpoint_id(false, Ok(1), now);
-        assert!(s.on_tick(now + SECOND).is_empty(), "one at a time");
+        // The ticker finds it overdue as well as the expiry timer would.
         assert_eq!(
-            s.on_tick(now + Duration::from_secs(10)),
-            vec![Action::Stop(JobStatus::Failed)]
+            s.on_tick(now + 10 * SECOND),
+            vec![
+                Action::Release { subtask: 0 },
+                Action::Stop(JobStatus::Failed)
+            ]
+        );
+        let failure = s.into_outcome().failure.unwrap();
+        assert!(
+            failure.starts_with("the job failed over and the none restart strategy allows no more restarts: 1 consecutive checkpoint failures exceed execution.checkpointing.tolerable-failed-checkpoints = 0"),
+            "{failure}"
         );
     }
 

@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -358,7 +358,9 @@ impl TaskManagerPool {
             LossCause::HeartbeatTimeout(_) => {
                 tracing::warn!(taskmanager = %tm.id, resource_id = %tm.resource_id, cause = %cause, "TaskManager lost")
             }
-            LossCause::SessionEnded => tracing::warn!(taskmanager = %tm.id, cause = %cause, "TaskManager lost"),
+            LossCause::SessionEnded => {
+                tracing::warn!(taskmanager = %tm.id, cause = %cause, "TaskManager lost")
+            }
         }
         if let Some(lost) = lost {
             for (job_id, subtask) in lost.deployed {
@@ -678,6 +680,122 @@ mod tests {
         // Every task of the pool ends and is waited for.
         pool.close().await;
         assert!(deployed.handle.is_finished());
+        stop.cancel();
+    }
+
+    #[test]
+    fn a_heartbeat_monitor_times_out_after_silence_only() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut m = HeartbeatMonitor::new(t0, 5 * second);
+        assert_eq!(m.deadline(), t0 + 5 * second);
+        assert!(!m.is_timed_out(t0 + 4 * second));
+        // Anything heard moves the deadline.
+        m.report(t0 + 4 * second);
+        assert!(!m.is_timed_out(t0 + 8 * second));
+        assert!(m.is_timed_out(t0 + 9 * second));
+        // A report from the past does not move it back.
+        m.report(t0 + second);
+        assert_eq!(m.last_heard(), t0 + 4 * second);
+        assert_eq!(m.timeout(), 5 * second);
+    }
+
+    /// Registers `id` on `pool`'s endpoint; the TaskManager's outbox and the session's inbound.
+    async fn register(
+        client: &mut JobManagerGatewayClient<tonic::transport::Channel>,
+        id: &str,
+        resource_id: &str,
+    ) -> (
+        mpsc::Sender<TaskManagerMessage>,
+        Streaming<JobManagerMessage>,
+    ) {
+        let (out, out_rx) = mpsc::channel(16);
+        let register = control::Register {
+            taskmanager_id: id.into(),
+            slots: 1,
+            resource_id: resource_id.into(),
+            known_epoch: 0,
+        };
+        out.send(tm_message(task_manager_message::Kind::Register(register)))
+            .await
+            .unwrap();
+        let inbound = client
+            .session(ReceiverStream::new(out_rx))
+            .await
+            .unwrap()
+            .into_inner();
+        (out, inbound)
+    }
+
+    #[tokio::test]
+    async fn a_silent_taskmanager_is_lost_by_heartbeat_timeout_and_announced() {
+        let interval = Duration::from_millis(50);
+        let timeout = Duration::from_millis(400);
+        let pool = TaskManagerPool::new(1, "session", Duration::from_secs(5))
+            .with_heartbeat(interval, timeout);
+        let mut losses = pool.losses();
+        let stop = CancellationToken::new();
+        let mut client = serve(&pool, stop.clone()).await;
+        // One answers every heartbeat request, the other stays silent (frozen) but connected.
+        let (alive_out, mut alive_in) = register(&mut client, "tm-alive", "container_a").await;
+        let answering = tokio::spawn(async move {
+            let mut requests = 0u64;
+            while let Ok(Some(m)) = alive_in.message().await {
+                if let Some(job_manager_message::Kind::Heartbeat(h)) = m.kind {
+                    assert!(h.sequence > requests, "sequences increase");
+                    requests = h.sequence;
+                    let kind = crate::taskmanager::wire::heartbeat_response(&h);
+                    if alive_out.send(tm_message(kind)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            requests
+        });
+        let (_silent_out, mut silent_in) = register(&mut client, "tm-silent", "container_s").await;
+        while pool.registered().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A subtask on the silent one (the alive one's slot is taken first, whichever it is).
+        let (events_tx, mut events) = mpsc::channel(16);
+        let config = |subtask| TaskConfig {
+            job_id: "j".into(),
+            subtask,
+            parallelism: 2,
+            pipeline: Vec::new(),
+            sink_dir: Location {
+                store: Arc::new(LocalStore),
+                path: "/tmp/yarnflow-pool-test".into(),
+            },
+            batch: 1,
+        };
+        let _d0 = pool
+            .deploy(config(0), None, events_tx.clone())
+            .await
+            .unwrap();
+        let _d1 = pool.deploy(config(1), None, events_tx).await.unwrap();
+        let lost = tokio::time::timeout(3 * (timeout + interval), losses.recv())
+            .await
+            .expect("declared lost in time")
+            .unwrap();
+        assert_eq!(lost, "container_s");
+        let Some(TaskEvent::Failed { error, .. }) = events.recv().await else {
+            panic!("its subtask fails")
+        };
+        assert!(error.is_taskmanager_lost(), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "TaskManager tm-silent was lost: heartbeat timeout: nothing heard for 400ms (heartbeat.timeout)"
+        );
+        assert_eq!(pool.registered_resources(), vec!["container_a".to_string()]);
+        // Its session was ended from our side: the stream ends (after the requests it got).
+        while let Ok(Some(_)) = silent_in.message().await {}
+        // The answering one survives several timeouts.
+        tokio::time::sleep(2 * timeout).await;
+        assert_eq!(pool.registered_resources(), vec!["container_a".to_string()]);
+        assert!(losses.try_recv().is_err(), "one loss only");
+        pool.close().await;
+        assert!(answering.await.unwrap() >= 10);
         stop.cancel();
     }
 }

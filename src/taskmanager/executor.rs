@@ -271,7 +271,11 @@ impl Subtasks {
                         &[("subtask", subtask), ("checkpoint", checkpoint_id)],
                     )
                 {
-                    tracing::warn!(subtask, checkpoint_id, "fault point drop-ack: acknowledgement not sent");
+                    tracing::warn!(
+                        subtask,
+                        checkpoint_id,
+                        "fault point drop-ack: acknowledgement not sent"
+                    );
                     continue;
                 }
                 // Progress stays here.
