@@ -150,16 +150,18 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         mut am, session, ..
     } = allocate;
 
-    // Every job is over for good: each job master cleaned its own HA data; what is left is the
-    // cluster's namespace and blob directory, then this application's staging directory.
-    if let Err(e) = ha.close_and_cleanup_all_data().await {
-        tracing::warn!(error = %e, "HA cleanup incomplete; `yarnflow ha clean` removes the rest");
-    }
-    remove_staging().await;
+    // Every job is over for good and each job master cleaned its own HA data. Unregister
+    // first (Flink's order): until then a kill only means another attempt, which finds the
+    // results and needs the staged files to start. Then the cluster's namespace and blob
+    // directory, then this application's staging directory.
     am.finish_application_master(final_status, &diagnostics, &session.address)
         .await
         .context("finishApplicationMaster")?;
     tracing::info!(final_status = ?final_status, diagnostics = %diagnostics, "unregistered");
+    if let Err(e) = ha.close_and_cleanup_all_data().await {
+        tracing::warn!(error = %e, "HA cleanup incomplete; `yarnflow ha clean` removes the rest");
+    }
+    remove_staging().await;
     session.close().await;
     Ok(ExitCode::SUCCESS)
 }

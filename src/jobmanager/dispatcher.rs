@@ -6,7 +6,8 @@
 //! *dirty* entry (the previous leader died during cleanup) has its cleanup finished here, in the
 //! safe order, then is marked clean.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -28,6 +29,8 @@ pub enum DispatchError {
     DuplicateJob(String),
     #[error("job {0} is already running")]
     AlreadyRunning(String),
+    #[error("this JobManager is still recovering its jobs; submit again shortly")]
+    Recovering,
     #[error("job {job}: {message}")]
     BadJob { job: String, message: String },
     #[error(transparent)]
@@ -37,6 +40,11 @@ pub enum DispatchError {
 }
 
 impl DispatchError {
+    /// Whether the submission may succeed if retried shortly (recovery still running).
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, DispatchError::Recovering)
+    }
+
     /// Whether the submitter's input is at fault (as opposed to the cluster).
     pub fn is_user_error(&self) -> bool {
         matches!(
@@ -63,6 +71,14 @@ pub struct Dispatcher {
     outcomes: mpsc::UnboundedSender<JobOutcome>,
     /// The job masters and the tasks that wait for their ends.
     tasks: TaskTracker,
+    /// Jobs whose job master has not ended yet (its cleanup included): a job id is in here
+    /// from its start until its outcome is reported, whatever its snapshot says.
+    active: Arc<Mutex<HashSet<String>>>,
+    /// Serializes recovery and submissions, so the check (result? running?) and the start of
+    /// a job master are one step: one job id never gets two job masters.
+    admission: Arc<tokio::sync::Mutex<()>>,
+    /// Set once [`Dispatcher::recover`] is done; submissions wait for it (REST answers 503).
+    recovered: Arc<AtomicBool>,
 }
 
 impl Dispatcher {
@@ -86,6 +102,9 @@ impl Dispatcher {
                 leadership,
                 outcomes: tx,
                 tasks: TaskTracker::new(),
+                active: Arc::default(),
+                admission: Arc::default(),
+                recovered: Arc::default(),
             },
             rx,
         )
@@ -115,6 +134,13 @@ impl Dispatcher {
     /// Finishes the cleanup of dirty job results, then starts every job graph found in the HA
     /// services that has no result. Returns the recovered job ids.
     pub async fn recover(&self) -> Result<Vec<String>, DispatchError> {
+        let _admission = self.admission.lock().await;
+        let recovered = self.recover_job_graphs().await?;
+        self.recovered.store(true, Ordering::Release);
+        Ok(recovered)
+    }
+
+    async fn recover_job_graphs(&self) -> Result<Vec<String>, DispatchError> {
         for dirty in self.ha.job_results.dirty_results().await? {
             tracing::info!(job_id = %dirty.job_id, status = %dirty.status, "finishing the cleanup of a terminated job");
             self.ha.remove_job_data(&dirty.job_id).await?;
@@ -145,6 +171,10 @@ impl Dispatcher {
 
     /// Submits a job: refused if it already has a result or is running.
     pub async fn submit(&self, spec: JobSpec) -> Result<String, DispatchError> {
+        if !self.recovered.load(Ordering::Acquire) {
+            return Err(DispatchError::Recovering);
+        }
+        let _admission = self.admission.lock().await;
         let job_id = spec.job_id();
         if self.is_running(&job_id) {
             return Err(DispatchError::AlreadyRunning(job_id));
@@ -156,12 +186,9 @@ impl Dispatcher {
         Ok(job_id)
     }
 
+    /// Whether `job_id` has a job master that has not ended (cleanup included).
     pub fn is_running(&self, job_id: &str) -> bool {
-        self.jobs
-            .lock()
-            .expect("jobs lock")
-            .get(job_id)
-            .is_some_and(|h| !h.snapshot.borrow().status_is_terminal())
+        self.active.lock().expect("active lock").contains(job_id)
     }
 
     /// The TaskManager slots the running jobs need.
@@ -220,9 +247,16 @@ impl Dispatcher {
             .lock()
             .expect("jobs lock")
             .insert(job_id.clone(), handle);
+        self.active
+            .lock()
+            .expect("active lock")
+            .insert(job_id.clone());
         let outcomes = self.outcomes.clone();
+        let active = self.active.clone();
         self.tasks.spawn(async move {
-            match done.await {
+            let ended = done.await;
+            active.lock().expect("active lock").remove(&job_id);
+            match ended {
                 Ok(outcome) => {
                     tracing::info!(job_id = %outcome.job_id, status = %outcome.status, restarts = outcome.restarts, "job reached a final state for this leader");
                     let _ = outcomes.send(outcome);
@@ -231,5 +265,62 @@ impl Dispatcher {
             }
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobmanager::job_master::InProcess;
+    use crate::storage::local::LocalStore;
+
+    fn dispatcher(dir: &std::path::Path) -> (Dispatcher, mpsc::UnboundedReceiver<JobOutcome>) {
+        let ha = HaServices::embedded(
+            Arc::new(LocalStore),
+            &dir.join("ha").display().to_string(),
+            1,
+        );
+        Dispatcher::new(
+            ha,
+            Arc::new(Config::defaults()),
+            Arc::new(InProcess),
+            None,
+            CancellationToken::new(),
+        )
+    }
+
+    fn spec(dir: &std::path::Path) -> JobSpec {
+        JobSpec::parse(
+            &format!(
+                "name: twice\nparallelism: 1\npipeline:\n  - source: {{ kind: sequence, from: 0, to: 1000 }}\n  - sink: {{ kind: files, path: 'file://{}/out' }}\n",
+                dir.display()
+            ),
+            "test",
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn submissions_wait_for_recovery_and_one_job_id_gets_one_job_master() {
+        let dir = std::env::temp_dir().join(format!("yarnflow-dispatcher-{}", std::process::id()));
+        let (d, mut outcomes) = dispatcher(&dir);
+        let e = d.submit(spec(&dir)).await.unwrap_err();
+        assert!(e.is_retriable(), "{e}");
+        assert!(d.recover().await.unwrap().is_empty());
+        // Two submissions of one spec at once: exactly one starts a job master.
+        let (a, b) = tokio::join!(d.submit(spec(&dir)), d.submit(spec(&dir)));
+        let started = [&a, &b].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(started, 1, "{a:?} {b:?}");
+        let refused = if a.is_err() { a } else { b };
+        assert!(
+            matches!(refused, Err(DispatchError::AlreadyRunning(_))),
+            "{refused:?}"
+        );
+        let outcome = outcomes.recv().await.unwrap();
+        assert_eq!(
+            outcome.status,
+            crate::jobmanager::status::JobStatus::Finished
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -87,7 +87,9 @@ async fn submit(State(s): State<RestState>, body: String) -> Response {
     match s.dispatcher.submit(spec).await {
         Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id }))).into_response(),
         Err(e) => {
-            let code = if e.is_user_error() {
+            let code = if e.is_retriable() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else if e.is_user_error() {
                 StatusCode::CONFLICT
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
