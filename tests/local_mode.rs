@@ -158,3 +158,301 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
     assert_eq!(count, 2_000_000, "{transcript}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `yarnflow local` run of a job counting 0..`to` on 2 subtasks at `rate` records/s,
+/// checkpointed every 500 ms, with its stdout lines as they come.
+struct LocalRun {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    lines: std::sync::mpsc::Receiver<String>,
+    transcript: String,
+    to: u64,
+}
+
+impl LocalRun {
+    fn start(name: &str, to: u64, rate: u64, args: &[&str], env: &[(&str, &str)]) -> LocalRun {
+        let dir = std::env::temp_dir().join(format!("yarnflow-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = dir.join("job.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "name: {name}\nparallelism: 2\ncheckpoint-interval: 500 ms\npipeline:\n  - source: {{ kind: sequence, from: 0, to: {to}, rate: {rate} }}\n  - sink: {{ kind: files }}\n"
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
+            .arg("local")
+            .arg(&spec)
+            .args(args)
+            .arg("--workdir")
+            .arg(dir.join("work"))
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LocalRun {
+            child,
+            dir,
+            lines,
+            transcript: String::new(),
+            to,
+        }
+    }
+
+    /// Reads stdout until a line gives `Some`, for up to `within`.
+    fn wait_line<T>(&mut self, within: Duration, f: impl Fn(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("{e}; stdout so far:\n{}", self.transcript));
+            self.transcript.push_str(&line);
+            self.transcript.push('\n');
+            if let Some(v) = f(&line) {
+                return v;
+            }
+        }
+    }
+
+    /// Waits for the process to end; its whole stdout.
+    fn finish(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.transcript.push_str(&line);
+            self.transcript.push('\n');
+        }
+        status
+    }
+
+    /// The committed output holds every number of 0..to exactly once.
+    fn assert_exactly_once(&self) {
+        let mut seen = HashSet::new();
+        let mut count = 0u64;
+        for e in std::fs::read_dir(self.dir.join("work/output")).unwrap() {
+            let e = e.unwrap();
+            if e.file_name().to_string_lossy().starts_with("part-") {
+                for l in std::fs::read_to_string(e.path()).unwrap().lines() {
+                    count += 1;
+                    let n: u64 = l.parse().unwrap();
+                    assert!(n < self.to, "{n} out of range");
+                    assert!(seen.insert(n), "duplicate {n}\n{}", self.transcript);
+                }
+            }
+        }
+        assert_eq!(count, self.to, "{}", self.transcript);
+    }
+}
+
+impl Drop for LocalRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+use std::time::{Duration, Instant};
+
+/// GET `url` as JSON (`Null` if the JobManager does not answer).
+fn get_json(rt: &tokio::runtime::Runtime, url: &str) -> serde_json::Value {
+    rt.block_on(async {
+        match reqwest::get(url).await {
+            Ok(r) => r.json().await.unwrap_or(serde_json::Value::Null),
+            Err(_) => serde_json::Value::Null,
+        }
+    })
+}
+
+/// Polls `url` every 100 ms until `ready` holds, for up to `within`; the last answer.
+fn poll_json(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    within: Duration,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = get_json(rt, url);
+        if ready(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready within {within:?}: {url}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGSTOP one TaskManager that runs a subtask: the process, its TCP connection and its HTTP/2
+/// stream stay up, but it answers no heartbeat. After `heartbeat.timeout` the JobManager
+/// declares it lost, its subtask restarts on the free slot of another TaskManager from the
+/// latest completed checkpoint, and the job finishes exactly once.
+#[test]
+fn a_frozen_taskmanager_is_lost_by_heartbeat_timeout_and_its_subtask_restarts_elsewhere() {
+    let timeout = Duration::from_secs(5);
+    // 3 TaskManagers of 1 slot for 2 subtasks: one slot stays free for the restart.
+    let mut run = LocalRun::start(
+        "heartbeat-frozen",
+        900_000,
+        40_000,
+        &[
+            "--taskmanagers",
+            "3",
+            "-D",
+            "heartbeat.interval=1s",
+            "-D",
+            "heartbeat.timeout=5s",
+        ],
+        &[],
+    );
+    let rest = run.wait_line(Duration::from_secs(30), |l| {
+        l.strip_prefix("REST API: ").map(str::to_string)
+    });
+    let mut pids = std::collections::HashMap::new();
+    while pids.len() < 3 {
+        let (index, pid) = run.wait_line(Duration::from_secs(30), |l| {
+            let rest = l.strip_prefix("taskmanager ")?;
+            let (index, pid) = rest.split_once(" started (pid ")?;
+            Some((
+                index.to_string(),
+                pid.strip_suffix(')')?.parse::<i32>().ok()?,
+            ))
+        });
+        pids.insert(index, pid);
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let job_url = format!("{rest}/jobs/heartbeat-frozen");
+    poll_json(&rt, &job_url, Duration::from_secs(30), |j| {
+        j["status"] == "RUNNING" && j["completed_checkpoints"].as_u64() >= Some(1)
+    });
+    // A TaskManager with no free slot runs a subtask; its id is taskmanager-<index>-<n>.
+    let tms = poll_json(
+        &rt,
+        &format!("{rest}/taskmanagers"),
+        Duration::from_secs(30),
+        |v| {
+            v["taskmanagers"]
+                .as_array()
+                .is_some_and(|t| t.iter().filter(|t| t["freeSlots"] == 0).count() == 2)
+        },
+    );
+    let busy = tms["taskmanagers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["freeSlots"] == 0)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let index = busy.split('-').nth(1).unwrap();
+    let victim = pids[index];
+    let paused = Instant::now();
+    unsafe {
+        libc::kill(victim, libc::SIGSTOP);
+    }
+    // Expected: the timeout, up to one heartbeat interval, the restart delay (about 1 s) and a
+    // deployment: about 7 s. Wait up to three times that.
+    let bound = timeout + Duration::from_secs(3);
+    let lost = poll_json(&rt, &job_url, 3 * bound, |j| {
+        j["exceptions"].as_array().is_some_and(|e| {
+            e.iter()
+                .any(|e| e.as_str().is_some_and(|e| e.contains("heartbeat timeout")))
+        })
+    });
+    let detected = paused.elapsed();
+    let exception = lost["exceptions"][0].as_str().unwrap().to_string();
+    assert!(
+        exception.contains(&format!("TaskManager {busy} was lost")),
+        "{exception}"
+    );
+    poll_json(&rt, &job_url, 3 * bound, |j| {
+        j["status"] == "RUNNING" && j["restarts"].as_u64() >= Some(1)
+    });
+    let recovered = paused.elapsed();
+    eprintln!(
+        "TaskManager {busy} paused: declared lost after {:.1} s, job RUNNING again after {:.1} s",
+        detected.as_secs_f64(),
+        recovered.as_secs_f64()
+    );
+    let status = run.finish();
+    unsafe {
+        libc::kill(victim, libc::SIGKILL);
+        libc::kill(victim, libc::SIGCONT);
+    }
+    assert!(status.success(), "{}", run.transcript);
+    assert!(run.transcript.contains("FINISHED"), "{}", run.transcript);
+    run.assert_exactly_once();
+}
+
+/// With the fault point `drop-ack:subtask=1` (feature `fault-points`), the TaskManager of
+/// subtask 1 swallows that subtask's first acknowledgement: checkpoint 1 can never complete and
+/// expires after `execution.checkpointing.timeout`; tolerated (1 allowed), the job runs on, the
+/// next interval triggers a later checkpoint that completes, and the job finishes exactly once
+/// without a restart.
+#[cfg(feature = "fault-points")]
+#[test]
+fn a_swallowed_ack_expires_its_checkpoint_and_a_later_one_completes() {
+    let mut run = LocalRun::start(
+        "dropped-ack",
+        600_000,
+        40_000,
+        &[
+            "--taskmanagers",
+            "2",
+            "-D",
+            "execution.checkpointing.timeout=2s",
+            "-D",
+            "execution.checkpointing.tolerable-failed-checkpoints=1",
+        ],
+        &[("YARNFLOW_FAULTS", "drop-ack:subtask=1")],
+    );
+    let rest = run.wait_line(Duration::from_secs(30), |l| {
+        l.strip_prefix("REST API: ").map(str::to_string)
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let job_url = format!("{rest}/jobs/dropped-ack");
+    let started = Instant::now();
+    // The first checkpoint expires: 2 s after it is triggered; wait up to three times.
+    let expired = poll_json(&rt, &job_url, Duration::from_secs(3 * 4), |j| {
+        j["failed_checkpoints"].as_u64() >= Some(1)
+    });
+    eprintln!(
+        "checkpoint expired {:.1} s after the job was seen: {expired}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        expired["latest_checkpoint_id"],
+        serde_json::Value::Null,
+        "{expired}"
+    );
+    let later = poll_json(&rt, &job_url, Duration::from_secs(3 * 2), |j| {
+        j["latest_checkpoint_id"].as_u64() >= Some(2)
+    });
+    assert_eq!(later["restarts"], 0, "{later}");
+    let status = run.finish();
+    assert!(status.success(), "{}", run.transcript);
+    assert!(
+        run.transcript.contains("FINISHED") && run.transcript.contains(" 0 restarts"),
+        "{}",
+        run.transcript
+    );
+    run.assert_exactly_once();
+}

@@ -94,6 +94,8 @@ pub struct CheckpointTracker {
     pub latest_completed: Option<u64>,
     /// Durations of completed (stored) checkpoints, for figures and metrics.
     pub durations: Vec<Duration>,
+    /// Checkpoints failed (expired, declined, not stored) so far, counted or not in a row.
+    pub failed: u64,
 }
 
 impl CheckpointTracker {
@@ -107,6 +109,7 @@ impl CheckpointTracker {
             acknowledged: BTreeMap::new(),
             latest_completed: None,
             durations: Vec::new(),
+            failed: 0,
         }
     }
 
@@ -186,6 +189,7 @@ impl CheckpointTracker {
 
     fn count_failure(&mut self, id: u64, reason: &str) -> Result<(), TooManyFailures> {
         self.consecutive_failures += 1;
+        self.failed += 1;
         tracing::warn!(job_id = %self.job_id, checkpoint_id = id, reason, failures = self.consecutive_failures, tolerable = self.tolerable, "checkpoint failed");
         if self.consecutive_failures > self.tolerable {
             let e = TooManyFailures {

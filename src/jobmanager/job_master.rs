@@ -99,6 +99,8 @@ pub struct JobSnapshot {
     pub exceptions: Vec<String>,
     pub failure: Option<String>,
     pub completed_checkpoints: u64,
+    /// Checkpoints that expired, were declined or could not be stored.
+    pub failed_checkpoints: u64,
     pub latest_checkpoint_id: Option<u64>,
     pub restored_from_checkpoint: Option<u64>,
     pub checkpoint_duration_ms_p50: Option<u64>,
@@ -518,6 +520,7 @@ impl JobMaster {
             s.exceptions = outcome.failures.clone();
             s.failure = outcome.failure.clone();
             s.completed_checkpoints = outcome.completed_checkpoints;
+            s.failed_checkpoints = tracker.failed;
             s.latest_checkpoint_id = tracker.latest_completed;
             s.restored_from_checkpoint = outcome.restored_from;
             s.checkpoint_duration_ms_p50 = d.get(d.len() / 2).copied();

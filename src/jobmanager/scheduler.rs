@@ -54,6 +54,8 @@ pub struct JobOutcome {
     pub restarts: u32,
     pub failure: Option<String>,
     pub completed_checkpoints: u64,
+    /// Checkpoints that expired, were declined or could not be stored.
+    pub failed_checkpoints: u64,
     pub checkpoint_durations: Vec<Duration>,
     pub restored_from: Option<u64>,
     /// Every subtask failure, in order (what the REST API shows as exceptions).
@@ -154,6 +156,7 @@ impl Scheduler {
                 restarts: 0,
                 failure: None,
                 completed_checkpoints: 0,
+                failed_checkpoints: 0,
                 checkpoint_durations: Vec::new(),
                 restored_from: None,
                 failures: Vec::new(),
@@ -213,6 +216,7 @@ impl Scheduler {
     pub fn into_outcome(self) -> JobOutcome {
         let mut outcome = self.outcome;
         outcome.status = self.lifecycle.status();
+        outcome.failed_checkpoints = self.tracker.failed;
         outcome.checkpoint_durations = self.tracker.durations;
         outcome
     }
