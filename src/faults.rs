@@ -18,6 +18,8 @@
 //! # Points
 //! * `drop-ack` (TaskManager, context `subtask`, `checkpoint`): the acknowledgement is not sent,
 //!   so the JobManager never sees it (the checkpoint expires).
+//! * `decline-ack` (TaskManager, context `subtask`, `checkpoint`): the acknowledgement is sent
+//!   as a decline (the checkpoint fails at once, counted as a checkpoint failure).
 //!
 //! Add a point by calling [`take`] or [`fire`] where the fault belongs and listing it here.
 

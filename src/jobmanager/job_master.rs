@@ -367,6 +367,13 @@ impl JobMaster {
                 checkpoint_id,
                 state,
             } => self.core.on_ack(subtask, checkpoint_id, state),
+            TaskEvent::Declined {
+                subtask,
+                checkpoint_id,
+                reason,
+            } => self
+                .core
+                .on_declined(subtask, checkpoint_id, &reason, Instant::now()),
             TaskEvent::Finished { subtask } => self.core.on_finished(subtask),
             TaskEvent::Failed { subtask, error } => {
                 self.core.on_failed(subtask, error, Instant::now())
@@ -397,9 +404,14 @@ impl JobMaster {
                     self.deploy(batch).await
                 }
                 Action::Release { subtask } => {
-                    if let Some(t) = self.tasks.remove(&subtask) {
-                        release(t).await;
+                    // Consecutive releases (a job failover) stop together, not one by one.
+                    let mut batch: Vec<Deployed> =
+                        self.tasks.remove(&subtask).into_iter().collect();
+                    while let Some(Action::Release { subtask }) = queue.front() {
+                        batch.extend(self.tasks.remove(subtask));
+                        queue.pop_front();
                     }
+                    futures::future::join_all(batch.into_iter().map(release)).await;
                     Vec::new()
                 }
                 Action::DrawCheckpointId { final_checkpoint } => {

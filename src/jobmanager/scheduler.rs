@@ -470,6 +470,26 @@ impl Scheduler {
         }
     }
 
+    /// A subtask declined a checkpoint (it keeps running): the checkpoint fails, counted once
+    /// toward the tolerable failures; too many fail the job over.
+    pub fn on_declined(
+        &mut self,
+        subtask: u32,
+        checkpoint_id: u64,
+        reason: &str,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.status().is_terminal() {
+            return actions;
+        }
+        let reason = format!("checkpoint {checkpoint_id} declined by subtask {subtask}: {reason}");
+        if let Err(too_many) = self.tracker.fail(checkpoint_id, &reason) {
+            self.fail_over_job(RuntimeError::from(too_many), now, &mut actions);
+        }
+        actions
+    }
+
     /// The HA store took an all-acknowledged checkpoint (it is completed), or failed. A failure
     /// other than lost leadership may have left it stored (an unanswered write): its outcome is
     /// unknown until [`Action::ReadBack`] tells.
@@ -1121,6 +1141,35 @@ mod tests {
         checkpoint(&mut s, 2, false, now + 11 * SECOND);
         assert_eq!(s.outcome().completed_checkpoints, 1);
         assert_eq!(s.outcome().restarts, 0);
+    }
+
+    #[test]
+    fn declines_fail_their_checkpoint_once_and_count() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(3), now);
+        s.tracker = CheckpointTracker::new("j", Duration::from_secs(10), 1);
+        s.on_checkpoint_id(false, Ok(1), now);
+        assert!(s.on_declined(0, 1, "not ready", now).is_empty());
+        // Declined by the other subtask too, and its late ack: the same one failure.
+        assert!(s.on_declined(1, 1, "not ready", now).is_empty());
+        assert!(s.on_ack(1, 1, json!({})).is_empty());
+        assert_eq!(s.tracker().failed, 1);
+        assert_eq!(s.next_expiry(), None, "failed, not pending");
+        s.on_tick(now);
+        s.on_checkpoint_id(false, Ok(2), now);
+        // The second in a row exceeds 1 tolerated: the job fails over.
+        let actions = s.on_declined(1, 2, "snapshot failed", now);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Release { subtask: 0 },
+                Action::Release { subtask: 1 }
+            ]
+        );
+        assert_eq!(s.status(), JobStatus::Restarting);
+        assert!(
+            s.outcome().failures[0].contains("checkpoint 2 declined by subtask 1: snapshot failed")
+        );
     }
 
     #[test]

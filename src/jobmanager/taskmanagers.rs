@@ -158,9 +158,17 @@ impl TaskManagerPool {
 
     /// Sends every TaskManager a heartbeat request each `interval` (`heartbeat.interval`) and
     /// declares lost one from which nothing arrived for `timeout` (`heartbeat.timeout`).
+    /// A timeout shorter than the interval (Flink refuses it) is raised to the interval.
     pub fn with_heartbeat(mut self, interval: Duration, timeout: Duration) -> TaskManagerPool {
         self.heartbeat_interval = interval.max(Duration::from_millis(1));
-        self.heartbeat_timeout = timeout;
+        if timeout < self.heartbeat_interval {
+            tracing::warn!(
+                ?interval,
+                ?timeout,
+                "heartbeat.timeout is shorter than heartbeat.interval; using the interval"
+            );
+        }
+        self.heartbeat_timeout = timeout.max(self.heartbeat_interval);
         self
     }
 
@@ -543,6 +551,8 @@ impl JobManagerGateway for TaskManagerPool {
         tracing::info!(taskmanager = %reg.taskmanager_id, resource_id = %reg.resource_id, slots = reg.slots, "TaskManager registered");
         let registered = self.message(job_manager_message::Kind::Registered(control::Registered {
             leader_session_id: self.session_id.clone(),
+            heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+            heartbeat_timeout_ms: self.heartbeat_timeout.as_millis() as u64,
         }));
         // Only fails if the TaskManager hung up already; the session reader then ends at once.
         let _ = tx.send(Ok(registered)).await;
