@@ -402,7 +402,7 @@ fn a_frozen_taskmanager_is_lost_by_heartbeat_timeout_and_its_subtask_restarts_el
     run.assert_exactly_once();
 }
 
-/// With the fault point `drop-ack:subtask=1` (feature `fault-points`), the TaskManager of
+/// With the fault point `drop-ack:subtask=1,checkpoint=1` (feature `fault-points`), the TaskManager of
 /// subtask 1 swallows that subtask's first acknowledgement: checkpoint 1 can never complete and
 /// expires after `execution.checkpointing.timeout`; tolerated (1 allowed), the job runs on, the
 /// next interval triggers a later checkpoint that completes, and the job finishes exactly once
@@ -422,7 +422,7 @@ fn a_swallowed_ack_expires_its_checkpoint_and_a_later_one_completes() {
             "-D",
             "execution.checkpointing.tolerable-failed-checkpoints=1",
         ],
-        &[("YARNFLOW_FAULTS", "drop-ack:subtask=1")],
+        &[("YARNFLOW_FAULTS", "drop-ack:subtask=1,checkpoint=1")],
     );
     let rest = run.wait_line(Duration::from_secs(30), |l| {
         l.strip_prefix("REST API: ").map(str::to_string)
@@ -451,6 +451,45 @@ fn a_swallowed_ack_expires_its_checkpoint_and_a_later_one_completes() {
     assert!(status.success(), "{}", run.transcript);
     assert!(
         run.transcript.contains("FINISHED") && run.transcript.contains(" 0 restarts"),
+        "{}",
+        run.transcript
+    );
+    run.assert_exactly_once();
+}
+
+/// A checkpoint failure is not a job failure: with `decline-ack:subtask=0,checkpoint=1` the first
+/// checkpoint is declined, which exceeds the default 0 tolerated failures, so the whole job
+/// fails over through the restart strategy (one restart, every subtask from the latest
+/// completed checkpoint) instead of ending FAILED, and still finishes exactly once.
+#[cfg(feature = "fault-points")]
+#[test]
+fn too_many_checkpoint_failures_fail_the_job_over_and_it_still_finishes_exactly_once() {
+    let mut run = LocalRun::start(
+        "declined-checkpoint",
+        400_000,
+        40_000,
+        &["--taskmanagers", "2"],
+        &[("YARNFLOW_FAULTS", "decline-ack:subtask=0,checkpoint=1")],
+    );
+    let rest = run.wait_line(Duration::from_secs(30), |l| {
+        l.strip_prefix("REST API: ").map(str::to_string)
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let job_url = format!("{rest}/jobs/declined-checkpoint");
+    // The first checkpoint comes 500 ms in, the restart about 1 s later.
+    let failed_over = poll_json(&rt, &job_url, Duration::from_secs(3 * 3), |j| {
+        j["restarts"].as_u64() >= Some(1)
+    });
+    let exception = failed_over["exceptions"][0].as_str().unwrap_or_default();
+    assert!(
+        exception.starts_with("job: 1 consecutive checkpoint failures exceed")
+            && exception.contains("declined by subtask 0"),
+        "{failed_over}"
+    );
+    let status = run.finish();
+    assert!(status.success(), "{}", run.transcript);
+    assert!(
+        run.transcript.contains("FINISHED") && run.transcript.contains(" 1 restarts"),
         "{}",
         run.transcript
     );
