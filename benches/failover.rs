@@ -25,11 +25,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::MiniCluster;
 use yarnflow::hadoop::rest::RmRest;
+use yarnflow::jobmanager::client::JobManagerClient;
 
 const AM_KILLS: usize = 5;
 const TM_KILLS: usize = 5;
@@ -39,10 +39,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-fn yarnflow(cluster: &MiniCluster, conf: &Path) -> Command {
-    cluster.yarnflow(conf)
 }
 
 fn percentile(values: &[f64], p: f64) -> f64 {
@@ -57,30 +53,23 @@ fn percentile(values: &[f64], p: f64) -> f64 {
 /// The JobManager's view of the job under the current attempt.
 async fn job(rest: &RmRest, app: &str) -> Option<serde_json::Value> {
     let jm = support::jobmanager_of(rest, app).await?;
-    reqwest::Client::new()
-        .get(format!("{jm}/jobs/bench"))
-        .timeout(Duration::from_secs(2))
-        .send()
+    let job = JobManagerClient::new(&jm, Duration::from_secs(2))
+        .job("bench")
         .await
-        .ok()?
-        .json()
-        .await
-        .ok()
+        .ok()?;
+    Some(serde_json::to_value(job).unwrap())
 }
 
 async fn taskmanagers(rest: &RmRest, app: &str) -> Vec<String> {
     let Some(jm) = support::jobmanager_of(rest, app).await else {
         return vec![];
     };
-    let Ok(resp) = reqwest::get(format!("{jm}/taskmanagers")).await else {
+    let client = JobManagerClient::new(&jm, Duration::from_secs(30));
+    let Ok(tms) = client.taskmanagers().await else {
         return vec![];
     };
-    let v: serde_json::Value = resp.json().await.unwrap_or_default();
-    v["taskmanagers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["id"].as_str()?.strip_prefix("tm-").map(str::to_string))
+    tms.into_iter()
+        .filter_map(|t| t.id.strip_prefix("tm-").map(str::to_string))
         .collect()
 }
 
@@ -186,7 +175,8 @@ async fn run() {
         "name: bench\nparallelism: 4\ncheckpoint-interval: 500 ms\npipeline:\n  - source: { kind: sequence, from: 0, rate: 20000 }\n  - sink: { kind: files }\n",
     )
     .unwrap();
-    let out = yarnflow(cluster, &conf)
+    let out = cluster
+        .yarnflow(&conf)
         .arg("submit")
         .arg(&spec)
         .arg("--detached")
@@ -273,7 +263,7 @@ async fn run() {
             t - t_kill
         );
     }
-    let _ = yarnflow(cluster, &conf).args(["cancel", &app]).output();
+    let _ = cluster.yarnflow(&conf).args(["cancel", &app]).output();
 
     let names = [
         "YARN detection",

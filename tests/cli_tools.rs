@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::{MiniCluster, unique};
@@ -39,15 +39,6 @@ fn idle_jobmanager(dir: &str) -> RestState {
     }
 }
 
-fn yarnflow(cluster: &MiniCluster, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .args(args)
-        .args(["--hadoop-conf", cluster.env("HADOOP_CONF_DIR")])
-        .env_remove("YARNFLOW_CONF_DIR")
-        .output()
-        .expect("run yarnflow")
-}
-
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -59,7 +50,7 @@ fn text(out: &Output) -> (String, String) {
 fn unknown_application_is_one_line_naming_the_id() {
     let cluster = MiniCluster::get();
     for sub in ["status", "fail-attempt", "logs", "cancel"] {
-        let out = yarnflow(cluster, &[sub, "application_1_0001"]);
+        let out = cluster.client(&[sub, "application_1_0001"]);
         let (stdout, stderr) = text(&out);
         assert!(!out.status.success(), "{sub}: {stdout}{stderr}");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -69,7 +60,7 @@ fn unknown_application_is_one_line_naming_the_id() {
             "{sub}: {stderr}"
         );
     }
-    let out = yarnflow(cluster, &["status", "app_1"]);
+    let out = cluster.client(&["status", "app_1"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -139,7 +130,7 @@ async fn fail_attempt_starts_the_next_attempt_and_status_follows() {
             args.push("--json");
         }
         args.extend(zk_args.iter().map(String::as_str));
-        yarnflow(cluster, &args)
+        cluster.client(&args)
     };
     wait_for_attempts(&rest, app, 1).await;
 
@@ -162,7 +153,7 @@ async fn fail_attempt_starts_the_next_attempt_and_status_follows() {
     assert!(stdout.contains("no leader published"), "{stdout}");
 
     // Fail attempt 1: the RM starts attempt 2.
-    let out = yarnflow(cluster, &["fail-attempt", &id]);
+    let out = cluster.client(&["fail-attempt", &id]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");

@@ -8,18 +8,13 @@ use support::MiniCluster;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_round_trip_succeeds() {
     let cluster = MiniCluster::get();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .args([
-            "doctor",
-            "--hadoop-conf",
-            cluster.env("HADOOP_CONF_DIR"),
-            "--containers",
-            "2",
-            "-D",
-            &format!("high-availability.zookeeper.quorum={}", cluster.zk_quorum()),
-        ])
-        .output()
-        .unwrap();
+    let out = cluster.client(&[
+        "doctor",
+        "--containers",
+        "2",
+        "-D",
+        &format!("high-availability.zookeeper.quorum={}", cluster.zk_quorum()),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");
     assert!(
@@ -74,8 +69,7 @@ fn doctor_names_an_unreachable_component() {
         "<configuration><property><name>fs.defaultFS</name><value>hdfs://127.0.0.1:9</value></property></configuration>",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .args(["doctor", "--hadoop-conf", dir.to_str().unwrap()])
+    let out = support::yarnflow(&["doctor", "--hadoop-conf", dir.to_str().unwrap()])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -99,20 +93,12 @@ fn doctor_names_an_unreachable_component() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn yarnflow(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// `yarnflow logs` of a doctor application: the AM's and both containers' lines in one
 /// timeline, with the attempt marker; filters and JSON output.
 #[test]
 fn logs_merge_the_am_and_its_containers() {
     let cluster = MiniCluster::get();
-    let conf = cluster.env("HADOOP_CONF_DIR");
-    let out = yarnflow(&["doctor", "--hadoop-conf", conf]);
+    let out = cluster.client(&["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
     let app = text
@@ -121,7 +107,7 @@ fn logs_merge_the_am_and_its_containers() {
         .unwrap()
         .to_string();
 
-    let out = yarnflow(&["logs", &app, "--hadoop-conf", conf]);
+    let out = cluster.client(&["logs", &app]);
     let all = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -142,32 +128,23 @@ fn logs_merge_the_am_and_its_containers() {
     sorted.sort();
     assert_eq!(stamps, sorted, "{all}");
 
-    let am = String::from_utf8_lossy(
-        &yarnflow(&["logs", &app, "--hadoop-conf", conf, "--container", "am"]).stdout,
-    )
-    .to_string();
+    let am = String::from_utf8_lossy(&cluster.client(&["logs", &app, "--container", "am"]).stdout)
+        .to_string();
     assert!(am.lines().all(|l| l.contains(" am]")), "{am}");
     assert!(!am.contains("yarnflow doctor container"), "{am}");
 
-    let errors = String::from_utf8_lossy(
-        &yarnflow(&["logs", &app, "--hadoop-conf", conf, "--level", "error"]).stdout,
-    )
-    .to_string();
+    let errors =
+        String::from_utf8_lossy(&cluster.client(&["logs", &app, "--level", "error"]).stdout)
+            .to_string();
     assert!(
         errors.lines().all(|l| l.contains("=====")),
         "only markers: {errors}"
     );
 
     let grep = String::from_utf8_lossy(
-        &yarnflow(&[
-            "logs",
-            &app,
-            "--hadoop-conf",
-            conf,
-            "--grep",
-            "container completed",
-        ])
-        .stdout,
+        &cluster
+            .client(&["logs", &app, "--grep", "container completed"])
+            .stdout,
     )
     .to_string();
     assert_eq!(
@@ -176,13 +153,13 @@ fn logs_merge_the_am_and_its_containers() {
         "{grep}"
     );
 
-    let json = yarnflow(&["logs", &app, "--hadoop-conf", conf, "--json"]);
+    let json = cluster.client(&["logs", &app, "--json"]);
     for l in String::from_utf8_lossy(&json.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         assert!(v["container_id"].is_string() && v["attempt"] == 1, "{l}");
     }
 
-    let missing = yarnflow(&["logs", "application_1_0999", "--hadoop-conf", conf]);
+    let missing = cluster.client(&["logs", "application_1_0999"]);
     assert!(!missing.status.success());
     let err = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");

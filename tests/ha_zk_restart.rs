@@ -11,15 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use support::{MiniCluster, unique};
 use yarnflow::ha::LeaderElection;
-use yarnflow::ha::zookeeper::{PointerStore, ZkCluster, ZkLeaderElection};
+use yarnflow::ha::zookeeper::{PointerStore, ZkLeaderElection};
 use yarnflow::storage::hdfs::HdfsStore;
 
-async fn session(quorum: &str, ns: &str) -> ZkCluster {
-    // Long enough to outlive the restart.
-    ZkCluster::connect(quorum, ns, Duration::from_secs(15), Duration::from_secs(2))
-        .await
-        .unwrap()
-}
+/// Long enough to outlive the restart.
+const SESSION: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_across_a_zookeeper_restart_follows_the_tolerate_key() {
@@ -35,20 +31,20 @@ async fn leadership_across_a_zookeeper_restart_follows_the_tolerate_key() {
 
     // Tolerant leader.
     let ns_t = format!("/yarnflow-test/{}", unique("tolerant"));
-    let zk_t = session(quorum, &ns_t).await;
+    let zk_t = support::session(quorum, &ns_t, SESSION).await;
     let tolerant = ZkLeaderElection::new(zk_t.clone(), "t", true);
     let lt = tolerant.acquire().await.unwrap();
 
     // Strict leader with a standby.
     let ns_s = format!("/yarnflow-test/{}", unique("strict"));
     let strict = Arc::new(ZkLeaderElection::new(
-        session(quorum, &ns_s).await,
+        support::session(quorum, &ns_s, SESSION).await,
         "s1",
         false,
     ));
     let ls = strict.acquire().await.unwrap();
     let standby = Arc::new(ZkLeaderElection::new(
-        session(quorum, &ns_s).await,
+        support::session(quorum, &ns_s, SESSION).await,
         "s2",
         false,
     ));

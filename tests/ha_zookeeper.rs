@@ -11,7 +11,7 @@ use bytes::Bytes;
 use support::proxy::TcpProxy;
 use support::{MiniCluster, unique};
 use tokio::sync::mpsc;
-use yarnflow::ha::zookeeper::{PointerStore, ZkCluster, ZkLeaderElection, ZkLeaderRetrieval};
+use yarnflow::ha::zookeeper::{PointerStore, ZkLeaderElection, ZkLeaderRetrieval};
 use yarnflow::ha::{
     HaError, LeaderElection, LeaderInfo, LeaderRetrieval, Leadership, StoredCheckpoint,
 };
@@ -19,12 +19,6 @@ use yarnflow::storage::BlobStore;
 use yarnflow::storage::hdfs::HdfsStore;
 
 const SESSION: Duration = Duration::from_secs(4);
-
-async fn session(quorum: &str, ns: &str) -> ZkCluster {
-    ZkCluster::connect(quorum, ns, SESSION, Duration::from_secs(2))
-        .await
-        .unwrap()
-}
 
 async fn hdfs(cluster: &MiniCluster) -> Arc<dyn BlobStore> {
     // libhdfs reads CLASSPATH; HdfsStore takes it from YARNFLOW_HADOOP_CLASSPATH.
@@ -62,7 +56,7 @@ async fn three_contenders_one_leader_failover_and_eviction() {
     let mut elections = Vec::new();
     for i in 0..3 {
         let p = TcpProxy::start(cluster.zk_quorum()).await;
-        let zk = session(&p.addr_string(), &ns).await;
+        let zk = support::session(&p.addr_string(), &ns, SESSION).await;
         elections.push(Arc::new(ZkLeaderElection::new(
             zk,
             &format!("appattempt_{i}"),
@@ -116,7 +110,8 @@ async fn three_contenders_one_leader_failover_and_eviction() {
         .publish(&l2, "10.0.0.2:6123")
         .await
         .unwrap();
-    let discovery = ZkLeaderRetrieval::start(session(cluster.zk_quorum(), &ns).await);
+    let discovery =
+        ZkLeaderRetrieval::start(support::session(cluster.zk_quorum(), &ns, SESSION).await);
     let mut seen = discovery.watch();
     wait_for(
         &mut seen,
@@ -164,7 +159,7 @@ async fn a_deposed_leader_cannot_write_any_pointer() {
 
     // Leader A reaches ZooKeeper through a proxy the test controls.
     let proxy = TcpProxy::start(cluster.zk_quorum()).await;
-    let zk_a = session(&proxy.addr_string(), &ns).await;
+    let zk_a = support::session(&proxy.addr_string(), &ns, SESSION).await;
     let a = ZkLeaderElection::new(zk_a.clone(), "a", true);
     let la = a.acquire().await.unwrap();
     let a_latch = a.contenders().await.unwrap()[0].0.clone();
@@ -180,7 +175,7 @@ async fn a_deposed_leader_cannot_write_any_pointer() {
 
     // A is cut off; B is elected once A's session is gone.
     proxy.cut();
-    let zk_b = session(cluster.zk_quorum(), &ns).await;
+    let zk_b = support::session(cluster.zk_quorum(), &ns, SESSION).await;
     let b = ZkLeaderElection::new(zk_b.clone(), "b", false);
     let lb = tokio::time::timeout(SESSION * 3, b.acquire())
         .await
@@ -214,7 +209,7 @@ async fn a_deposed_leader_cannot_write_any_pointer() {
     // A zombie whose session is alive and which still believes it leads (say its latch was
     // evicted before it noticed) is stopped by ZooKeeper itself: the multi-op's latch check
     // fails. Here: a live session fenced on A's old latch node, which is gone.
-    let zombie = session(cluster.zk_quorum(), &ns).await;
+    let zombie = support::session(cluster.zk_quorum(), &ns, SESSION).await;
     zombie.fence_on(a_latch, la.epoch);
     let store_z = PointerStore::new(zombie, blobs.clone(), &blob_dir);
     match store_z
@@ -241,7 +236,7 @@ async fn pointer_round_trip_on_hdfs_and_corruption_is_named() {
     let blobs = hdfs(cluster).await;
     let ns = namespace();
     let blob_dir = format!("/yarnflow-test-ha/{}", unique("blobs"));
-    let zk = session(cluster.zk_quorum(), &ns).await;
+    let zk = support::session(cluster.zk_quorum(), &ns, SESSION).await;
     let e = ZkLeaderElection::new(zk.clone(), "leader", false);
     e.acquire().await.unwrap();
     let store = PointerStore::new(zk, blobs.clone(), &blob_dir);
@@ -375,11 +370,11 @@ async fn concurrent_counter_increments_never_repeat_an_id() {
     let cluster = MiniCluster::get();
     let blobs = hdfs(cluster).await;
     let ns = namespace();
-    let zk1 = session(cluster.zk_quorum(), &ns).await;
+    let zk1 = support::session(cluster.zk_quorum(), &ns, SESSION).await;
     let e = ZkLeaderElection::new(zk1.clone(), "leader", false);
     e.acquire().await.unwrap();
     // A second session fenced on the same latch: two writers racing on one counter.
-    let zk2 = session(cluster.zk_quorum(), &ns).await;
+    let zk2 = support::session(cluster.zk_quorum(), &ns, SESSION).await;
     let latch = e.contenders().await.unwrap()[0].0.clone();
     zk2.fence_on(latch, 1);
     let mut tasks = Vec::new();
@@ -413,7 +408,7 @@ async fn malformed_znodes_are_named_errors_and_do_not_hide_the_others() {
     let blobs = hdfs(cluster).await;
     let ns = namespace();
     let blob_dir = format!("/yarnflow-test-ha/{}", unique("blobs"));
-    let zk = session(cluster.zk_quorum(), &ns).await;
+    let zk = support::session(cluster.zk_quorum(), &ns, SESSION).await;
     let e = ZkLeaderElection::new(zk.clone(), "leader", false);
     e.acquire().await.unwrap();
     let pointers = PointerStore::new(zk.clone(), blobs.clone(), &blob_dir);
@@ -494,7 +489,7 @@ async fn a_pointer_write_without_an_answer_never_loses_its_blob() {
     let ns = namespace();
     let blob_dir = format!("/yarnflow-test-ha/{}", unique("blobs"));
     let proxy = TcpProxy::start(cluster.zk_quorum()).await;
-    let zk = session(&proxy.addr_string(), &ns).await;
+    let zk = support::session(&proxy.addr_string(), &ns, SESSION).await;
     let e = ZkLeaderElection::new(zk.clone(), "leader", true);
     e.acquire().await.unwrap();
     let store = PointerStore::new(zk, blobs.clone(), &blob_dir);
@@ -532,7 +527,7 @@ async fn a_pointer_write_without_an_answer_never_loses_its_blob() {
     }
 
     // Whatever it returned, the pointer names a blob that exists and holds v2.
-    let zk2 = session(cluster.zk_quorum(), &ns).await;
+    let zk2 = support::session(cluster.zk_quorum(), &ns, SESSION).await;
     let reader = PointerStore::new(zk2, blobs.clone(), &blob_dir);
     assert_eq!(
         reader.get("jobgraphs/k").await.unwrap().unwrap(),
@@ -558,7 +553,7 @@ async fn a_tolerant_leader_steps_down_before_any_successor_and_discovery_follows
     let cluster = MiniCluster::get();
     let ns = namespace();
     let proxy = TcpProxy::start(cluster.zk_quorum()).await;
-    let zk_l = session(&proxy.addr_string(), &ns).await;
+    let zk_l = support::session(&proxy.addr_string(), &ns, SESSION).await;
     let budget = zk_l.tolerated_disconnection();
     assert!(budget > Duration::ZERO && budget < SESSION, "{budget:?}");
     let leader = ZkLeaderElection::new(zk_l, "tolerant", true);
@@ -568,8 +563,14 @@ async fn a_tolerant_leader_steps_down_before_any_successor_and_discovery_follows
     // Discovery behind its own proxy: Flink's default clears the leader while suspended, the
     // tolerant policy keeps it.
     let dproxy = TcpProxy::start(cluster.zk_quorum()).await;
-    let strict = ZkLeaderRetrieval::start_with(session(&dproxy.addr_string(), &ns).await, false);
-    let tolerant = ZkLeaderRetrieval::start_with(session(&dproxy.addr_string(), &ns).await, true);
+    let strict = ZkLeaderRetrieval::start_with(
+        support::session(&dproxy.addr_string(), &ns, SESSION).await,
+        false,
+    );
+    let tolerant = ZkLeaderRetrieval::start_with(
+        support::session(&dproxy.addr_string(), &ns, SESSION).await,
+        true,
+    );
     let (mut s, mut t) = (strict.watch(), tolerant.watch());
     let is_l = |i: &Option<LeaderInfo>| {
         i.as_ref().is_some_and(|i| {
@@ -594,7 +595,7 @@ async fn a_tolerant_leader_steps_down_before_any_successor_and_discovery_follows
     // The tolerant leader loses ZooKeeper for good: it must step down before the server can
     // expire its session, i.e. before any successor is granted.
     let standby = Arc::new(ZkLeaderElection::new(
-        session(cluster.zk_quorum(), &ns).await,
+        support::session(cluster.zk_quorum(), &ns, SESSION).await,
         "standby",
         false,
     ));
@@ -603,7 +604,12 @@ async fn a_tolerant_leader_steps_down_before_any_successor_and_discovery_follows
         let g = sb.acquire().await;
         (g, Instant::now())
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Its latch node queued behind the leader's: the standby is contending.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while standby.contenders().await.unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the standby never contended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let cut_at = Instant::now();
     proxy.cut();
     tokio::time::timeout(SESSION * 2, l.revoked.cancelled())
@@ -636,18 +642,6 @@ async fn a_tolerant_leader_steps_down_before_any_successor_and_discovery_follows
         Option::is_none,
     )
     .await;
-}
-
-/// Runs the `yarnflow` binary with the test cluster's environment.
-fn yarnflow(cluster: &MiniCluster, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .args(args)
-        .env(
-            "YARNFLOW_HADOOP_CLASSPATH",
-            cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
-        )
-        .output()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -696,15 +690,15 @@ async fn ha_inspect_reports_orphans_and_clean_removes_a_dead_cluster() {
     .unwrap();
 
     // Delete one blob by hand: exactly that pointer is reported, nothing else.
-    let zk = session(cluster.zk_quorum(), &cfg.namespace()).await;
+    let zk = support::session(cluster.zk_quorum(), &cfg.namespace(), SESSION).await;
     let probe = PointerStore::new(zk, blobs.clone(), "/unused");
     let victim = probe.pointer("jobgraphs/job-b").await.unwrap().unwrap();
     blobs.delete(&victim.blob_path).await.unwrap();
-    let conf = conf_dir.to_str().unwrap();
-    let out = yarnflow(
-        cluster,
-        &["--conf", conf, "ha", "inspect", "--cluster-id", &cluster_id],
-    );
+    let out = cluster
+        .yarnflow(&conf_dir)
+        .args(["ha", "inspect", "--cluster-id", &cluster_id])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -720,18 +714,11 @@ async fn ha_inspect_reports_orphans_and_clean_removes_a_dead_cluster() {
         "{text}"
     );
     assert!(text.contains("owner=attempt-1"), "{text}");
-    let out = yarnflow(
-        cluster,
-        &[
-            "--conf",
-            conf,
-            "ha",
-            "inspect",
-            "--cluster-id",
-            &cluster_id,
-            "--json",
-        ],
-    );
+    let out = cluster
+        .yarnflow(&conf_dir)
+        .args(["ha", "inspect", "--cluster-id", &cluster_id, "--json"])
+        .output()
+        .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         report["pointers_without_blobs"].as_array().unwrap().len(),
@@ -739,10 +726,11 @@ async fn ha_inspect_reports_orphans_and_clean_removes_a_dead_cluster() {
     );
 
     // Clean refuses while the cluster runs...
-    let out = yarnflow(
-        cluster,
-        &["--conf", conf, "ha", "clean", "--cluster-id", &cluster_id],
-    );
+    let out = cluster
+        .yarnflow(&conf_dir)
+        .args(["ha", "clean", "--cluster-id", &cluster_id])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -753,10 +741,11 @@ async fn ha_inspect_reports_orphans_and_clean_removes_a_dead_cluster() {
 
     // ...and once it is gone, leaves nothing behind.
     ha.election.resign().await.unwrap();
-    let out = yarnflow(
-        cluster,
-        &["--conf", conf, "ha", "clean", "--cluster-id", &cluster_id],
-    );
+    let out = cluster
+        .yarnflow(&conf_dir)
+        .args(["ha", "clean", "--cluster-id", &cluster_id])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -1,16 +1,19 @@
 //! `yarnflow local` runs the shipped exactly-once example end to end: its committed output is
 //! exactly the numbers 0..1,999,999, each once. Bad job specs are one clear line.
 
+mod support;
+
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use yarnflow::jobmanager::client::JobManagerClient;
 
 #[test]
 fn the_exactly_once_example_commits_every_number_once() {
     let dir = std::env::temp_dir().join(format!("yarnflow-local-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .args(["local", "examples/exactly-once.yaml", "--workdir"])
+    let out = support::yarnflow(&["local", "examples/exactly-once.yaml", "--workdir"])
         .arg(&dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -49,11 +52,7 @@ fn a_malformed_job_spec_is_one_line_naming_file_and_position() {
         "name: bad\npipeline:\n  - source: { kind: sequence, to: 10 }\n  - explode: {}\n  - sink: { kind: files }\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .arg("local")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = support::yarnflow(&["local"]).arg(&file).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -71,20 +70,18 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
     use std::io::{BufRead, BufReader};
     let dir = std::env::temp_dir().join(format!("yarnflow-local-kill-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .args([
-            "local",
-            "examples/exactly-once.yaml",
-            "--taskmanagers",
-            "2",
-            "--workdir",
-        ])
-        .arg(&dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = support::yarnflow(&[
+        "local",
+        "examples/exactly-once.yaml",
+        "--taskmanagers",
+        "2",
+        "--workdir",
+    ])
+    .arg(&dir)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut victim = None;
     let mut rest = None;
@@ -105,23 +102,30 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
         }
     }
     let victim = victim.expect("the TaskManager pids are printed");
-    std::thread::sleep(std::time::Duration::from_secs(8));
+    let rest = rest.expect("the REST address is printed");
+    let client = JobManagerClient::new(&rest, Duration::from_secs(10));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Mid-job: once a checkpoint completed, every subtask runs and has state to restore.
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !client
+            .job("exactly-once")
+            .await
+            .is_ok_and(|j| j.completed_checkpoints >= 1)
+        {
+            assert!(Instant::now() < deadline, "no checkpoint within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
     unsafe {
         libc::kill(victim, libc::SIGKILL);
     }
     // The restart shows in the REST API while the job runs.
-    let rest = rest.expect("the REST address is printed");
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let job: serde_json::Value = rt.block_on(async {
         let mut last = serde_json::Value::Null;
         for _ in 0..50 {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            last = reqwest::get(format!("{rest}/jobs/exactly-once"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            last = serde_json::to_value(client.job("exactly-once").await.unwrap()).unwrap();
             if last["restarts"].as_u64().unwrap_or(0) >= 1 {
                 break;
             }

@@ -2,25 +2,19 @@
 //! bounded sequence job's committed output holds every number exactly once, also when a subtask
 //! is killed mid-job (only that subtask restarts, from the latest completed checkpoint).
 
+mod support;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use yarnflow::ha::HaServices;
 use yarnflow::job::spec::JobSpec;
-use yarnflow::jobmanager::job_master::{self, JobMasterConfig};
+use yarnflow::jobmanager::job_master::{self, JobMasterConfig, JobMasterHandle};
 use yarnflow::jobmanager::restart::RestartStrategy;
 use yarnflow::jobmanager::status::JobStatus;
 use yarnflow::storage::Location;
 use yarnflow::storage::local::LocalStore;
-
-fn workdir(name: &str) -> String {
-    let d = std::env::temp_dir()
-        .join(format!("yarnflow-rt-{name}-{}", std::process::id()))
-        .display()
-        .to_string();
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 fn spec(to: u64, rate: u64) -> JobSpec {
     JobSpec::parse(
@@ -32,20 +26,16 @@ fn spec(to: u64, rate: u64) -> JobSpec {
     .unwrap()
 }
 
-/// The committed lines (visible part files only), sorted.
-fn committed(dir: &str) -> Vec<u64> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with("part-") {
-            for l in std::fs::read_to_string(e.path()).unwrap().lines() {
-                out.push(l.parse().unwrap());
-            }
-        }
-    }
-    out.sort_unstable();
-    out
+/// Waits until the job has completed a checkpoint: every subtask is deployed and running.
+async fn wait_for_a_checkpoint(handle: &JobMasterHandle) {
+    let mut snapshot = handle.snapshot.clone();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        snapshot.wait_for(|s| s.latest_checkpoint_id.is_some()),
+    )
+    .await
+    .expect("a checkpoint completes")
+    .unwrap();
 }
 
 fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig {
@@ -66,7 +56,7 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_is_exactly_once_across_a_subtask_failure() {
-    let dir = workdir("failover");
+    let dir = support::workdir("rt-failover").display().to_string();
     let ha = HaServices::embedded(Arc::new(LocalStore), &format!("{dir}/ha"), 1);
     let restart = RestartStrategy::FixedDelay {
         attempts: 3,
@@ -75,7 +65,7 @@ async fn output_is_exactly_once_across_a_subtask_failure() {
     };
     let (handle, done) =
         job_master::start(config(spec(200_000, 100_000), &dir, restart), ha.clone());
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    wait_for_a_checkpoint(&handle).await;
     handle.kill_subtask(2).await;
     let outcome = tokio::time::timeout(Duration::from_secs(60), done)
         .await
@@ -84,7 +74,13 @@ async fn output_is_exactly_once_across_a_subtask_failure() {
     assert_eq!(outcome.status, JobStatus::Finished, "{outcome:?}");
     assert_eq!(outcome.restarts, 1, "{outcome:?}");
     assert!(outcome.completed_checkpoints >= 2, "{outcome:?}");
-    let lines = committed(&format!("{dir}/output"));
+    // The committed numbers (visible part files only), sorted.
+    let mut lines: Vec<u64> = support::committed(Path::new(&format!("{dir}/output")))
+        .lines
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    lines.sort_unstable();
     assert_eq!(lines.len(), 200_000, "every record exactly once");
     assert!(lines.iter().enumerate().all(|(i, n)| *n == i as u64));
     // Terminal: the job's HA data is gone, the result is recorded.
@@ -94,13 +90,13 @@ async fn output_is_exactly_once_across_a_subtask_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_restart_strategy_fails_the_job_with_the_cause() {
-    let dir = workdir("exhausted");
+    let dir = support::workdir("rt-exhausted").display().to_string();
     let ha = HaServices::embedded(Arc::new(LocalStore), &format!("{dir}/ha"), 1);
     let (handle, done) = job_master::start(
         config(spec(10_000_000, 100_000), &dir, RestartStrategy::None),
         ha,
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_a_checkpoint(&handle).await;
     handle.kill_subtask(1).await;
     let outcome = tokio::time::timeout(Duration::from_secs(30), done)
         .await

@@ -7,12 +7,12 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use support::MiniCluster;
 use yarnflow::hadoop::webhdfs::WebHdfs;
+use yarnflow::jobmanager::client::JobManagerClient;
 
 struct Children(Vec<(String, Child)>);
 
@@ -33,20 +33,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn yarnflow(cluster: &MiniCluster, conf: &Path) -> Command {
-    cluster.yarnflow(conf)
+fn jobmanager(port: u16) -> JobManagerClient {
+    JobManagerClient::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2))
 }
 
 async fn job(port: u16) -> Option<serde_json::Value> {
-    reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/jobs/exactly-once"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
+    let job = jobmanager(port).job("exactly-once").await.ok()?;
+    Some(serde_json::to_value(job).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +78,8 @@ async fn the_standby_jobmanager_takes_over_and_the_output_stays_exactly_once() {
     std::fs::create_dir_all(&logs).unwrap();
     let spawn = |name: &str, args: &[&str]| -> (String, Child) {
         let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
-        let child = yarnflow(cluster, &conf)
+        let child = cluster
+            .yarnflow(&conf)
             .args(args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -106,8 +100,16 @@ async fn the_standby_jobmanager_takes_over_and_the_output_stays_exactly_once() {
                 "127.0.0.1",
             ],
         ));
-        // The first one leads.
-        tokio::time::sleep(Duration::from_millis(if i == 0 { 1500 } else { 0 })).await;
+        // The first one leads: wait until it serves (only a leader binds its port).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while i == 0 && jobmanager(*port).overview().await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the first JobManager never led; logs in {}",
+                logs.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     for i in 0..2 {
         children.0.push(spawn(
@@ -115,7 +117,8 @@ async fn the_standby_jobmanager_takes_over_and_the_output_stays_exactly_once() {
             &["taskmanager", "--slots", "2", "--id", &format!("tm-{i}")],
         ));
     }
-    let run = yarnflow(cluster, &conf)
+    let run = cluster
+        .yarnflow(&conf)
         .args(["run"])
         .arg(&spec)
         .arg("--detached")

@@ -3,20 +3,14 @@
 //! exactly once; a missing input file ends the job with one line naming its URI. In process: a
 //! subtask killed mid-file resumes at its checkpointed offset, losing and repeating no line.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-fn workdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("yarnflow-text-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn run_local(job: &Path, workdir: &Path, extra: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-        .args(extra)
+    support::yarnflow(extra)
         .arg("local")
         .arg(job)
         .arg("--workdir")
@@ -40,25 +34,19 @@ fn job_spec(dir: &Path, paths: &[String]) -> PathBuf {
 }
 
 /// Each committed line with how often it was committed; only `part-` files may remain.
-fn committed(output: &Path) -> HashMap<String, u32> {
-    let mut seen = HashMap::new();
-    for e in std::fs::read_dir(output).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().to_string();
-        assert!(
-            name.starts_with("part-"),
-            "an uncommitted file remains: {name}"
-        );
-        for l in std::fs::read_to_string(e.path()).unwrap().lines() {
-            *seen.entry(l.to_string()).or_default() += 1;
-        }
-    }
-    seen
+fn exactly_committed(output: &Path) -> HashMap<String, u32> {
+    let output = support::committed(output);
+    assert!(
+        output.uncommitted.is_empty(),
+        "an uncommitted file remains: {}",
+        output.uncommitted.join(", ")
+    );
+    output.counts()
 }
 
 #[test]
 fn every_line_of_every_file_is_committed_exactly_once() {
-    let dir = workdir("once");
+    let dir = support::workdir("text-once");
     let input = dir.join("input");
     std::fs::create_dir_all(&input).unwrap();
     let mut expected = Vec::new();
@@ -90,7 +78,7 @@ fn every_line_of_every_file_is_committed_exactly_once() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("FINISHED"), "{stdout}");
-    let seen = committed(&dir.join("output"));
+    let seen = exactly_committed(&dir.join("output"));
     let repeated: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(3).collect();
     assert!(
         repeated.is_empty(),
@@ -145,7 +133,7 @@ fn every_line_of_every_file_is_committed_exactly_once() {
 
 #[test]
 fn a_missing_input_file_fails_the_job_with_one_line_naming_it() {
-    let dir = workdir("missing");
+    let dir = support::workdir("text-missing");
     let present = dir.join("present.txt");
     std::fs::write(&present, "one\ntwo\n").unwrap();
     let missing = format!("file://{}/absent.txt", dir.display());
@@ -176,7 +164,7 @@ async fn a_killed_subtask_resumes_at_its_checkpointed_offset() {
     use yarnflow::storage::Location;
     use yarnflow::storage::local::LocalStore;
 
-    let dir = workdir("resume");
+    let dir = support::workdir("text-resume");
     let mut paths = Vec::new();
     let mut expected = 0usize;
     for f in 0..4 {
@@ -230,7 +218,7 @@ async fn a_killed_subtask_resumes_at_its_checkpointed_offset() {
         .unwrap();
     assert_eq!(outcome.status, JobStatus::Finished, "{outcome:?}");
     assert_eq!(outcome.restarts, 1, "{outcome:?}");
-    let seen = committed(&dir.join("output"));
+    let seen = exactly_committed(&dir.join("output"));
     assert!(seen.values().all(|c| *c == 1), "a line was committed twice");
     assert_eq!(seen.len(), expected, "every line committed");
     let _ = std::fs::remove_dir_all(&dir);

@@ -14,10 +14,6 @@ use yarnflow::hadoop::yarn::{
     Resource, ResourceAsk,
 };
 
-fn user() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "root".into())
-}
-
 /// Submits an unmanaged-AM application and returns a registered AM client for it.
 async fn unmanaged_am(cluster: &MiniCluster, name: &str) -> (String, AmRmClient) {
     let rest = RmRest::new(cluster.rm_rest());
@@ -38,7 +34,7 @@ async fn unmanaged_am(cluster: &MiniCluster, name: &str) -> (String, AmRmClient)
     .unwrap();
     // The RM hands an unmanaged AM its token through the client protocol once the attempt is
     // launched.
-    let client = AppClient::new(cluster.env("YARN_RM_ADDRESS"), &user());
+    let client = AppClient::new(cluster.env("YARN_RM_ADDRESS"), &support::user());
     let deadline = Instant::now() + Duration::from_secs(30);
     let token = loop {
         let r = client.get_application_report(app).await.unwrap();

@@ -9,20 +9,16 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::MiniCluster;
 use yarnflow::hadoop::rest::{AppReport, RmRest};
 use yarnflow::hadoop::webhdfs::WebHdfs;
+use yarnflow::jobmanager::client::JobManagerClient;
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const JOB: &str = "exactly-once";
-
-fn user() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "root".into())
-}
 
 /// A yarnflow conf dir with ZooKeeper HA on the mini cluster, plus `extra` lines.
 fn conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
@@ -42,13 +38,10 @@ fn conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
     dir
 }
 
-fn yarnflow(cluster: &MiniCluster, conf: &Path) -> Command {
-    cluster.yarnflow(conf)
-}
-
 /// `yarnflow submit --detached`: returns the application id once the job runs.
 fn submit(cluster: &MiniCluster, conf: &Path, spec: &str) -> String {
-    let out = yarnflow(cluster, conf)
+    let out = cluster
+        .yarnflow(conf)
         .args(["submit", spec, "--detached"])
         .output()
         .unwrap();
@@ -81,16 +74,11 @@ async fn wait_final(rest: &RmRest, app: &str, within: Duration) -> AppReport {
 /// The JobManager's view of the job, once the current attempt serves it.
 async fn job_view(rest: &RmRest, app: &str) -> Option<(String, serde_json::Value)> {
     let jm = support::jobmanager_of(rest, app).await?;
-    let v = reqwest::Client::new()
-        .get(format!("{jm}/jobs/{JOB}"))
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-        .ok()?
-        .json()
+    let job = JobManagerClient::new(&jm, Duration::from_secs(3))
+        .job(JOB)
         .await
         .ok()?;
-    Some((jm, v))
+    Some((jm, serde_json::to_value(job).unwrap()))
 }
 
 /// Waits until the job has completed `n` checkpoints under the current attempt.
@@ -139,7 +127,7 @@ fn containers_of(cluster: &MiniCluster, app: &str) -> Vec<String> {
 
 /// `yarnflow <args>` with the cluster's Hadoop conf; returns stdout (asserting success).
 fn cli(cluster: &MiniCluster, conf: &Path, args: &[&str]) -> String {
-    let out = yarnflow(cluster, conf).args(args).output().unwrap();
+    let out = cluster.yarnflow(conf).args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -211,8 +199,8 @@ fn kill_container(cluster: &MiniCluster, container: &str) {
 
 /// Every committed number of the job's output, checked exactly-once.
 async fn check_output(cluster: &MiniCluster, app: &str) {
-    let web = WebHdfs::new(cluster.webhdfs(), &user());
-    let dir = format!("/user/{}/yarnflow-output/{app}/{JOB}", user());
+    let web = WebHdfs::new(cluster.webhdfs(), &support::user());
+    let dir = format!("/user/{}/yarnflow-output/{app}/{JOB}", support::user());
     let mut seen = HashSet::new();
     let mut count = 0u64;
     for (name, _) in web.list(&dir).await.unwrap() {
@@ -231,13 +219,14 @@ async fn check_output(cluster: &MiniCluster, app: &str) {
 /// Nothing under the cluster id in ZooKeeper, nothing in HA storage but the job result, no
 /// staging directory.
 async fn check_no_ha_data(cluster: &MiniCluster, conf: &Path, app: &str) {
-    let out = yarnflow(cluster, conf)
+    let out = cluster
+        .yarnflow(conf)
         .args(["ha", "inspect", "--cluster-id", app])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("(no znodes)"), "{text}");
-    let web = WebHdfs::new(cluster.webhdfs(), &user());
+    let web = WebHdfs::new(cluster.webhdfs(), &support::user());
     let ha: Vec<String> = web
         .list("/yarnflow/ha")
         .await
@@ -253,7 +242,7 @@ async fn check_no_ha_data(cluster: &MiniCluster, conf: &Path, app: &str) {
     assert_eq!(results.len(), 1, "{results:?}");
     assert!(results[0].0.starts_with(JOB), "{results:?}");
     assert!(
-        web.list(&format!("/user/{}/.yarnflow/{app}", user()))
+        web.list(&format!("/user/{}/.yarnflow/{app}", support::user()))
             .await
             .is_err(),
         "the staging directory is gone"
@@ -414,7 +403,8 @@ async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_d
         report.diagnostics
     );
     // Kept for a later recovery.
-    let out = yarnflow(cluster, &conf)
+    let out = cluster
+        .yarnflow(&conf)
         .args(["ha", "inspect", "--cluster-id", &app])
         .output()
         .unwrap();
@@ -429,7 +419,8 @@ async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_d
     // ZooKeeper session (and so its latch) lives on, then removes everything.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        let out = yarnflow(cluster, &conf)
+        let out = cluster
+            .yarnflow(&conf)
             .args(["ha", "clean", "--cluster-id", &app])
             .output()
             .unwrap();
@@ -441,7 +432,8 @@ async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_d
         assert!(Instant::now() < deadline, "{err}");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let out = yarnflow(cluster, &conf)
+    let out = cluster
+        .yarnflow(&conf)
         .args(["ha", "inspect", "--cluster-id", &app])
         .output()
         .unwrap();
@@ -465,7 +457,8 @@ async fn a_taskmanager_that_never_starts_is_rate_limited_and_fails_the_job() {
     );
     // Not detached: the job never runs; submit follows it to its end and fails.
     let t0 = Instant::now();
-    let out = yarnflow(cluster, &conf)
+    let out = cluster
+        .yarnflow(&conf)
         .args(["submit", "examples/exactly-once.yaml"])
         .output()
         .unwrap();

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,15 @@ use super::Cli;
 use crate::ha::config::{HaConfig, HaType};
 use crate::ha::zookeeper::{ZkCluster, ZkLeaderRetrieval};
 use crate::ha::{LeaderInfo, LeaderRetrieval};
+use crate::jobmanager::client::JobManagerClient;
 use crate::jobmanager::standalone::StandaloneJobManager;
+use crate::jobmanager::status::JobStatus;
+
+/// Timeout of the submission: the JobManager persists the job graph to HA storage first, and
+/// its first HDFS write may have to wait for libhdfs's JVM to start.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeout of each job status request while `yarnflow run` follows the job.
+const RUN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub struct JobManagerArgs {
@@ -102,67 +110,72 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let spec = crate::job::spec::JobSpec::load(&args.job)?;
     let text = std::fs::read_to_string(&args.job)
         .with_context(|| format!("read {}", args.job.display()))?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
     let leaders = Leader::follow(&config).await?;
-    let leader = leaders.get(Duration::from_secs(30)).await?;
-    let resp = http
-        .post(format!("{}/jobs", leader.address))
-        .body(text)
-        .send()
-        .await
-        .with_context(|| format!("submit to the JobManager at {}", leader.address))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!(
-            "the JobManager at {} refused the job: {}",
-            leader.address,
-            body["errors"][0].as_str().unwrap_or("no reason given")
-        );
-    }
-    let job_id = spec.job_id();
+    let result = submit_and_follow(&leaders, &spec.job_id(), &text, args.detached).await;
+    leaders.retrieval.stop().await;
+    result
+}
+
+/// Submits the job to the current leader and, unless `detached`, follows it across leader
+/// changes to its end.
+async fn submit_and_follow(
+    leaders: &Leader,
+    job_id: &str,
+    spec_text: &str,
+    detached: bool,
+) -> anyhow::Result<ExitCode> {
+    let deadline = Instant::now() + SUBMIT_TIMEOUT;
+    let leader = loop {
+        let leader = leaders.get(Duration::from_secs(30)).await?;
+        let client = JobManagerClient::new(&leader.address, SUBMIT_TIMEOUT);
+        let Err(e) = client.submit(spec_text).await else {
+            break leader;
+        };
+        // A new leader refuses submissions until it has recovered its jobs: ask again.
+        if e.is_retriable() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        if let Some(reason) = e.refusal() {
+            bail!(
+                "the JobManager at {} refused the job: {reason}",
+                leader.address
+            );
+        }
+        return Err(e).with_context(|| format!("submit to the JobManager at {}", leader.address));
+    };
     println!(
         "job {job_id} submitted to {} (epoch {})",
         leader.address, leader.epoch
     );
-    if args.detached {
+    if detached {
         return Ok(ExitCode::SUCCESS);
     }
-    // Follow the job across leader changes.
-    let mut last = String::new();
+    let mut last = None;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let Ok(leader) = leaders.get(Duration::from_secs(60)).await else {
             continue;
         };
-        let Ok(resp) = http
-            .get(format!("{}/jobs/{job_id}", leader.address))
-            .send()
+        // Not there yet (a new leader still recovering), or the leader is going away: ask the
+        // next one.
+        let Ok(job) = JobManagerClient::new(&leader.address, RUN_TIMEOUT)
+            .job(job_id)
             .await
         else {
             continue;
         };
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            continue;
+        if last != Some(job.status) {
+            println!("job {job_id} {}", job.status);
+            last = Some(job.status);
         }
-        let Ok(v) = resp.json::<serde_json::Value>().await else {
-            continue;
-        };
-        let status = v["status"].as_str().unwrap_or_default().to_string();
-        if status != last {
-            println!("job {job_id} {status}");
-            last = status.clone();
-        }
-        match status.as_str() {
-            "FINISHED" => return Ok(ExitCode::SUCCESS),
-            "FAILED" | "CANCELED" => {
-                bail!(
-                    "job {job_id} {status}: {}",
-                    v["failure"].as_str().unwrap_or("no cause recorded")
-                )
-            }
+        match job.status {
+            JobStatus::Finished => return Ok(ExitCode::SUCCESS),
+            JobStatus::Failed | JobStatus::Canceled => bail!(
+                "job {job_id} {}: {}",
+                job.status,
+                job.failure.as_deref().unwrap_or("no cause recorded")
+            ),
             _ => {}
         }
     }

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Cli;
 use crate::ha::LeaderRetrieval;
@@ -23,6 +23,8 @@ use crate::ha::zookeeper::{ZkCluster, ZkLeaderRetrieval};
 use crate::hadoop::conf::{self, HadoopConf};
 use crate::hadoop::rest::{AppReport, AttemptReport, RmRest};
 use crate::hadoop::yarn::{ApplicationAttemptId, ApplicationId, ContainerId};
+use crate::jobmanager::client::{ClientError, JobManagerClient, TaskManagerInfo};
+use crate::jobmanager::job_master::JobSnapshot;
 
 /// How long discovery waits for ZooKeeper to answer with the leader's record.
 const LEADER_WAIT: Duration = Duration::from_secs(2);
@@ -80,31 +82,8 @@ pub struct LeaderView {
 
 #[derive(Debug, Serialize)]
 pub struct JobManagerView {
-    pub jobs: Vec<JobView>,
-    pub taskmanagers: Vec<TaskManagerView>,
-}
-
-/// The fields of `/jobs/{id}` (a `JobSnapshot`) that status shows.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct JobView {
-    pub job_id: String,
-    pub name: String,
-    pub status: String,
-    pub restarts: u32,
-    pub completed_checkpoints: u64,
-    pub latest_checkpoint_id: Option<u64>,
-    /// Ms since the Unix epoch.
-    pub latest_checkpoint_completed_ms: Option<u64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TaskManagerView {
-    pub id: String,
-    #[serde(rename = "slotsNumber")]
-    pub slots: u32,
-    #[serde(rename = "freeSlots")]
-    pub free_slots: u32,
+    pub jobs: Vec<JobSnapshot>,
+    pub taskmanagers: Vec<TaskManagerInfo>,
 }
 
 /// The Hadoop configuration of `dir` (or `$HADOOP_CONF_DIR`) and a client of its
@@ -267,6 +246,7 @@ async fn discover_leader(cli: &Cli, app: ApplicationId) -> Result<LeaderView, St
         Ok(Ok(info)) => info.clone(),
         _ => None,
     };
+    retrieval.stop().await;
     tracing::debug!(namespace = %cfg.namespace(), ?leader, "leader discovery");
     match leader {
         Some(l) => Ok(LeaderView {
@@ -282,42 +262,14 @@ async fn discover_leader(cli: &Cli, app: ApplicationId) -> Result<LeaderView, St
     }
 }
 
-/// Jobs and TaskManagers from the JobManager's REST API at `base` (`http://host:port`).
-async fn jobmanager_view(base: &str) -> anyhow::Result<JobManagerView> {
-    let http = reqwest::Client::builder()
-        .timeout(JOBMANAGER_TIMEOUT)
-        .build()
-        .context("build an HTTP client")?;
-    let base = base.trim_end_matches('/');
-    let get = |path: String| {
-        let http = http.clone();
-        async move {
-            let url = format!("{base}{path}");
-            let resp = http
-                .get(&url)
-                .send()
-                .await
-                .with_context(|| format!("GET {url}"))?;
-            let status = resp.status();
-            anyhow::ensure!(status.is_success(), "GET {url}: HTTP {status}");
-            resp.json::<serde_json::Value>()
-                .await
-                .with_context(|| format!("GET {url}: not JSON"))
-        }
-    };
-    let listed = get("/jobs".into()).await?;
+/// Jobs and TaskManagers from the JobManager's REST API at `address` (`http://host:port`).
+async fn jobmanager_view(address: &str) -> Result<JobManagerView, ClientError> {
+    let client = JobManagerClient::new(address, JOBMANAGER_TIMEOUT);
     let mut jobs = Vec::new();
-    for j in listed["jobs"].as_array().into_iter().flatten() {
-        let Some(id) = j["id"].as_str() else { continue };
-        let detail = get(format!("/jobs/{id}")).await?;
-        jobs.push(
-            serde_json::from_value(detail)
-                .with_context(|| format!("{base}/jobs/{id}: unexpected shape"))?,
-        );
+    for j in client.jobs().await? {
+        jobs.push(client.job(&j.id).await?);
     }
-    let tms = get("/taskmanagers".into()).await?;
-    let taskmanagers = serde_json::from_value(tms["taskmanagers"].clone())
-        .with_context(|| format!("{base}/taskmanagers: unexpected shape"))?;
+    let taskmanagers = client.taskmanagers().await?;
     Ok(JobManagerView { jobs, taskmanagers })
 }
 
@@ -352,7 +304,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 let jm = match jobmanager_view(&leader.address).await {
                     Ok(v) => Some(v),
                     Err(e) => {
-                        notes.push(format!("JobManager unreachable: {e:#}"));
+                        notes.push(format!("JobManager unreachable: {e}"));
                         None
                     }
                 };
@@ -498,6 +450,7 @@ pub fn render(r: &StatusReport, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobmanager::status::JobStatus;
 
     fn c(s: &str) -> ContainerId {
         s.parse().unwrap()
@@ -568,9 +521,9 @@ mod tests {
             containers: None,
             leader: None,
             jobmanager: Some(JobManagerView {
-                jobs: vec![JobView {
+                jobs: vec![JobSnapshot {
                     job_id: "j".into(),
-                    status: "RUNNING".into(),
+                    status: JobStatus::Running,
                     latest_checkpoint_id: Some(4),
                     latest_checkpoint_completed_ms: Some(10_000),
                     ..Default::default()

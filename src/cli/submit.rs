@@ -16,10 +16,17 @@ use super::doctor::current_user;
 use crate::appmaster::launch::{self, StagedFile};
 use crate::config::Origin;
 use crate::hadoop::conf::{self, HadoopConf};
-use crate::hadoop::rest::{RmRest, SubmissionContext};
+use crate::hadoop::rest::{AppReport, RmRest, SubmissionContext};
 use crate::hadoop::webhdfs::WebHdfs;
-use crate::hadoop::yarn::{LaunchContext, Resource};
+use crate::hadoop::yarn::{ApplicationId, LaunchContext, Resource};
 use crate::job::spec::JobSpec;
+use crate::jobmanager::client::JobManagerClient;
+use crate::jobmanager::status::JobStatus;
+
+/// Timeout of each job status request while `submit` follows the job.
+const JOB_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Timeout of each request `cancel` makes to the JobManager.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
@@ -99,7 +106,6 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("read {}", args.job.display()))?;
     let hadoop = HadoopConf::load(args.hadoop_conf.as_deref())?;
     let user = current_user();
-    let ha_on = config.get("high-availability.type") == Some("zookeeper");
     if config.get("high-availability.storageDir").is_none() {
         bail!(
             "high-availability.storageDir is not set: the ApplicationMaster keeps job graphs and checkpoints there (e.g. hdfs://namenode:8020/yarnflow/ha)"
@@ -117,18 +123,56 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     let (app, max) = rest.new_application().await?;
     let staging = format!("/user/{user}/.yarnflow/{app}");
     progress.status(&format!("staging {fs}{staging}"));
+    let files = stage(&webhdfs, &fs, &staging, &config, spec_text).await?;
+    let output = format!("{fs}/user/{user}/yarnflow-output/{app}");
+    let env = am_environment(&hadoop, &fs, &staging, &files, &output)?;
+    let context = submission_context(&config, args, &spec, max, env, &files)?;
+    let attempts = context.max_app_attempts;
+    rest.submit_application(&SubmissionContext {
+        application_id: Some(app),
+        ..context
+    })
+    .await?;
+    progress.line(&format!(
+        "application {app} submitted ({attempts} attempts)"
+    ));
+    progress.line(&format!("output: {output}"));
+
+    let Some(report) = follow(&rest, app, &spec.job_id(), &progress, t0, args.detached).await?
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!(
+        "{app} {} / {}: {}",
+        report.state,
+        report.final_status,
+        report.diagnostics.lines().next().unwrap_or_default()
+    );
+    Ok(if report.final_status == "SUCCEEDED" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Uploads this binary, the effective configuration and the job spec to `staging` (an HDFS
+/// path on `fs`), and returns them as the AM's local resources.
+async fn stage(
+    webhdfs: &WebHdfs,
+    fs: &str,
+    staging: &str,
+    config: &crate::config::Config,
+    spec_text: String,
+) -> anyhow::Result<Vec<StagedFile>> {
     let exe = std::env::current_exe().context("find the yarnflow binary")?;
     let binary = tokio::fs::read(&exe)
         .await
         .with_context(|| format!("read {}", exe.display()))?;
-    webhdfs.mkdirs(&staging).await?;
+    webhdfs.mkdirs(staging).await?;
     let mut files = Vec::new();
     for (name, data) in [
         ("yarnflow", Bytes::from(binary)),
-        (
-            "yarnflow.yaml",
-            Bytes::from(effective_config_yaml(&config)?),
-        ),
+        ("yarnflow.yaml", Bytes::from(effective_config_yaml(config)?)),
         ("job.yaml", Bytes::from(spec_text)),
     ] {
         let path = format!("{staging}/{name}");
@@ -141,8 +185,18 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
             timestamp: status.modification_time,
         });
     }
+    Ok(files)
+}
 
-    let output = format!("{fs}/user/{user}/yarnflow-output/{app}");
+/// The AM container's environment: where the scheduler, staging dir, staged files and output
+/// are, and what libhdfs needs.
+fn am_environment(
+    hadoop: &HadoopConf,
+    fs: &str,
+    staging: &str,
+    files: &[StagedFile],
+    output: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
     let mut env = vec![
         (
             launch::RM_SCHEDULER_ENV.to_string(),
@@ -151,9 +205,9 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         (launch::STAGING_ENV.to_string(), format!("{fs}{staging}")),
         (
             launch::STAGED_FILES_ENV.to_string(),
-            launch::encode_staged_files(&files),
+            launch::encode_staged_files(files),
         ),
-        (launch::OUTPUT_ENV.to_string(), output.clone()),
+        (launch::OUTPUT_ENV.to_string(), output.to_string()),
     ];
     env.extend(launch::pass_through_env());
     if !env.iter().any(|(k, _)| k == "LIBHDFS_OPTS") {
@@ -164,6 +218,20 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         env.retain(|(k, _)| k != "CLASSPATH");
         env.push(("CLASSPATH".into(), cp));
     }
+    Ok(env)
+}
+
+/// The application to submit (without its id): name, queue, attempts, the AM's resources
+/// (capped at the cluster's `max`) and launch context.
+fn submission_context(
+    config: &crate::config::Config,
+    args: &SubmitArgs,
+    spec: &JobSpec,
+    max: Resource,
+    env: Vec<(String, String)>,
+    files: &[StagedFile],
+) -> anyhow::Result<SubmissionContext> {
+    let ha_on = config.get("high-availability.type") == Some("zookeeper");
     let attempts = match config.i64("yarn.application-attempts")? {
         Some(n) => n as i32,
         None if ha_on => 2,
@@ -183,8 +251,7 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| spec.name.clone());
-    rest.submit_application(&SubmissionContext {
-        application_id: Some(app),
+    Ok(SubmissionContext {
         name,
         queue: args
             .queue
@@ -212,18 +279,22 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         },
         ..Default::default()
     })
-    .await?;
-    progress.line(&format!(
-        "application {app} submitted ({attempts} attempts)"
-    ));
-    progress.line(&format!("output: {output}"));
+}
 
-    // ACCEPTED → RUNNING → job RUNNING.
-    let job_id = spec.job_id();
+/// Follows the application (ACCEPTED → RUNNING) and its job (→ RUNNING) to the end: the
+/// final report, or `None` once the job runs when `detached`.
+async fn follow(
+    rest: &RmRest,
+    app: ApplicationId,
+    job_id: &str,
+    progress: &Progress,
+    t0: Instant,
+    detached: bool,
+) -> anyhow::Result<Option<AppReport>> {
     let mut last_state = String::new();
-    let mut jobmanager = String::new();
+    let mut jobmanager: Option<JobManagerClient> = None;
     let mut job_running = false;
-    let report = loop {
+    loop {
         let r = rest.application(&app.to_string()).await?;
         if r.state != last_state {
             progress.line(&format!(
@@ -237,61 +308,34 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
             last_state = r.state.clone();
         }
         if r.is_final() {
-            break r;
+            progress.finish();
+            return Ok(Some(r));
         }
         if let Some(address) = r.jobmanager_url()
-            && address != jobmanager
+            && jobmanager.as_ref().map(JobManagerClient::address) != Some(address.as_str())
         {
             progress.line(&format!("JobManager: {address}"));
-            jobmanager = address;
+            jobmanager = Some(JobManagerClient::new(&address, JOB_STATUS_TIMEOUT));
         }
-        if !jobmanager.is_empty() {
-            let status = job_status(&jobmanager, &job_id).await;
-            if let Some(s) = &status {
-                progress.status(&format!("job {job_id} {s}"));
-                if s == "RUNNING" && !job_running {
-                    job_running = true;
-                    progress.line(&format!(
-                        "job {job_id} RUNNING ({:.1} s)",
-                        t0.elapsed().as_secs_f64()
-                    ));
-                    if args.detached {
-                        progress.finish();
-                        return Ok(ExitCode::SUCCESS);
-                    }
+        // The JobManager may not serve the job yet, or be going away: ask again next round.
+        if let Some(jm) = &jobmanager
+            && let Ok(job) = jm.job(job_id).await
+        {
+            progress.status(&format!("job {job_id} {}", job.status));
+            if job.status == JobStatus::Running && !job_running {
+                job_running = true;
+                progress.line(&format!(
+                    "job {job_id} RUNNING ({:.1} s)",
+                    t0.elapsed().as_secs_f64()
+                ));
+                if detached {
+                    progress.finish();
+                    return Ok(None);
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    progress.finish();
-    println!(
-        "{app} {} / {}: {}",
-        report.state,
-        report.final_status,
-        report.diagnostics.lines().next().unwrap_or_default()
-    );
-    Ok(if report.final_status == "SUCCEEDED" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-async fn job_status(jobmanager: &str, job_id: &str) -> Option<String> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .ok()?;
-    let v: serde_json::Value = http
-        .get(format!("{jobmanager}/jobs/{job_id}"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    v["status"].as_str().map(str::to_string)
+    }
 }
 
 pub async fn cancel(args: &CancelArgs) -> anyhow::Result<ExitCode> {
@@ -319,24 +363,13 @@ pub async fn cancel(args: &CancelArgs) -> anyhow::Result<ExitCode> {
             r.state
         )
     })?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let jobs: serde_json::Value = http
-        .get(format!("{jm}/jobs"))
-        .send()
-        .await
-        .with_context(|| format!("JobManager {jm}"))?
-        .json()
-        .await
-        .with_context(|| format!("JobManager {jm}: /jobs"))?;
-    for j in jobs["jobs"].as_array().into_iter().flatten() {
-        if let Some(id) = j["id"].as_str() {
-            http.post(format!("{jm}/jobs/{id}/cancel"))
-                .send()
-                .await
-                .with_context(|| format!("cancel job {id} at {jm}"))?;
-            println!("job {id}: cancel requested");
+    let client = JobManagerClient::new(&jm, CANCEL_TIMEOUT);
+    for j in client.jobs().await? {
+        match client.cancel(&j.id).await {
+            Ok(()) => println!("job {}: cancel requested", j.id),
+            // It ended between the listing and the request.
+            Err(e) if e.is_not_found() => println!("job {}: already gone", j.id),
+            Err(e) => return Err(e.into()),
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -87,8 +87,9 @@ pub struct JobMasterHandle {
     pub snapshot: tokio::sync::watch::Receiver<JobSnapshot>,
 }
 
-/// What `/jobs/{id}` and `/jobs/{id}/checkpoints` show.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// What `/jobs/{id}` and `/jobs/{id}/checkpoints` show (and what
+/// [`JobManagerClient::job`](super::client::JobManagerClient::job) reads back).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobSnapshot {
     pub job_id: String,
     pub name: String,

@@ -4,7 +4,9 @@
 //! runtime's [`error`] type, the REST API, and the dispatcher that recovers and runs a leader's
 //! jobs.
 
+pub mod api;
 pub mod checkpoint;
+pub mod client;
 pub mod dispatcher;
 pub mod endpoint;
 pub mod error;

@@ -13,6 +13,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::api::{
+    CheckpointCounts, CheckpointStats, CheckpointSummary, Errors, JobList, JobSummary,
+    LatestCheckpoints, Overview, Submitted, TaskManagerInfo, TaskManagerList,
+};
 use super::dispatcher::Dispatcher;
 use super::metrics::{ClusterCounters, MetricsView};
 use super::taskmanagers::TaskManagerPool;
@@ -31,8 +35,18 @@ pub struct RestState {
     pub cluster: tokio::sync::watch::Receiver<ClusterCounters>,
 }
 
+fn error(code: StatusCode, message: String) -> Response {
+    (
+        code,
+        Json(Errors {
+            errors: vec![message],
+        }),
+    )
+        .into_response()
+}
+
 fn not_found(what: &str) -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({ "errors": [what] }))).into_response()
+    error(StatusCode::NOT_FOUND, what.to_string())
 }
 
 pub fn router(state: RestState) -> Router {
@@ -48,28 +62,32 @@ pub fn router(state: RestState) -> Router {
         .with_state(state)
 }
 
-async fn overview(State(s): State<RestState>) -> Json<serde_json::Value> {
-    let mut by_status: BTreeMap<String, u32> = BTreeMap::new();
+async fn overview(State(s): State<RestState>) -> Json<Overview> {
+    let mut jobs: BTreeMap<String, u32> = BTreeMap::new();
     for j in s.dispatcher.snapshots() {
-        *by_status.entry(j.status.to_string()).or_default() += 1;
+        *jobs.entry(j.status.to_string()).or_default() += 1;
     }
     let tms = s.taskmanagers.registered();
-    Json(json!({
-        "jobs": by_status,
-        "taskmanagers": tms.len(),
-        "slots-total": tms.iter().map(|t| t.1).sum::<u32>(),
-        "slots-available": tms.iter().map(|t| t.2).sum::<u32>(),
-    }))
+    Json(Overview {
+        jobs,
+        taskmanagers: tms.len(),
+        slots_total: tms.iter().map(|t| t.1).sum(),
+        slots_available: tms.iter().map(|t| t.2).sum(),
+    })
 }
 
-async fn jobs(State(s): State<RestState>) -> Json<serde_json::Value> {
-    let list: Vec<_> = s
+async fn jobs(State(s): State<RestState>) -> Json<JobList> {
+    let jobs = s
         .dispatcher
         .snapshots()
         .into_iter()
-        .map(|j| json!({"id": j.job_id, "name": j.name, "status": j.status}))
+        .map(|j| JobSummary {
+            id: j.job_id,
+            name: j.name,
+            status: j.status,
+        })
         .collect();
-    Json(json!({ "jobs": list }))
+    Json(JobList { jobs })
 }
 
 /// `POST /jobs` with a job spec (YAML) as the body.
@@ -77,15 +95,11 @@ async fn submit(State(s): State<RestState>, body: String) -> Response {
     let spec = match crate::job::spec::JobSpec::parse(&body, "the request body") {
         Ok(spec) => spec,
         Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "errors": [e.to_string()] })),
-            )
-                .into_response();
+            return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
     match s.dispatcher.submit(spec).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id }))).into_response(),
+        Ok(jobid) => (StatusCode::ACCEPTED, Json(Submitted { jobid })).into_response(),
         Err(e) => {
             let code = if e.is_retriable() {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -94,7 +108,7 @@ async fn submit(State(s): State<RestState>, body: String) -> Response {
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
             };
-            (code, Json(json!({ "errors": [e.to_string()] }))).into_response()
+            error(code, e.to_string())
         }
     }
 }
@@ -110,11 +124,19 @@ async fn checkpoints(State(s): State<RestState>, Path(id): Path<String>) -> Resp
     match s.dispatcher.job(&id) {
         Some(h) => {
             let j = h.snapshot.borrow().clone();
-            Json(json!({
-                "counts": {"completed": j.completed_checkpoints},
-                "latest": {"completed": j.latest_checkpoint_id, "restored": j.restored_from_checkpoint},
-                "summary": {"duration_ms_p50": j.checkpoint_duration_ms_p50, "duration_ms_max": j.checkpoint_duration_ms_max},
-            }))
+            Json(CheckpointStats {
+                counts: CheckpointCounts {
+                    completed: j.completed_checkpoints,
+                },
+                latest: LatestCheckpoints {
+                    completed: j.latest_checkpoint_id,
+                    restored: j.restored_from_checkpoint,
+                },
+                summary: CheckpointSummary {
+                    duration_ms_p50: j.checkpoint_duration_ms_p50,
+                    duration_ms_max: j.checkpoint_duration_ms_max,
+                },
+            })
             .into_response()
         }
         None => not_found(&format!("job {id} not found")),
@@ -135,14 +157,18 @@ async fn cancel(State(s): State<RestState>, Path(id): Path<String>) -> Response 
     }
 }
 
-async fn taskmanagers(State(s): State<RestState>) -> Json<serde_json::Value> {
-    let tms: Vec<_> = s
+async fn taskmanagers(State(s): State<RestState>) -> Json<TaskManagerList> {
+    let taskmanagers = s
         .taskmanagers
         .registered()
         .into_iter()
-        .map(|(id, slots, free)| json!({"id": id, "slotsNumber": slots, "freeSlots": free}))
+        .map(|(id, slots, free_slots)| TaskManagerInfo {
+            id,
+            slots,
+            free_slots,
+        })
         .collect();
-    Json(json!({ "taskmanagers": tms }))
+    Json(TaskManagerList { taskmanagers })
 }
 
 async fn config(State(s): State<RestState>) -> Json<serde_json::Value> {

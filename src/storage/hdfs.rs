@@ -18,6 +18,10 @@ use super::{BlobMeta, BlobStore, StorageError};
 /// The environment variable holding the Hadoop client classpath for libhdfs.
 pub const HADOOP_CLASSPATH_ENV: &str = "YARNFLOW_HADOOP_CLASSPATH";
 
+/// The first `complete()` retry of a closing file, and how many retries follow (doubling).
+const COMPLETE_INITIAL_DELAY_MS: &str = "10";
+const COMPLETE_RETRIES: &str = "10";
+
 /// One HDFS namenode (`hdfs://host:port`).
 pub struct HdfsStore {
     base: String,
@@ -93,10 +97,16 @@ impl HdfsStore {
         let client = tokio::task::spawn_blocking(move || {
             hdrs::ClientBuilder::new(&nn)
                 // The client polls the namenode to complete a file, first after 400 ms by
-                // default: most of a small write's latency. Poll early instead.
+                // default: most of a small write's latency. Poll early instead, and as many
+                // more times (the delay doubles) so that close still waits about 10 s for a
+                // slow `complete()` (10 ms · (2^10 - 1)) before it fails, as by default.
                 .with_config(
                     "dfs.client.block.write.locateFollowingBlock.initial.delay.ms",
-                    "10",
+                    COMPLETE_INITIAL_DELAY_MS,
+                )
+                .with_config(
+                    "dfs.client.block.write.locateFollowingBlock.retries",
+                    COMPLETE_RETRIES,
                 )
                 .connect()
         })
@@ -203,7 +213,12 @@ impl BlobStore for HdfsStore {
                     .map_err(|e| classify(&tmp, e))?;
                 f.write_all(&data).map_err(|e| classify(&tmp, e))?;
                 f.flush().map_err(|e| classify(&tmp, e))?;
-                drop(f);
+                // The durable step: close completes the file at the NameNode once the
+                // DataNodes hold every block. A failed close is an error, never a rename of a
+                // truncated file (dropping the handle would only log it).
+                f.try_close().map_err(|e| {
+                    io_error(&tmp, format!("closing the written file failed: {e}"))
+                })?;
                 // HDFS rename does not replace: remove the old blob first. A reader racing this
                 // sees the old blob or none, never a partial one.
                 if stat(c, &p)?.is_some() {

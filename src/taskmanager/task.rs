@@ -13,8 +13,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::job::operators::{Chain, OperatorState, Source, SourceState};
+use crate::job::operators::{Chain, OperatorState};
 use crate::job::sink::{FileSink, SinkState};
+use crate::job::source::{Source, SourceState};
 use crate::job::spec::{SourceSpec, Step};
 use crate::jobmanager::error::RuntimeError;
 use crate::storage::Location;

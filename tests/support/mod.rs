@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// A running mini cluster and the values of its `cluster.env`.
 pub struct MiniCluster {
@@ -139,25 +140,107 @@ impl MiniCluster {
     /// The `yarnflow` binary set up for this cluster: `--conf conf`, its Hadoop conf, and the
     /// JVM and Hadoop client jars libhdfs needs (for this process and for what it submits).
     pub fn yarnflow(&self, conf: &Path) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_yarnflow"));
-        c.current_dir(repo_root())
-            .arg("--conf")
-            .arg(conf)
+        let mut c = yarnflow(&["--conf"]);
+        c.arg(conf)
             .env("HADOOP_CONF_DIR", self.env("HADOOP_CONF_DIR"))
             .env("JAVA_HOME", self.env("JAVA_HOME"))
             .env("CLASSPATH", self.env("YARNFLOW_HADOOP_CLASSPATH"))
             .env(
                 "YARNFLOW_HADOOP_CLASSPATH",
                 self.env("YARNFLOW_HADOOP_CLASSPATH"),
-            )
-            .stdin(std::process::Stdio::null());
+            );
         c
+    }
+
+    /// Runs the client command `yarnflow ARGS --hadoop-conf <this cluster's Hadoop conf>` to
+    /// completion.
+    pub fn client(&self, args: &[&str]) -> Output {
+        yarnflow(args)
+            .args(["--hadoop-conf", self.env("HADOOP_CONF_DIR")])
+            .output()
+            .expect("run yarnflow")
     }
 
     /// Runs `yarn/minicluster/run <sub> --dir <dir> <args>` against this cluster.
     pub fn run(&self, sub: &str, args: &[&str]) -> Output {
         script(&[sub, "--dir"], &self.dir, args)
     }
+}
+
+/// The `yarnflow` binary under test with `args`, as a user runs it: from the repository root,
+/// stdin closed, no `YARNFLOW_CONF_DIR` from this process's environment.
+pub fn yarnflow(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_yarnflow"));
+    c.args(args)
+        .current_dir(repo_root())
+        .env_remove("YARNFLOW_CONF_DIR")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// The Hadoop user tests act as (`$USER`, else root).
+pub fn user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "root".into())
+}
+
+/// A ZooKeeper session on `quorum` scoped to `namespace`, expiring after `session_timeout`.
+pub async fn session(
+    quorum: &str,
+    namespace: &str,
+    session_timeout: Duration,
+) -> yarnflow::ha::zookeeper::ZkCluster {
+    yarnflow::ha::zookeeper::ZkCluster::connect(
+        quorum,
+        namespace,
+        session_timeout,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+}
+
+/// A fresh, empty directory `yarnflow-<name>-<pid>` under the temp dir.
+pub fn workdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("yarnflow-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// What the files sink left in an output directory.
+pub struct Committed {
+    /// Every line of the committed `part-` files, file by file in name order.
+    pub lines: Vec<String>,
+    /// The names of the other files (pending files of checkpoints not completed).
+    pub uncommitted: Vec<String>,
+}
+
+impl Committed {
+    /// Each committed line with how often it was committed.
+    pub fn counts(&self) -> HashMap<String, u32> {
+        let mut seen = HashMap::new();
+        for l in &self.lines {
+            *seen.entry(l.clone()).or_default() += 1;
+        }
+        seen
+    }
+}
+
+/// The files sink's output in `dir` (a local directory).
+pub fn committed(dir: &Path) -> Committed {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    let (parts, uncommitted): (Vec<String>, Vec<String>) =
+        names.into_iter().partition(|n| n.starts_with("part-"));
+    let mut lines = Vec::new();
+    for name in parts {
+        let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+        lines.extend(text.lines().map(String::from));
+    }
+    Committed { lines, uncommitted }
 }
 
 fn script(head: &[&str], dir: &Path, tail: &[&str]) -> Output {

@@ -14,6 +14,10 @@
 //!   and grant a successor, so even a tolerant leader never overlaps with the next one;
 //! * the latch node disappears, e.g. because a successor [evicted](ZkLeaderElection::evict) it.
 //!
+//! A grant is watched by two tasks (session state, latch node) in the election's
+//! [`TaskTracker`]; they end with the grant, and [`resign`](LeaderElection::resign) waits for
+//! them.
+//!
 //! # Eviction
 //! A successor that *knows* the owner of a latch node is dead — on YARN, attempt N+1 knows attempt
 //! N's AM container has ended, because YARN only starts a new attempt after that — may delete that
@@ -25,11 +29,12 @@ use std::sync::Mutex;
 
 use prost::Message;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 use zookeeper_client as zk;
 
 use super::proto::{LatchOwner, LeaderRecord};
-use super::{EPHEMERAL, EPHEMERAL_SEQUENTIAL, PERSISTENT, ZkCluster, parse_counter};
+use super::{EPHEMERAL, EPHEMERAL_SEQUENTIAL, ZkCluster, is_terminal};
 use crate::ha::{HaError, LeaderElection, Leadership};
 
 const LATCH_DIR: &str = "leader/latch";
@@ -41,8 +46,17 @@ pub struct ZkLeaderElection {
     zk: ZkCluster,
     owner: String,
     tolerate_suspended: bool,
-    /// Our current latch node and grant, if any.
-    current: Mutex<Option<(String, Leadership)>>,
+    /// Our current grant, if any.
+    current: Mutex<Option<Grant>>,
+}
+
+/// One grant of leadership and what watches it.
+struct Grant {
+    latch: String,
+    leadership: Leadership,
+    /// The grant's guard tasks (see [`ZkLeaderElection::spawn_guard`]); closed, they end
+    /// with the grant.
+    guards: TaskTracker,
 }
 
 impl ZkLeaderElection {
@@ -145,29 +159,11 @@ impl ZkLeaderElection {
 
     /// CAS-increments `leader/epoch` in a multi-op that also checks our latch node.
     async fn next_epoch(&self) -> Result<u64, HaError> {
-        let path = self.zk.path(EPOCH);
-        loop {
-            let (current, version) = match self.zk.client.get_data(&path).await {
-                Ok((data, stat)) => (parse_counter(&path, &data)?, Some(stat.version)),
-                Err(zk::Error::NoNode) => (0, None),
-                Err(e) => return Err(self.zk.err("read the leader epoch", e)),
-            };
-            let next = current + 1;
-            let mut w = self.zk.fenced_writer()?;
-            let data = next.to_string();
-            let added = match version {
-                Some(v) => w.add_set_data(&path, data.as_bytes(), Some(v)),
-                None => w.add_create(&path, data.as_bytes(), &PERSISTENT),
-            };
-            added.map_err(|e| self.zk.err("bump the leader epoch", e))?;
-            match self.zk.try_commit("bump the leader epoch", w).await {
-                Ok(_) => return Ok(next),
-                // Another contender's stale bump raced ours (it cannot succeed: its latch check
-                // fails once it no longer leads); read again.
-                Err(f) if f.is_race() => continue,
-                Err(f) => return Err(f.into_error()),
-            }
-        }
+        let previous = self
+            .zk
+            .increment_counter(&self.zk.path(EPOCH), 0, "leader epoch")
+            .await?;
+        Ok(previous + 1)
     }
 
     /// Deletes the latch nodes owned by `owner` (not our own). Only call this when `owner` is
@@ -178,7 +174,7 @@ impl ZkLeaderElection {
             .lock()
             .expect("lock")
             .as_ref()
-            .map(|(p, _)| p.clone());
+            .map(|g| g.latch.clone());
         let mut n = 0;
         for (path, o) in self.contenders().await? {
             if o == owner && Some(&path) != ours.as_ref() {
@@ -207,21 +203,23 @@ impl ZkLeaderElection {
     }
 
     /// Watches the session and our latch node; revokes the grant when either is lost, or when
-    /// a tolerated disconnection outlasts [`ZkCluster::tolerated_disconnection`].
-    fn spawn_guard(&self, latch: String, leadership: Leadership) {
+    /// a tolerated disconnection outlasts [`ZkCluster::tolerated_disconnection`]. Returns the
+    /// (closed) tracker of the two tasks.
+    fn spawn_guard(&self, latch: String, leadership: Leadership) -> TaskTracker {
+        let guards = TaskTracker::new();
         let zk = self.zk.clone();
         let tolerate = self.tolerate_suspended;
         let budget = zk.tolerated_disconnection();
         // Requests wait while the client reconnects, so the latch is watched by its own task
         // and the session state below is never stuck behind a pending call.
         let latch_gone = CancellationToken::new();
-        tokio::spawn(watch_latch(
+        guards.spawn(watch_latch(
             zk.client.clone(),
             latch.clone(),
             latch_gone.clone(),
             leadership.revoked.clone(),
         ));
-        tokio::spawn(async move {
+        guards.spawn(async move {
             let mut state = zk.client.state_watcher();
             let mut deadline: Option<tokio::time::Instant> = None;
             let reason = loop {
@@ -265,13 +263,13 @@ impl ZkLeaderElection {
             for _ in 0..100 {
                 match zk.client.delete(&latch, None).await {
                     Ok(()) | Err(zk::Error::NoNode) => break,
-                    Err(e) if e == zk::Error::SessionExpired || e == zk::Error::ClientClosed => {
-                        break;
-                    }
+                    Err(e) if is_terminal(&e) => break,
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
                 }
             }
         });
+        guards.close();
+        guards
     }
 }
 
@@ -299,7 +297,7 @@ async fn watch_latch(
                 gone.cancel();
                 return;
             }
-            Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => return,
+            Err(e) if is_terminal(&e) => return,
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
         }
     }
@@ -329,8 +327,12 @@ impl LeaderElection for ZkLeaderElection {
             revoked: CancellationToken::new(),
         };
         tracing::info!(epoch, session_id = %leadership.session_id, owner = %self.owner, "leadership granted");
-        *self.current.lock().expect("lock") = Some((latch.clone(), leadership.clone()));
-        self.spawn_guard(latch, leadership.clone());
+        let guards = self.spawn_guard(latch.clone(), leadership.clone());
+        *self.current.lock().expect("lock") = Some(Grant {
+            latch,
+            leadership: leadership.clone(),
+            guards,
+        });
         Ok(leadership)
     }
 
@@ -375,7 +377,12 @@ impl LeaderElection for ZkLeaderElection {
 
     async fn resign(&self) -> Result<(), HaError> {
         let current = self.current.lock().expect("lock").take();
-        if let Some((latch, leadership)) = current {
+        if let Some(Grant {
+            latch,
+            leadership,
+            guards,
+        }) = current
+        {
             leadership.revoked.cancel();
             if let Ok(mut w) = self.zk.fenced_writer() {
                 let path = self.zk.path(CONNECTION_INFO);
@@ -387,10 +394,13 @@ impl LeaderElection for ZkLeaderElection {
                 }
             }
             self.zk.fence.clear();
-            match self.zk.client.delete(&latch, None).await {
-                Ok(()) | Err(zk::Error::NoNode) => {}
-                Err(e) => return Err(self.zk.err("delete our latch node", e)),
-            }
+            let deleted = match self.zk.client.delete(&latch, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+                Err(e) => Err(self.zk.err("delete our latch node", e)),
+            };
+            // The guards end on the revocation above; wait until they have.
+            guards.wait().await;
+            deleted?;
             tracing::info!(epoch = leadership.epoch, "leadership resigned");
         }
         Ok(())

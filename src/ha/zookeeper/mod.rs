@@ -146,7 +146,6 @@ impl ZkCluster {
         session.saturating_sub(detection) / 2
     }
 
-    /// The absolute znode path of `rel` (relative to the cluster namespace).
     /// Deletes the leader nodes and the namespace node itself, after a final cleanup removed
     /// everything below them (missing nodes are fine).
     pub async fn remove_namespace(&self) -> Result<(), HaError> {
@@ -165,6 +164,7 @@ impl ZkCluster {
         Ok(())
     }
 
+    /// The absolute znode path of `rel` (relative to the cluster namespace).
     pub fn path(&self, rel: &str) -> String {
         if rel.is_empty() {
             self.namespace.clone()
@@ -186,6 +186,48 @@ impl ZkCluster {
         match self.client.mkdir(path, &PERSISTENT).await {
             Ok(()) | Err(zk::Error::NodeExists) => Ok(()),
             Err(e) => Err(self.err(&format!("create {path}"), e)),
+        }
+    }
+
+    /// Compare-and-set increment of the counter znode `path` (`leader/epoch`,
+    /// `checkpoint_id_counter`): reads its value (`floor` when the node is absent or holds
+    /// less), writes that value + 1 on the version read, fenced by our latch node, and reads
+    /// again when another writer got in first. Returns the value it replaced.
+    ///
+    /// A write without an answer is an error, never retried here: it may have landed, and
+    /// handing out the value it replaced twice would break the counter (a gap is harmless).
+    pub(crate) async fn increment_counter(
+        &self,
+        path: &str,
+        floor: u64,
+        name: &str,
+    ) -> Result<u64, HaError> {
+        loop {
+            let (current, version) = match self.client.get_data(path).await {
+                Ok((data, stat)) => (parse_counter(path, &data)?.max(floor), Some(stat.version)),
+                Err(zk::Error::NoNode) => (floor, None),
+                Err(e) => return Err(self.err(&format!("read the {name}"), e)),
+            };
+            if version.is_none()
+                && let Some((parent, _)) = path.rsplit_once('/')
+            {
+                self.ensure_path(parent).await?;
+            }
+            let next = (current + 1).to_string();
+            let what = format!("advance the {name}");
+            let mut w = self.fenced_writer()?;
+            match version {
+                Some(v) => w.add_set_data(path, next.as_bytes(), Some(v)),
+                None => w.add_create(path, next.as_bytes(), &PERSISTENT),
+            }
+            .map_err(|e| self.err(&what, e))?;
+            match self.try_commit(&what, w).await {
+                Ok(_) => return Ok(current),
+                // Another writer advanced it first (for the epoch: a deposed contender's stale
+                // write, whose latch check then fails); read again.
+                Err(f) if f.is_race() => continue,
+                Err(f) => return Err(f.into_error()),
+            }
         }
     }
 
@@ -288,6 +330,15 @@ impl CommitFailure {
             }
         )
     }
+}
+
+/// Whether `e` ends this client's session for good (expired, closed, authentication failed):
+/// retrying a request on it is pointless, only a new session helps.
+pub(crate) fn is_terminal(e: &zk::Error) -> bool {
+    matches!(
+        e,
+        zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed
+    )
 }
 
 /// Parses a counter znode (`leader/epoch`, `checkpoint_id_counter`): a decimal `u64`. Anything

@@ -11,21 +11,28 @@
 //! (`tolerate-suspended-connections: false`, its `ON_SUSPENDED_CONNECTION` clearance policy) the
 //! watchers see "no leader" until the connection is back; when tolerant, only the end of the
 //! session clears the leader (`ON_LOST_CONNECTION`).
+//!
+//! Both tasks belong to the retrieval's [`TaskTracker`]: dropping it stops them, and
+//! [`ZkLeaderRetrieval::stop`] also waits until they are gone.
 
 use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use zookeeper_client as zk;
 
-use super::ZkCluster;
 use super::election::CONNECTION_INFO;
 use super::proto::LeaderRecord;
+use super::{ZkCluster, is_terminal};
 use crate::ha::{LeaderInfo, LeaderRetrieval};
 
-/// Follows the published leader of one cluster id until dropped.
+/// Follows the published leader of one cluster id until dropped or stopped.
 pub struct ZkLeaderRetrieval {
     rx: watch::Receiver<Option<LeaderInfo>>,
+    /// Cancels both tasks when the retrieval is dropped.
     stop: tokio_util::sync::DropGuard,
+    /// The reader and state tasks (closed: nothing is added after the start).
+    tasks: TaskTracker,
 }
 
 impl ZkLeaderRetrieval {
@@ -42,8 +49,9 @@ impl ZkLeaderRetrieval {
         let token = CancellationToken::new();
         let stop = token.clone().drop_guard();
         let (record_tx, mut record_rx) = watch::channel(None);
-        tokio::spawn(read_records(zk.clone(), record_tx, token.clone()));
-        tokio::spawn(async move {
+        let tasks = TaskTracker::new();
+        tasks.spawn(read_records(zk.clone(), record_tx, token.clone()));
+        tasks.spawn(async move {
             let mut state = zk.client.state_watcher();
             let mut suspended = false;
             loop {
@@ -71,7 +79,15 @@ impl ZkLeaderRetrieval {
                 });
             }
         });
-        ZkLeaderRetrieval { rx, stop }
+        tasks.close();
+        ZkLeaderRetrieval { rx, stop, tasks }
+    }
+
+    /// Stops following the leader and waits until both tasks have ended. Watchers then see
+    /// no more changes.
+    pub async fn stop(&self) {
+        self.stop.token().cancel();
+        self.tasks.wait().await;
     }
 }
 
@@ -98,17 +114,21 @@ async fn read_records(
             }
             Err(zk::Error::NoNode) => {
                 out.send_replace(None);
-                match zk.client.check_and_watch_stat(&path).await {
+                let checked = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = zk.client.check_and_watch_stat(&path) => r,
+                };
+                match checked {
                     Ok((None, w)) => w,
                     Ok((Some(_), _)) => continue,
-                    Err(e) if is_final(&e) => return,
+                    Err(e) if is_terminal(&e) => return,
                     Err(_) => {
                         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                         continue;
                     }
                 }
             }
-            Err(e) if is_final(&e) => return,
+            Err(e) if is_terminal(&e) => return,
             Err(_) => {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 continue;
@@ -119,13 +139,6 @@ async fn read_records(
             _ = watcher.changed() => {}
         }
     }
-}
-
-fn is_final(e: &zk::Error) -> bool {
-    matches!(
-        e,
-        zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed
-    )
 }
 
 fn decode(data: &[u8]) -> Option<LeaderInfo> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use zookeeper_client as zk;
 
-use super::{PERSISTENT, PointerStore, parse_counter};
+use super::{PointerStore, parse_counter};
 use crate::ha::{
     CheckpointIdCounter, CheckpointStoreFactory, CompletedCheckpointStore, HaError, JobGraphStore,
     StoredCheckpoint,
@@ -175,38 +175,10 @@ const INITIAL_CHECKPOINT_ID: u64 = 1;
 #[async_trait::async_trait]
 impl CheckpointIdCounter for ZkCheckpointIdCounter {
     async fn get_and_increment(&self) -> Result<u64, HaError> {
-        let zk = &self.pointers.zk;
-        let path = self.path();
-        loop {
-            let (current, version) = match zk.client.get_data(&path).await {
-                Ok((data, stat)) => (
-                    parse_counter(&path, &data)?.max(INITIAL_CHECKPOINT_ID),
-                    Some(stat.version),
-                ),
-                Err(zk::Error::NoNode) => (INITIAL_CHECKPOINT_ID, None),
-                Err(e) => return Err(zk.err("read the checkpoint id counter", e)),
-            };
-            let next = (current + 1).to_string();
-            if version.is_none()
-                && let Some((parent, _)) = path.rsplit_once('/')
-            {
-                zk.ensure_path(parent).await?;
-            }
-            let mut w = zk.fenced_writer()?;
-            match version {
-                Some(v) => w.add_set_data(&path, next.as_bytes(), Some(v)),
-                None => w.add_create(&path, next.as_bytes(), &PERSISTENT),
-            }
-            .map_err(|e| zk.err("advance the checkpoint id counter", e))?;
-            match zk.try_commit("advance the checkpoint id counter", w).await {
-                Ok(_) => return Ok(current),
-                // Another writer advanced it first: read again.
-                Err(f) if f.is_race() => continue,
-                // No answer: the id may have been taken. Never hand it out; the caller retries
-                // and gets a fresh one (a gap in ids is harmless, a repeat is not).
-                Err(f) => return Err(f.into_error()),
-            }
-        }
+        self.pointers
+            .zk
+            .increment_counter(&self.path(), INITIAL_CHECKPOINT_ID, "checkpoint id counter")
+            .await
     }
 
     async fn get(&self) -> Result<u64, HaError> {
