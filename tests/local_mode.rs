@@ -7,6 +7,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use yarnflow::jobmanager::client::JobManagerClient;
+use yarnflow::jobmanager::job_master::JobSnapshot;
+use yarnflow::jobmanager::status::JobStatus;
 
 #[test]
 fn the_exactly_once_example_commits_every_number_once() {
@@ -175,9 +177,7 @@ struct LocalRun {
 
 impl LocalRun {
     fn start(name: &str, to: u64, rate: u64, args: &[&str], env: &[(&str, &str)]) -> LocalRun {
-        let dir = std::env::temp_dir().join(format!("yarnflow-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = support::workdir(name);
         let spec = dir.join("job.yaml");
         std::fs::write(
             &spec,
@@ -186,8 +186,7 @@ impl LocalRun {
             ),
         )
         .unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_yarnflow"))
-            .arg("local")
+        let mut child = support::yarnflow(&["local"])
             .arg(&spec)
             .args(args)
             .arg("--workdir")
@@ -234,7 +233,15 @@ impl LocalRun {
         }
     }
 
-    /// Waits for the process to end; its whole stdout.
+    /// The JobManager's REST client, once its address is printed.
+    fn client(&mut self) -> JobManagerClient {
+        let rest = self.wait_line(Duration::from_secs(30), |l| {
+            l.strip_prefix("REST API: ").map(str::to_string)
+        });
+        JobManagerClient::new(&rest, Duration::from_secs(10))
+    }
+
+    /// Waits for the process to end; its whole stdout is in the transcript then.
     fn finish(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap();
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
@@ -246,20 +253,16 @@ impl LocalRun {
 
     /// The committed output holds every number of 0..to exactly once.
     fn assert_exactly_once(&self) {
-        let mut seen = HashSet::new();
-        let mut count = 0u64;
-        for e in std::fs::read_dir(self.dir.join("work/output")).unwrap() {
-            let e = e.unwrap();
-            if e.file_name().to_string_lossy().starts_with("part-") {
-                for l in std::fs::read_to_string(e.path()).unwrap().lines() {
-                    count += 1;
-                    let n: u64 = l.parse().unwrap();
-                    assert!(n < self.to, "{n} out of range");
-                    assert!(seen.insert(n), "duplicate {n}\n{}", self.transcript);
-                }
-            }
-        }
-        assert_eq!(count, self.to, "{}", self.transcript);
+        let committed = support::committed(&self.dir.join("work/output"));
+        let counts = committed.counts();
+        let duplicates = counts.values().filter(|n| **n > 1).count();
+        assert_eq!(duplicates, 0, "duplicates\n{}", self.transcript);
+        assert_eq!(committed.lines.len() as u64, self.to, "{}", self.transcript);
+        assert!(
+            (0..self.to).all(|n| counts.contains_key(&n.to_string())),
+            "missing numbers\n{}",
+            self.transcript
+        );
     }
 }
 
@@ -271,37 +274,30 @@ impl Drop for LocalRun {
     }
 }
 
-use std::time::{Duration, Instant};
-
-/// GET `url` as JSON (`Null` if the JobManager does not answer).
-fn get_json(rt: &tokio::runtime::Runtime, url: &str) -> serde_json::Value {
+/// Polls job `id` every 100 ms until `ready` holds, for up to `within`; that snapshot.
+fn poll_job(
+    rt: &tokio::runtime::Runtime,
+    client: &JobManagerClient,
+    id: &str,
+    within: Duration,
+    ready: impl Fn(&JobSnapshot) -> bool,
+) -> JobSnapshot {
+    let deadline = Instant::now() + within;
     rt.block_on(async {
-        match reqwest::get(url).await {
-            Ok(r) => r.json().await.unwrap_or(serde_json::Value::Null),
-            Err(_) => serde_json::Value::Null,
+        loop {
+            let job = client.job(id).await;
+            if let Ok(job) = &job
+                && ready(job)
+            {
+                return job.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} not there within {within:?}: {job:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
-}
-
-/// Polls `url` every 100 ms until `ready` holds, for up to `within`; the last answer.
-fn poll_json(
-    rt: &tokio::runtime::Runtime,
-    url: &str,
-    within: Duration,
-    ready: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let v = get_json(rt, url);
-        if ready(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready within {within:?}: {url}: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// SIGSTOP one TaskManager that runs a subtask: the process, its TCP connection and its HTTP/2
@@ -326,9 +322,7 @@ fn a_frozen_taskmanager_is_lost_by_heartbeat_timeout_and_its_subtask_restarts_el
         ],
         &[],
     );
-    let rest = run.wait_line(Duration::from_secs(30), |l| {
-        l.strip_prefix("REST API: ").map(str::to_string)
-    });
+    let client = run.client();
     let mut pids = std::collections::HashMap::new();
     while pids.len() < 3 {
         let (index, pid) = run.wait_line(Duration::from_secs(30), |l| {
@@ -342,53 +336,41 @@ fn a_frozen_taskmanager_is_lost_by_heartbeat_timeout_and_its_subtask_restarts_el
         pids.insert(index, pid);
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let job_url = format!("{rest}/jobs/heartbeat-frozen");
-    poll_json(&rt, &job_url, Duration::from_secs(30), |j| {
-        j["status"] == "RUNNING" && j["completed_checkpoints"].as_u64() >= Some(1)
+    let id = "heartbeat-frozen";
+    poll_job(&rt, &client, id, Duration::from_secs(30), |j| {
+        j.status == JobStatus::Running && j.completed_checkpoints >= 1
     });
     // A TaskManager with no free slot runs a subtask; its id is taskmanager-<index>-<n>.
-    let tms = poll_json(
-        &rt,
-        &format!("{rest}/taskmanagers"),
-        Duration::from_secs(30),
-        |v| {
-            v["taskmanagers"]
-                .as_array()
-                .is_some_and(|t| t.iter().filter(|t| t["freeSlots"] == 0).count() == 2)
-        },
-    );
-    let busy = tms["taskmanagers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["freeSlots"] == 0)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let index = busy.split('-').nth(1).unwrap();
-    let victim = pids[index];
+    let busy = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let tms = client.taskmanagers().await.unwrap_or_default();
+            let busy: Vec<_> = tms.iter().filter(|t| t.free_slots == 0).collect();
+            if tms.len() == 3 && busy.len() == 2 {
+                return busy[0].id.clone();
+            }
+            assert!(Instant::now() < deadline, "{tms:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let victim = pids[busy.split('-').nth(1).unwrap()];
     let paused = Instant::now();
     unsafe {
         libc::kill(victim, libc::SIGSTOP);
     }
     // Expected: the timeout, up to one heartbeat interval, the restart delay (about 1 s) and a
-    // deployment: about 7 s. Wait up to three times that.
+    // deployment: about 8 s. Wait up to three times that.
     let bound = timeout + Duration::from_secs(3);
-    let lost = poll_json(&rt, &job_url, 3 * bound, |j| {
-        j["exceptions"].as_array().is_some_and(|e| {
-            e.iter()
-                .any(|e| e.as_str().is_some_and(|e| e.contains("heartbeat timeout")))
-        })
+    let lost = poll_job(&rt, &client, id, 3 * bound, |j| {
+        j.exceptions.iter().any(|e| e.contains("heartbeat timeout"))
     });
     let detected = paused.elapsed();
-    let exception = lost["exceptions"][0].as_str().unwrap().to_string();
     assert!(
-        exception.contains(&format!("TaskManager {busy} was lost")),
-        "{exception}"
+        lost.exceptions[0].contains(&format!("TaskManager {busy} was lost: heartbeat timeout")),
+        "{lost:?}"
     );
-    poll_json(&rt, &job_url, 3 * bound, |j| {
-        j["status"] == "RUNNING" && j["restarts"].as_u64() >= Some(1)
+    poll_job(&rt, &client, id, 3 * bound, |j| {
+        j.status == JobStatus::Running && j.restarts >= 1
     });
     let recovered = paused.elapsed();
     eprintln!(
@@ -406,11 +388,11 @@ fn a_frozen_taskmanager_is_lost_by_heartbeat_timeout_and_its_subtask_restarts_el
     run.assert_exactly_once();
 }
 
-/// With the fault point `drop-ack:subtask=1,checkpoint=1` (feature `fault-points`), the TaskManager of
-/// subtask 1 swallows that subtask's first acknowledgement: checkpoint 1 can never complete and
-/// expires after `execution.checkpointing.timeout`; tolerated (1 allowed), the job runs on, the
-/// next interval triggers a later checkpoint that completes, and the job finishes exactly once
-/// without a restart.
+/// With the fault point `drop-ack:subtask=1,checkpoint=1` (feature `fault-points`), the
+/// TaskManager of subtask 1 swallows that subtask's acknowledgement of checkpoint 1, which can
+/// then never complete and expires after `execution.checkpointing.timeout`; tolerated (1
+/// allowed), the job runs on, the next interval triggers a later checkpoint that completes,
+/// and the job finishes exactly once without a restart.
 #[cfg(feature = "fault-points")]
 #[test]
 fn a_swallowed_ack_expires_its_checkpoint_and_a_later_one_completes() {
@@ -428,29 +410,23 @@ fn a_swallowed_ack_expires_its_checkpoint_and_a_later_one_completes() {
         ],
         &[("YARNFLOW_FAULTS", "drop-ack:subtask=1,checkpoint=1")],
     );
-    let rest = run.wait_line(Duration::from_secs(30), |l| {
-        l.strip_prefix("REST API: ").map(str::to_string)
-    });
+    let client = run.client();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let job_url = format!("{rest}/jobs/dropped-ack");
+    let id = "dropped-ack";
     let started = Instant::now();
-    // The first checkpoint expires: 2 s after it is triggered; wait up to three times.
-    let expired = poll_json(&rt, &job_url, Duration::from_secs(3 * 4), |j| {
-        j["failed_checkpoints"].as_u64() >= Some(1)
+    // Checkpoint 1 expires 2 s after it is triggered (500 ms in); wait up to three times.
+    let expired = poll_job(&rt, &client, id, Duration::from_secs(3 * 3), |j| {
+        j.failed_checkpoints >= 1
     });
     eprintln!(
-        "checkpoint expired {:.1} s after the job was seen: {expired}",
+        "checkpoint 1 expired within {:.1} s of the job's start",
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(
-        expired["latest_checkpoint_id"],
-        serde_json::Value::Null,
-        "{expired}"
-    );
-    let later = poll_json(&rt, &job_url, Duration::from_secs(3 * 2), |j| {
-        j["latest_checkpoint_id"].as_u64() >= Some(2)
+    assert_eq!(expired.latest_checkpoint_id, None, "{expired:?}");
+    let later = poll_job(&rt, &client, id, Duration::from_secs(3 * 2), |j| {
+        j.latest_checkpoint_id >= Some(2)
     });
-    assert_eq!(later["restarts"], 0, "{later}");
+    assert_eq!(later.restarts, 0, "{later:?}");
     let status = run.finish();
     assert!(status.success(), "{}", run.transcript);
     assert!(
@@ -461,8 +437,8 @@ fn a_swallowed_ack_expires_its_checkpoint_and_a_later_one_completes() {
     run.assert_exactly_once();
 }
 
-/// A checkpoint failure is not a job failure: with `decline-ack:subtask=0,checkpoint=1` the first
-/// checkpoint is declined, which exceeds the default 0 tolerated failures, so the whole job
+/// A checkpoint failure is not a job failure: with `decline-ack:subtask=0,checkpoint=1`
+/// checkpoint 1 is declined, which exceeds the default 0 tolerated failures, so the whole job
 /// fails over through the restart strategy (one restart, every subtask from the latest
 /// completed checkpoint) instead of ending FAILED, and still finishes exactly once.
 #[cfg(feature = "fault-points")]
@@ -475,20 +451,21 @@ fn too_many_checkpoint_failures_fail_the_job_over_and_it_still_finishes_exactly_
         &["--taskmanagers", "2"],
         &[("YARNFLOW_FAULTS", "decline-ack:subtask=0,checkpoint=1")],
     );
-    let rest = run.wait_line(Duration::from_secs(30), |l| {
-        l.strip_prefix("REST API: ").map(str::to_string)
-    });
+    let client = run.client();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let job_url = format!("{rest}/jobs/declined-checkpoint");
-    // The first checkpoint comes 500 ms in, the restart about 1 s later.
-    let failed_over = poll_json(&rt, &job_url, Duration::from_secs(3 * 3), |j| {
-        j["restarts"].as_u64() >= Some(1)
-    });
-    let exception = failed_over["exceptions"][0].as_str().unwrap_or_default();
+    // Checkpoint 1 comes 500 ms in, the restart about 1 s later.
+    let failed_over = poll_job(
+        &rt,
+        &client,
+        "declined-checkpoint",
+        Duration::from_secs(3 * 3),
+        |j| j.restarts >= 1,
+    );
+    let exception = failed_over.exceptions.first().cloned().unwrap_or_default();
     assert!(
         exception.starts_with("job: 1 consecutive checkpoint failures exceed")
             && exception.contains("declined by subtask 0"),
-        "{failed_over}"
+        "{failed_over:?}"
     );
     let status = run.finish();
     assert!(status.success(), "{}", run.transcript);

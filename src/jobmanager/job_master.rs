@@ -101,6 +101,7 @@ pub struct JobSnapshot {
     pub failure: Option<String>,
     pub completed_checkpoints: u64,
     /// Checkpoints that expired, were declined or could not be stored.
+    #[serde(default)]
     pub failed_checkpoints: u64,
     pub latest_checkpoint_id: Option<u64>,
     pub restored_from_checkpoint: Option<u64>,

@@ -216,9 +216,8 @@ impl BlobStore for HdfsStore {
                 // The durable step: close completes the file at the NameNode once the
                 // DataNodes hold every block. A failed close is an error, never a rename of a
                 // truncated file (dropping the handle would only log it).
-                f.try_close().map_err(|e| {
-                    io_error(&tmp, format!("closing the written file failed: {e}"))
-                })?;
+                f.try_close()
+                    .map_err(|e| io_error(&tmp, format!("closing the written file failed: {e}")))?;
                 // HDFS rename does not replace: remove the old blob first. A reader racing this
                 // sees the old blob or none, never a partial one.
                 if stat(c, &p)?.is_some() {
