@@ -266,6 +266,12 @@ struct Subtasks {
 impl Subtasks {
     async fn deploy(&mut self, d: control::Deploy) {
         let key = (d.job_id.clone(), d.subtask);
+        if let Some(old) = self.commands.remove(&key) {
+            // Redeployed here while an earlier run still lives (its Stop never came): it stops
+            // rather than run on beside the new one.
+            tracing::warn!(job_id = %d.job_id, subtask = d.subtask, "redeployed while still running here; stopping the old run");
+            let _ = old.send(TaskCommand::Stop).await;
+        }
         match self.start(&d).await {
             Ok(commands) => {
                 self.commands.insert(key, commands);
