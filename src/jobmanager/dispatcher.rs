@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::cleanup::RetryStrategy;
 use super::job_master::{
     self, JobMasterConfig, JobMasterHandle, JobOutcome, JobSnapshot, TaskRuntime,
 };
@@ -141,10 +142,22 @@ impl Dispatcher {
     }
 
     async fn recover_job_graphs(&self) -> Result<Vec<String>, DispatchError> {
+        let cleanup = RetryStrategy::cleanup(&self.config)?;
         for dirty in self.ha.job_results.dirty_results().await? {
             tracing::info!(job_id = %dirty.job_id, status = %dirty.status, "finishing the cleanup of a terminated job");
-            self.ha.remove_job_data(&dirty.job_id).await?;
-            self.ha.job_results.mark_clean(&dirty.job_id).await?;
+            let job_id = dirty.job_id.as_str();
+            cleanup
+                .run(
+                    "remove a terminated job's HA data",
+                    &self.leadership,
+                    || self.ha.remove_job_data(job_id),
+                )
+                .await?;
+            cleanup
+                .run("mark a job result clean", &self.leadership, || {
+                    self.ha.job_results.mark_clean(job_id)
+                })
+                .await?;
         }
         let mut recovered = Vec::new();
         for job_id in self.ha.job_graphs.job_ids().await? {
@@ -163,7 +176,7 @@ impl Dispatcher {
                 })
             })?;
             tracing::info!(job_id = %job_id, "job graph recovered");
-            self.start(spec, true).await?;
+            self.start(spec).await?;
             recovered.push(job_id);
         }
         Ok(recovered)
@@ -182,7 +195,20 @@ impl Dispatcher {
         if self.ha.job_results.has_result(&job_id).await? {
             return Err(DispatchError::DuplicateJob(job_id));
         }
-        self.start(spec, false).await?;
+        // Persisted before its job master starts (Flink's Dispatcher): a job that runs can
+        // always be recovered, and a submission that cannot be persisted fails as a whole.
+        let graph = serde_json::to_vec(&spec).map_err(|e| DispatchError::BadJob {
+            job: job_id.clone(),
+            message: format!("cannot serialize the job graph: {e}"),
+        })?;
+        RetryStrategy::JOB_GRAPH
+            .run("persist a job graph", &self.leadership, || {
+                self.ha
+                    .job_graphs
+                    .put(&job_id, bytes::Bytes::from(graph.clone()))
+            })
+            .await?;
+        self.start(spec).await?;
         Ok(job_id)
     }
 
@@ -229,10 +255,10 @@ impl Dispatcher {
         }
     }
 
-    /// Starts a job master; `recovered`: its graph came from the job graph store.
-    async fn start(&self, spec: JobSpec, recovered: bool) -> Result<(), DispatchError> {
+    /// Starts a job master for a job whose graph is in the job graph store.
+    async fn start(&self, spec: JobSpec) -> Result<(), DispatchError> {
         let cfg = JobMasterConfig {
-            graph_persisted: recovered,
+            graph_persisted: true,
             ..JobMasterConfig::from_config(
                 &self.config,
                 spec.clone(),

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod checkpoint;
+pub mod cleanup;
 pub mod client;
 pub mod dispatcher;
 pub mod endpoint;
