@@ -136,7 +136,11 @@ impl LeaderSession {
             &leadership.session_id.to_string(),
             config.value(Config::duration, "slot.request.timeout")?,
         )
-        .with_shutdown(&leadership.revoked);
+        .with_shutdown(&leadership.revoked)
+        .with_heartbeat(
+            config.value(Config::duration, "heartbeat.interval")?,
+            config.value(Config::duration, "heartbeat.timeout")?,
+        );
         let runtime: Arc<dyn TaskRuntime> = if options.in_process {
             Arc::new(job_master::InProcess)
         } else {
