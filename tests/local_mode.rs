@@ -385,6 +385,13 @@ fn a_frozen_taskmanager_is_lost_by_heartbeat_timeout_and_its_subtask_restarts_el
     }
     assert!(status.success(), "{}", run.transcript);
     assert!(run.transcript.contains("FINISHED"), "{}", run.transcript);
+    // Local mode kills the frozen process, as the AM stops its container, and replaces it.
+    assert!(
+        run.transcript
+            .contains(&format!("(pid {victim}) lost by the JobManager; killed")),
+        "{}",
+        run.transcript
+    );
     run.assert_exactly_once();
 }
 
