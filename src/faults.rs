@@ -20,6 +20,10 @@
 //!   so the JobManager never sees it (the checkpoint expires).
 //! * `decline-ack` (TaskManager, context `subtask`, `checkpoint`): the acknowledgement is sent
 //!   as a decline (the checkpoint fails at once, counted as a checkpoint failure).
+//! * `pause-before-unregister` (ApplicationMaster, context `attempt`, parameter `secs`, default
+//!   60): every job is over, the AM waits before `finishApplicationMaster` (a kill then lands
+//!   between the end and the unregistration). `YARNFLOW_FAULTS` reaches YARN containers through
+//!   the submitter's environment (`appmaster::launch::PASS_THROUGH_ENV`).
 //!
 //! Add a point by calling [`take`] or [`fire`] where the fault belongs and listing it here.
 

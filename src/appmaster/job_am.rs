@@ -153,6 +153,13 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         mut am, session, ..
     } = allocate;
 
+    if let Some(f) =
+        crate::faults::take("pause-before-unregister", &[("attempt", &attempt.attempt)])
+    {
+        let secs = f.param("secs").and_then(|s| s.parse().ok()).unwrap_or(60);
+        tracing::warn!(secs, "fault point: pausing before unregister");
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    }
     // Every job is over for good and each job master cleaned its own HA data. Unregister
     // first (Flink's order): until then a kill only means another attempt, which finds the
     // results and needs the staged files to start. Then the cluster's namespace and blob
