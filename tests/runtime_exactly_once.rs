@@ -51,6 +51,7 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
         runtime: Arc::new(job_master::InProcess),
         leadership: tokio_util::sync::CancellationToken::new(),
         graph_persisted: false,
+        recovery: job_master::RecoveryPolicy::default(),
     }
 }
 
