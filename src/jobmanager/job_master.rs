@@ -943,4 +943,54 @@ mod tests {
             "{e}"
         );
     }
+
+    /// Counts deployments, then runs them in process.
+    struct Counting(std::sync::atomic::AtomicU32);
+
+    #[async_trait::async_trait]
+    impl TaskRuntime for Counting {
+        async fn deploy(
+            &self,
+            config: TaskConfig,
+            restore: Option<SubtaskState>,
+            events: mpsc::Sender<TaskEvent>,
+        ) -> Result<Deployed, RuntimeError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            InProcess.deploy(config, restore, events).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoked_job_master_deploys_nothing_and_suspends() {
+        let dir = std::env::temp_dir().join(format!("yarnflow-jm-revoked-{}", std::process::id()));
+        let d = dir.display().to_string();
+        let store: Arc<dyn crate::storage::BlobStore> = Arc::new(crate::storage::local::LocalStore);
+        let ha = HaServices::embedded(store.clone(), &format!("{d}/ha"), 1);
+        let spec = JobSpec::parse(
+            "name: revoked\nparallelism: 2\npipeline:\n  - source: { kind: sequence, from: 0, to: 10 }\n  - sink: { kind: files }\n",
+            "test",
+        )
+        .unwrap();
+        let runtime = Arc::new(Counting(Default::default()));
+        let leadership = tokio_util::sync::CancellationToken::new();
+        let cfg = JobMasterConfig::from_config(
+            &crate::config::Config::defaults(),
+            spec,
+            Location {
+                store,
+                path: format!("{d}/out"),
+            },
+            runtime.clone(),
+            leadership.clone(),
+        )
+        .unwrap();
+        // Revoked between the grant and the job master's first action.
+        leadership.cancel();
+        let (_handle, done) = start(cfg, ha);
+        let outcome = done.await.unwrap();
+        assert_eq!(outcome.status, JobStatus::Suspended);
+        assert!(!outcome.recovery_failed);
+        assert_eq!(runtime.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
