@@ -8,6 +8,13 @@
 //! events (subtask events, timers, kill, cancel, leadership loss) and performs the actions it
 //! answers (deploy, broadcast, store a checkpoint, stop). Subtasks run wherever the
 //! [`TaskRuntime`] puts them: in this process ([`InProcess`]) or on TaskManagers.
+//!
+//! Recovery ([`recover_checkpoint`]) never silently starts from scratch: a transient ZooKeeper
+//! or storage error while reading checkpoint ids, pointers or blobs is retried, and one that
+//! persists, or a proven-corrupt newest checkpoint (unless falling back is enabled), ends the
+//! job master SUSPENDED with the cause and `recovery_failed`, before anything is deployed and
+//! without touching HA data. Leadership comes first: the loop's `select!` is biased to the
+//! revocation token, and once it is cancelled no further action is performed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
