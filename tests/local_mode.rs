@@ -483,3 +483,57 @@ fn too_many_checkpoint_failures_fail_the_job_over_and_it_still_finishes_exactly_
     );
     run.assert_exactly_once();
 }
+
+/// A local run killed after a checkpoint, whose newest checkpoint is then corrupted: the next
+/// `yarnflow local` on the work directory recovers the job, refuses the corrupt checkpoint
+/// (falling back is off by default) and exits non-zero with one line naming it; nothing ran
+/// from 0 and the HA data is still there.
+#[test]
+fn a_corrupt_checkpoint_at_recovery_exits_non_zero_with_one_line_and_keeps_the_ha_data() {
+    let name = "corrupt-at-recovery";
+    let mut run = LocalRun::start(name, 10_000_000, 40_000, &["--taskmanagers", "0"], &[]);
+    let client = run.client();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    poll_job(&rt, &client, name, Duration::from_secs(3 * 10), |j| {
+        j.latest_checkpoint_id.is_some()
+    });
+    run.child.kill().unwrap();
+    run.finish();
+    let work = run.dir.join("work");
+    let blobs: Vec<std::path::PathBuf> = std::fs::read_dir(work.join("ha/jobs"))
+        .unwrap()
+        .flat_map(|job| std::fs::read_dir(job.unwrap().path().join("checkpoints")).unwrap())
+        .map(|e| e.unwrap().path())
+        .collect();
+    let [blob] = &blobs[..] else {
+        panic!("one retained checkpoint: {blobs:?}")
+    };
+    std::fs::write(blob, b"not json").unwrap();
+    let before = support::committed(&work.join("output")).lines.len();
+
+    let out = support::yarnflow(&["local"])
+        .arg(run.dir.join("job.yaml"))
+        .args(["--taskmanagers", "0", "--workdir"])
+        .arg(&work)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("yarnflow: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(
+        line.contains("cannot recover job")
+            && line.contains(&blob.display().to_string())
+            && line.contains("is corrupt"),
+        "{line}"
+    );
+    assert_eq!(
+        support::committed(&work.join("output")).lines.len(),
+        before,
+        "nothing ran from 0"
+    );
+    assert!(blob.exists(), "the HA data is kept");
+    let _ = std::fs::remove_dir_all(&run.dir);
+}

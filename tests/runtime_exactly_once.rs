@@ -51,6 +51,7 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
         runtime: Arc::new(job_master::InProcess),
         leadership: tokio_util::sync::CancellationToken::new(),
         graph_persisted: false,
+        recovery: job_master::RecoveryPolicy::default(),
     }
 }
 
@@ -108,5 +109,174 @@ async fn an_exhausted_restart_strategy_fails_the_job_with_the_cause() {
         cause.contains("subtask 1") && cause.contains("none"),
         "{cause}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Quick retries, so that a store that stays unreadable ends recovery soon.
+fn quick(fall_back_on_corruption: bool) -> job_master::RecoveryPolicy {
+    job_master::RecoveryPolicy {
+        retry: yarnflow::jobmanager::cleanup::RetryStrategy::ExponentialDelay {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+        },
+        fall_back_on_corruption,
+    }
+}
+
+/// Runs the job until `n` checkpoints completed, then revokes leadership: SUSPENDED, HA data
+/// kept. Returns the retained checkpoint ids.
+async fn run_then_revoke(cfg: JobMasterConfig, ha: &HaServices, n: u64) -> Vec<u64> {
+    let leadership = cfg.leadership.clone();
+    let job_id = cfg.spec.job_id();
+    let (handle, done) = job_master::start(cfg, ha.clone());
+    let mut snapshot = handle.snapshot.clone();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        snapshot.wait_for(|s| s.completed_checkpoints >= n),
+    )
+    .await
+    .expect("checkpoints complete")
+    .unwrap();
+    leadership.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .expect("the job master ends")
+        .unwrap();
+    assert_eq!(outcome.status, JobStatus::Suspended, "{outcome:?}");
+    assert!(!outcome.recovery_failed);
+    let store = ha.checkpoint_store_factory.checkpoint_store(&job_id);
+    store.checkpoint_ids().await.unwrap()
+}
+
+/// A recovering job master on the same HA data (a new leader).
+async fn recover(cfg: JobMasterConfig, ha: &HaServices) -> job_master::JobOutcome {
+    let cfg = JobMasterConfig {
+        graph_persisted: true,
+        leadership: tokio_util::sync::CancellationToken::new(),
+        ..cfg
+    };
+    let (_handle, done) = job_master::start(cfg, ha.clone());
+    tokio::time::timeout(Duration::from_secs(60), done)
+        .await
+        .expect("the job master ends")
+        .unwrap()
+}
+
+fn committed_numbers(dir: &str) -> Vec<u64> {
+    let mut lines: Vec<u64> = support::committed(Path::new(&format!("{dir}/output")))
+        .lines
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    lines.sort_unstable();
+    lines
+}
+
+fn assert_exactly_once(dir: &str, to: u64) {
+    let lines = committed_numbers(dir);
+    assert_eq!(lines.len() as u64, to, "every record exactly once");
+    assert!(lines.iter().enumerate().all(|(i, n)| *n == i as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_checkpoint_store_suspends_recovery_instead_of_restarting_from_zero() {
+    let dir = support::workdir("rt-unreadable").display().to_string();
+    let ha = HaServices::embedded(Arc::new(LocalStore), &format!("{dir}/ha"), 1);
+    let to = 60_000;
+    let restart = RestartStrategy::None;
+    let cfg = JobMasterConfig {
+        recovery: quick(false),
+        ..config(spec(to, 20_000), &dir, restart)
+    };
+    let job_id = cfg.spec.job_id();
+    let ids = run_then_revoke(cfg.clone(), &ha, 2).await;
+    let newest = *ids.last().expect("a retained checkpoint");
+    // The blob cannot be read (a directory in its place: an I/O error, as root too).
+    let blob = format!("{dir}/ha/jobs/{job_id}/checkpoints/{newest:019}");
+    let saved = std::fs::read(&blob).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    std::fs::create_dir(&blob).unwrap();
+    let before = committed_numbers(&dir);
+
+    let outcome = recover(cfg.clone(), &ha).await;
+    assert_eq!(outcome.status, JobStatus::Suspended, "{outcome:?}");
+    assert!(outcome.recovery_failed, "{outcome:?}");
+    let failure = outcome.failure.unwrap();
+    assert!(
+        failure.starts_with(&format!(
+            "cannot recover job {job_id}: the checkpoint store could not be read (4 tries): "
+        )) && failure.contains(&blob),
+        "{failure}"
+    );
+    assert_eq!(outcome.restored_from, None);
+    // Nothing ran from 0, nothing was cleaned up, no result recorded.
+    assert_eq!(committed_numbers(&dir), before);
+    assert_eq!(ha.job_graphs.job_ids().await.unwrap(), vec![job_id.clone()]);
+    assert!(!ha.job_results.has_result(&job_id).await.unwrap());
+
+    // Readable again: the next recovery resumes from that checkpoint, exactly once.
+    std::fs::remove_dir(&blob).unwrap();
+    std::fs::write(&blob, saved).unwrap();
+    let outcome = recover(cfg, &ha).await;
+    assert_eq!(outcome.status, JobStatus::Finished, "{outcome:?}");
+    assert_eq!(outcome.restored_from, Some(newest));
+    assert_exactly_once(&dir, to);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_newest_checkpoint_fails_recovery_unless_opted_in_then_output_stays_exactly_once()
+{
+    let dir = support::workdir("rt-corrupt").display().to_string();
+    let ha = HaServices::embedded(Arc::new(LocalStore), &format!("{dir}/ha"), 2);
+    let to = 60_000;
+    let cfg = JobMasterConfig {
+        recovery: quick(false),
+        ..config(spec(to, 20_000), &dir, RestartStrategy::None)
+    };
+    let job_id = cfg.spec.job_id();
+    let ids = run_then_revoke(cfg.clone(), &ha, 3).await;
+    let [older, newest] = ids[..] else {
+        panic!("two retained checkpoints: {ids:?}")
+    };
+    // The sinks committed the newest checkpoint (its completion notice precedes the stop):
+    // those parts' records come again after a fallback, so they must go.
+    let newer_parts = |dir: &str| {
+        std::fs::read_dir(format!("{dir}/output"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("part-") && name.ends_with(&format!("-{newest}"))
+            })
+            .count()
+    };
+    assert!(newer_parts(&dir) > 0, "the newest checkpoint was committed");
+    let blob = format!("{dir}/ha/jobs/{job_id}/checkpoints/{newest:019}");
+    std::fs::write(&blob, b"{\"version\": 1, \"job_id\": trunc").unwrap();
+
+    // By default: SUSPENDED, naming the checkpoint and its file.
+    let outcome = recover(cfg.clone(), &ha).await;
+    assert_eq!(outcome.status, JobStatus::Suspended, "{outcome:?}");
+    assert!(outcome.recovery_failed);
+    let failure = outcome.failure.unwrap();
+    assert!(
+        failure.starts_with(&format!(
+            "cannot recover job {job_id}: checkpoint {newest} (file {blob}) is corrupt: "
+        )) && failure.contains("recover-from-older-on-corruption: false"),
+        "{failure}"
+    );
+
+    // Opted in: the older checkpoint is restored, the newer one's committed parts removed.
+    let cfg = JobMasterConfig {
+        recovery: quick(true),
+        ..cfg
+    };
+    let outcome = recover(cfg, &ha).await;
+    assert_eq!(outcome.status, JobStatus::Finished, "{outcome:?}");
+    assert_eq!(outcome.restored_from, Some(older));
+    assert_eq!(newer_parts(&dir), 0);
+    assert_exactly_once(&dir, to);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -407,6 +407,15 @@ impl AllocateLoop {
     }
 
     fn on_job_ended(&mut self, outcome: JobOutcome) -> anyhow::Result<()> {
+        if outcome.recovery_failed {
+            // Nothing was cleaned up: the next attempt tries again.
+            anyhow::bail!(
+                "{}",
+                outcome
+                    .failure
+                    .unwrap_or_else(|| format!("job {} could not be recovered", outcome.job_id))
+            );
+        }
         if outcome.status == JobStatus::Suspended {
             anyhow::bail!("job {} suspended: leadership lost", outcome.job_id);
         }

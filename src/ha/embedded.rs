@@ -176,11 +176,18 @@ impl CompletedCheckpointStore for EmbeddedCheckpoints {
                 checkpoint_id,
                 metadata,
             }),
-            Err(e) => Err(HaError::Corrupt {
+            // Listed, then gone: nothing left to read.
+            Err(e) if e.is_not_found() => Err(HaError::Corrupt {
                 path,
-                message: e.to_string(),
+                message: "the checkpoint file is missing".into(),
             }),
+            // An I/O or permission error proves nothing about the checkpoint.
+            Err(e) => Err(e.into()),
         }
+    }
+
+    fn location(&self, checkpoint_id: u64) -> String {
+        format!("file {}/{checkpoint_id:019}", self.dir())
     }
 
     async fn shutdown(&self, globally_terminal: bool) -> Result<(), HaError> {

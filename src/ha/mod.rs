@@ -131,9 +131,13 @@ pub trait CompletedCheckpointStore: Send + Sync {
     async fn add(&self, checkpoint: StoredCheckpoint) -> Result<(), HaError>;
     /// Checkpoint ids present, oldest first (pointers only; nothing is read).
     async fn checkpoint_ids(&self) -> Result<Vec<u64>, HaError>;
-    /// Reads and verifies one checkpoint; `Corrupt` if its blob is missing or damaged, so the
-    /// caller can fall back to an older one.
+    /// Reads and verifies one checkpoint: [`HaError::Corrupt`] only when the damage is proven
+    /// (undecodable pointer, missing blob, length or CRC mismatch); any other error (ZooKeeper,
+    /// storage I/O, permissions) says nothing about the checkpoint and must not be taken for
+    /// corruption, nor for "no checkpoint".
     async fn get(&self, checkpoint_id: u64) -> Result<StoredCheckpoint, HaError>;
+    /// Where checkpoint `checkpoint_id` lives (its pointer znode or file), for messages.
+    fn location(&self, checkpoint_id: u64) -> String;
     /// Terminal shutdown removes every checkpoint; a non-terminal one removes nothing.
     async fn shutdown(&self, globally_terminal: bool) -> Result<(), HaError>;
 }

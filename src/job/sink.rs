@@ -22,6 +22,13 @@ use crate::storage::{Location, StorageError};
 pub struct SinkState {
     /// Checkpoint ids whose pending file is written but not yet known to be committed.
     pub pending: Vec<u64>,
+    /// Set by the job master on a restore state only (never in a checkpoint): the job resumes
+    /// from this checkpoint although newer ones completed (their metadata was corrupt and
+    /// `execution.checkpointing.recover-from-older-on-corruption` is on), so the committed
+    /// parts of checkpoints newer than it hold records that will be produced again: restore
+    /// removes them first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_committed_after: Option<u64>,
 }
 
 pub struct FileSink {
@@ -71,6 +78,7 @@ impl FileSink {
         }
         Ok(SinkState {
             pending: self.pending.clone(),
+            ..SinkState::default()
         })
     }
 
@@ -116,10 +124,26 @@ impl FileSink {
             let name = entry.path.rsplit('/').next().unwrap_or_default();
             if name.starts_with(&prefix) {
                 self.dir.store.delete(&entry.path).await?;
+            } else if let Some(restored) = state.remove_committed_after
+                && committed_checkpoint(name, self.subtask).is_some_and(|cp| cp > restored)
+            {
+                // Committed by a checkpoint newer than the one restored: its records come again.
+                tracing::warn!(subtask = self.subtask, restored_checkpoint = restored, file = %format!("{}{}", self.dir.store.base_uri(), entry.path),
+                    "removing a committed part of a checkpoint newer than the restored one");
+                self.dir.store.delete(&entry.path).await?;
             }
         }
         Ok(())
     }
+}
+
+/// The checkpoint id of a committed part file of `subtask` (`part-<subtask>-<checkpoint id>`),
+/// `None` for any other name.
+fn committed_checkpoint(name: &str, subtask: u32) -> Option<u64> {
+    let rest = name.strip_prefix("part-")?;
+    let (s, cp) = rest.rsplit_once('-')?;
+    (s.parse::<u32>().ok()? == subtask).then_some(())?;
+    cp.parse().ok()
 }
 
 #[cfg(test)]
@@ -192,6 +216,37 @@ mod tests {
         // Restoring the same state again (a second failure) changes nothing.
         fresh.restore(&state).await.unwrap();
         assert_eq!(visible(&d).await, vec!["part-3-5"]);
+        let _ = d.store.delete_dir(&d.path).await;
+    }
+
+    #[tokio::test]
+    async fn restore_from_an_older_checkpoint_removes_newer_committed_parts() {
+        let d = dir("older");
+        let mut s = FileSink::new(d.clone(), 1);
+        let mut other = FileSink::new(d.clone(), 10);
+        for cp in [4, 5, 6] {
+            s.write_line(&cp.to_string());
+            other.write_line(&cp.to_string());
+            s.snapshot(cp).await.unwrap();
+            other.snapshot(cp).await.unwrap();
+            s.notify_complete(cp).await.unwrap();
+            other.notify_complete(cp).await.unwrap();
+        }
+        // Checkpoint 6's metadata is corrupt: subtask 1 resumes from 4.
+        let mut fresh = FileSink::new(d.clone(), 1);
+        let state = SinkState {
+            pending: vec![],
+            remove_committed_after: Some(4),
+        };
+        fresh.restore(&state).await.unwrap();
+        assert_eq!(
+            visible(&d).await,
+            vec!["part-1-4", "part-10-4", "part-10-5", "part-10-6"],
+            "only this subtask's newer parts go"
+        );
+        assert_eq!(committed_checkpoint("part-12-7", 12), Some(7));
+        assert_eq!(committed_checkpoint("part-1-7", 12), None);
+        assert_eq!(committed_checkpoint("_part-12-7.pending", 12), None);
         let _ = d.store.delete_dir(&d.path).await;
     }
 }

@@ -92,6 +92,47 @@ pub enum RuntimeError {
     Internal(String),
 }
 
+/// Why a job's latest checkpoint could not be recovered. Never read as "no checkpoint": the
+/// job master ends SUSPENDED with this as its failure (not globally terminal: no job result,
+/// the HA data stays for `yarnflow ha inspect` and for the next attempt or leader).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RecoveryError {
+    /// Reading checkpoint ids, a pointer or a blob failed, and kept failing for the bounded
+    /// retries (transient errors), or at once (permission denied, ...).
+    #[error(
+        "cannot recover job {job_id}: the checkpoint store could not be read ({tries} tries): {error}"
+    )]
+    Unreadable {
+        job_id: String,
+        tries: u64,
+        error: HaError,
+    },
+    /// The newest checkpoint is proven corrupt (undecodable pointer or metadata, length or
+    /// CRC mismatch, missing blob), and falling back to an older one is not enabled.
+    #[error(
+        "cannot recover job {job_id}: checkpoint {checkpoint_id} ({location}) is corrupt: {message}; not falling back to an older checkpoint (execution.checkpointing.recover-from-older-on-corruption: false); the HA data is kept, see `yarnflow ha inspect`"
+    )]
+    Corrupt {
+        job_id: String,
+        checkpoint_id: u64,
+        location: String,
+        message: String,
+    },
+    /// Falling back is enabled, but every retained checkpoint is corrupt: starting from
+    /// scratch would duplicate every committed record.
+    #[error(
+        "cannot recover job {job_id}: every retained checkpoint is corrupt ({skipped}); the HA data is kept, see `yarnflow ha inspect`"
+    )]
+    AllCorrupt { job_id: String, skipped: String },
+}
+
+impl RecoveryError {
+    /// The store refused us because we no longer lead: a plain suspension, not a failure.
+    pub fn is_lost_leadership(&self) -> bool {
+        matches!(self, RecoveryError::Unreadable { error, .. } if error.lost_leadership())
+    }
+}
+
 /// Why a TaskManager was declared lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LossCause {

@@ -8,6 +8,13 @@
 //! events (subtask events, timers, kill, cancel, leadership loss) and performs the actions it
 //! answers (deploy, broadcast, store a checkpoint, stop). Subtasks run wherever the
 //! [`TaskRuntime`] puts them: in this process ([`InProcess`]) or on TaskManagers.
+//!
+//! Recovery ([`recover_checkpoint`]) never silently starts from scratch: a transient ZooKeeper
+//! or storage error while reading checkpoint ids, pointers or blobs is retried, and one that
+//! persists, or a proven-corrupt newest checkpoint (unless falling back is enabled), ends the
+//! job master SUSPENDED with the cause and `recovery_failed`, before anything is deployed and
+//! without touching HA data. Leadership comes first: the loop's `select!` is biased to the
+//! revocation token, and once it is cancelled no further action is performed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -20,12 +27,14 @@ use tokio::time::{Instant, Interval};
 use tokio_util::task::TaskTracker;
 
 use super::checkpoint::{CheckpointMetadata, CheckpointTracker};
-use super::error::RuntimeError;
+use super::cleanup::RetryStrategy;
+use super::error::{RecoveryError, RuntimeError};
 use super::restart::RestartStrategy;
 use super::scheduler::{Action, Scheduler};
 use super::status::JobStatus;
 use crate::ha::{
-    CheckpointIdCounter, CompletedCheckpointStore, HaServices, JobResultEntry, StoredCheckpoint,
+    CheckpointIdCounter, CompletedCheckpointStore, HaError, HaServices, JobResultEntry,
+    StoredCheckpoint,
 };
 use crate::job::spec::JobSpec;
 use crate::storage::Location;
@@ -49,6 +58,34 @@ pub struct JobMasterConfig {
     /// The job graph is already in the HA job graph store (submitted by the dispatcher, or
     /// recovered from it); otherwise the job master persists it first.
     pub graph_persisted: bool,
+    /// How the latest checkpoint is read at recovery.
+    pub recovery: RecoveryPolicy,
+}
+
+/// How a job master reads the checkpoint store when it starts: a ZooKeeper or storage error is
+/// retried, and never read as "no checkpoint"; a proven-corrupt checkpoint fails recovery
+/// unless falling back to an older one is enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryPolicy {
+    /// Retries of a transient error ([`HaError::is_retriable`]) while reading checkpoint ids,
+    /// pointers or blobs; other errors end recovery at once.
+    pub retry: RetryStrategy,
+    /// `execution.checkpointing.recover-from-older-on-corruption`.
+    pub fall_back_on_corruption: bool,
+}
+
+impl Default for RecoveryPolicy {
+    /// Flink's behaviour: fail on a corrupt checkpoint; retry transient errors for about 30 s.
+    fn default() -> RecoveryPolicy {
+        RecoveryPolicy {
+            retry: RetryStrategy::ExponentialDelay {
+                attempts: 6,
+                initial_backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(10),
+            },
+            fall_back_on_corruption: false,
+        }
+    }
 }
 
 impl JobMasterConfig {
@@ -69,6 +106,12 @@ impl JobMasterConfig {
             tolerable_failed_checkpoints: config
                 .u64("execution.checkpointing.tolerable-failed-checkpoints")?
                 .unwrap_or(0) as u32,
+            recovery: RecoveryPolicy {
+                fall_back_on_corruption: config
+                    .bool("execution.checkpointing.recover-from-older-on-corruption")?
+                    .unwrap_or(false),
+                ..RecoveryPolicy::default()
+            },
             spec,
             sink_dir,
             runtime,
@@ -139,23 +182,115 @@ fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// Recovers the latest readable checkpoint, falling back to older ones (and saying so).
-async fn latest_checkpoint(ha: &HaServices, job_id: &str) -> Option<CheckpointMetadata> {
-    let store = ha.checkpoint_store_factory.checkpoint_store(job_id);
-    let ids = store.checkpoint_ids().await.ok()?;
-    for id in ids.iter().rev() {
-        let read = match store.get(*id).await {
-            Ok(c) => CheckpointMetadata::from_bytes(&c.metadata, &id.to_string()),
-            Err(e) => Err(RuntimeError::from(e)),
+/// The checkpoint a job resumes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovered {
+    pub metadata: CheckpointMetadata,
+    /// Newer checkpoints skipped because they are corrupt (opted in), newest first.
+    pub skipped: Vec<u64>,
+}
+
+/// Reads the job's latest completed checkpoint: `Ok(None)` only when the store holds none.
+/// Transient errors are retried under `policy`; a proven-corrupt newest checkpoint is an error
+/// unless `policy` falls back to older ones. Reads only: the HA data stays as it is.
+pub async fn recover_checkpoint(
+    store: &dyn CompletedCheckpointStore,
+    job_id: &str,
+    policy: &RecoveryPolicy,
+    leadership: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Recovered>, RecoveryError> {
+    let unreadable = |(error, tries)| RecoveryError::Unreadable {
+        job_id: job_id.to_string(),
+        tries,
+        error,
+    };
+    let ids = retried(&policy.retry, leadership, "list the checkpoints", || {
+        store.checkpoint_ids()
+    })
+    .await
+    .map_err(unreadable)?;
+    let mut skipped = Vec::new();
+    for &id in ids.iter().rev() {
+        let read = retried(&policy.retry, leadership, "read a checkpoint", || {
+            store.get(id)
+        })
+        .await;
+        let message = match read {
+            Ok(c) => match decode(&c, job_id) {
+                Ok(metadata) => return Ok(Some(Recovered { metadata, skipped })),
+                Err(message) => message,
+            },
+            Err((HaError::Corrupt { path, message }, _)) => format!("{path}: {message}"),
+            Err(e) => return Err(unreadable(e)),
         };
-        match read {
-            Ok(m) => return Some(m),
-            Err(e) => {
-                tracing::warn!(job_id, checkpoint_id = id, error = %e, "checkpoint unreadable, falling back to an older one")
-            }
+        if !policy.fall_back_on_corruption {
+            return Err(RecoveryError::Corrupt {
+                job_id: job_id.to_string(),
+                checkpoint_id: id,
+                location: store.location(id),
+                message,
+            });
+        }
+        tracing::warn!(job_id, checkpoint_id = id, location = %store.location(id), error = %message,
+            "checkpoint corrupt; falling back to an older one (execution.checkpointing.recover-from-older-on-corruption)");
+        skipped.push(id);
+    }
+    if skipped.is_empty() {
+        return Ok(None);
+    }
+    Err(RecoveryError::AllCorrupt {
+        job_id: job_id.to_string(),
+        skipped: skipped
+            .iter()
+            .map(|id| format!("checkpoint {id} at {}", store.location(*id)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// A stored checkpoint's metadata, or why it is corrupt (undecodable, or not this checkpoint).
+fn decode(c: &StoredCheckpoint, job_id: &str) -> Result<CheckpointMetadata, String> {
+    let m = CheckpointMetadata::from_bytes(&c.metadata, &c.checkpoint_id.to_string())
+        .map_err(|e| e.to_string())?;
+    if m.checkpoint_id != c.checkpoint_id || m.job_id != job_id {
+        return Err(format!(
+            "the metadata is of checkpoint {} of job {}",
+            m.checkpoint_id, m.job_id
+        ));
+    }
+    Ok(m)
+}
+
+/// Runs a read until it succeeds, fails for good (an error that is not transient), the
+/// strategy gives up, or leadership ends; the last error and the number of tries otherwise.
+async fn retried<T, F, Fut>(
+    retry: &RetryStrategy,
+    leadership: &tokio_util::sync::CancellationToken,
+    what: &str,
+    mut op: F,
+) -> Result<T, (HaError, u64)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, HaError>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let e = match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let delay = match retry.delay(tries) {
+            Some(d) if e.is_retriable() && !leadership.is_cancelled() => d,
+            _ => return Err((e, tries)),
+        };
+        tracing::warn!(what, error = %e, tries, delay_ms = delay.as_millis() as u64, "recovery read failed; retrying");
+        tokio::select! {
+            biased;
+            _ = leadership.cancelled() => return Err((e, tries)),
+            _ = tokio::time::sleep(delay) => {}
         }
     }
-    None
 }
 
 /// Starts the job master; it runs until the job is terminal (for this JobManager). The caller
@@ -284,8 +419,9 @@ impl JobMaster {
             Vec::new()
         };
         if self.core.status().is_terminal() {
-            // The job graph could not be persisted, or the restore state is unreadable: nothing
-            // was deployed and nothing is cleaned up (the checkpoints stay for a look).
+            // The job graph could not be persisted, the checkpoints could not be recovered
+            // (SUSPENDED with the cause), or the restore state is unreadable: nothing was
+            // deployed and nothing is cleaned up (the checkpoints stay for a look).
             tracing::warn!(job_id = %self.job_id, status = %self.core.status(), "the job did not start");
             self.publish();
             return self.core.into_outcome();
@@ -326,11 +462,29 @@ impl JobMaster {
                 return false;
             }
         }
-        if let Some(m) = latest_checkpoint(&self.ha, &self.job_id).await {
-            tracing::info!(job_id = %self.job_id, checkpoint_id = m.checkpoint_id, "job recovered from checkpoint");
-            self.core.recover(m);
+        let recovered = recover_checkpoint(
+            self.store.as_ref(),
+            &self.job_id,
+            &self.cfg.recovery,
+            &self.cfg.leadership,
+        )
+        .await;
+        match recovered {
+            Ok(Some(r)) => {
+                tracing::info!(job_id = %self.job_id, checkpoint_id = r.metadata.checkpoint_id, skipped = ?r.skipped, "job recovered from checkpoint");
+                self.core.recover(r.metadata, !r.skipped.is_empty());
+                true
+            }
+            Ok(None) => true,
+            Err(e) if e.is_lost_leadership() || self.cfg.leadership.is_cancelled() => {
+                self.core.suspend();
+                false
+            }
+            Err(e) => {
+                self.core.on_recovery_failed(e.to_string());
+                false
+            }
         }
-        true
     }
 
     /// Waits for the next thing to react to.
@@ -340,6 +494,9 @@ impl JobMaster {
         // and whatever else is pending.
         let expiry_at = self.core.next_expiry();
         tokio::select! {
+            // Checked first, every time: once leadership is revoked this job master acts on
+            // nothing else (no deployment, no checkpoint, no commit notice).
+            biased;
             _ = self.cfg.leadership.cancelled() => Wake::LeadershipLost,
             // Also when every handle is gone.
             _ = self.cancel.recv() => Wake::Cancel,
@@ -393,6 +550,12 @@ impl JobMaster {
     async fn perform(&mut self, actions: Vec<Action>) -> Option<JobStatus> {
         let mut queue = VecDeque::from(actions);
         while let Some(action) = queue.pop_front() {
+            if self.cfg.leadership.is_cancelled() && !matches!(action, Action::Stop(_)) {
+                // Revoked meanwhile: nothing more is done as leader.
+                queue.retain(|a| matches!(a, Action::Stop(_)));
+                queue.extend(self.core.suspend());
+                continue;
+            }
             let more = match action {
                 Action::Deploy { subtask, restore } => {
                     // Consecutive deployments go out together (the bulk slot request).
@@ -581,5 +744,260 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, VecDeque};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::storage::StorageError;
+
+    /// A checkpoint store whose answers the test scripts: per checkpoint its metadata bytes,
+    /// and a queue of errors each call returns first.
+    #[derive(Default)]
+    struct Scripted {
+        checkpoints: BTreeMap<u64, Bytes>,
+        list_errors: Mutex<VecDeque<HaError>>,
+        get_errors: Mutex<BTreeMap<u64, VecDeque<HaError>>>,
+        calls: Mutex<u64>,
+    }
+
+    impl Scripted {
+        fn with(ids: &[u64]) -> Scripted {
+            let mut s = Scripted::default();
+            for &id in ids {
+                let m = CheckpointMetadata {
+                    version: 1,
+                    job_id: "j".into(),
+                    checkpoint_id: id,
+                    subtasks: BTreeMap::new(),
+                };
+                s.checkpoints.insert(id, Bytes::from(m.to_bytes()));
+            }
+            s
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl CompletedCheckpointStore for Scripted {
+        async fn add(&self, _: StoredCheckpoint) -> Result<(), HaError> {
+            unreachable!("recovery only reads")
+        }
+        async fn checkpoint_ids(&self) -> Result<Vec<u64>, HaError> {
+            *self.calls.lock().unwrap() += 1;
+            match self.list_errors.lock().unwrap().pop_front() {
+                Some(e) => Err(e),
+                None => Ok(self.checkpoints.keys().copied().collect()),
+            }
+        }
+        async fn get(&self, id: u64) -> Result<StoredCheckpoint, HaError> {
+            *self.calls.lock().unwrap() += 1;
+            if let Some(e) = self
+                .get_errors
+                .lock()
+                .unwrap()
+                .get_mut(&id)
+                .and_then(|q| q.pop_front())
+            {
+                return Err(e);
+            }
+            Ok(StoredCheckpoint {
+                checkpoint_id: id,
+                metadata: self.checkpoints[&id].clone(),
+            })
+        }
+        fn location(&self, id: u64) -> String {
+            format!("znode /jobs/j/checkpoints/{id:019}")
+        }
+        async fn shutdown(&self, _: bool) -> Result<(), HaError> {
+            unreachable!("recovery only reads")
+        }
+    }
+
+    fn zk_down() -> HaError {
+        HaError::ZooKeeper {
+            quorum: "zk:2181".into(),
+            message: "list /jobs/j/checkpoints: connection loss".into(),
+        }
+    }
+
+    fn crc_mismatch(id: u64) -> HaError {
+        HaError::Corrupt {
+            path: format!("hdfs://nn/ha/completedCheckpoint-{id}"),
+            message: "CRC-32C 0badf00d but the pointer says 12345678".into(),
+        }
+    }
+
+    fn policy(fall_back: bool) -> RecoveryPolicy {
+        RecoveryPolicy {
+            fall_back_on_corruption: fall_back,
+            ..RecoveryPolicy::default()
+        }
+    }
+
+    async fn recover(
+        store: &Scripted,
+        fall_back: bool,
+    ) -> Result<Option<Recovered>, RecoveryError> {
+        let leadership = tokio_util::sync::CancellationToken::new();
+        recover_checkpoint(store, "j", &policy(fall_back), &leadership).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_errors_are_retried_and_never_read_as_no_checkpoint() {
+        // Two connection losses, then the list; one storage I/O error on the blob, then it.
+        let store = Scripted::with(&[3, 4]);
+        store
+            .list_errors
+            .lock()
+            .unwrap()
+            .extend([zk_down(), zk_down()]);
+        store.get_errors.lock().unwrap().insert(
+            4,
+            VecDeque::from([HaError::Storage(StorageError::Io {
+                path: "/ha/completedCheckpoint-4".into(),
+                message: "DataNode unreachable".into(),
+            })]),
+        );
+        let r = recover(&store, false).await.unwrap().unwrap();
+        assert_eq!((r.metadata.checkpoint_id, r.skipped), (4, vec![]));
+        assert_eq!(*store.calls.lock().unwrap(), 5);
+
+        // Failing for good: an error naming the store and the cause, after the bounded tries.
+        let store = Scripted::with(&[3]);
+        let tries = RecoveryPolicy::default();
+        let n = (1..).find(|r| tries.retry.delay(*r).is_none()).unwrap();
+        store
+            .list_errors
+            .lock()
+            .unwrap()
+            .extend((0..n + 5).map(|_| zk_down()));
+        let e = recover(&store, true).await.unwrap_err();
+        assert!(!e.is_lost_leadership());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot recover job j: the checkpoint store could not be read ({n} tries): ZooKeeper zk:2181: list /jobs/j/checkpoints: connection loss"
+            )
+        );
+        // A permission error is not transient: one try.
+        let store = Scripted::with(&[3]);
+        store.get_errors.lock().unwrap().insert(
+            3,
+            VecDeque::from([HaError::Storage(StorageError::PermissionDenied {
+                path: "/ha/completedCheckpoint-3".into(),
+                message: "user yarn".into(),
+            })]),
+        );
+        let e = recover(&store, true).await.unwrap_err();
+        assert!(
+            matches!(&e, RecoveryError::Unreadable { tries: 1, .. }),
+            "{e}"
+        );
+        // An empty store is the one case of "no checkpoint".
+        assert_eq!(recover(&Scripted::default(), false).await.unwrap(), None);
+        // Fenced off: a suspension, not a recovery failure.
+        let store = Scripted::with(&[3]);
+        store
+            .list_errors
+            .lock()
+            .unwrap()
+            .push_back(HaError::NotLeader("fenced".into()));
+        assert!(
+            recover(&store, false)
+                .await
+                .unwrap_err()
+                .is_lost_leadership()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_checkpoint_fails_recovery_unless_falling_back_is_enabled() {
+        let mut store = Scripted::with(&[5, 6, 7]);
+        store
+            .get_errors
+            .lock()
+            .unwrap()
+            .insert(7, VecDeque::from([crc_mismatch(7), crc_mismatch(7)]));
+        // Checkpoint 6's metadata does not decode.
+        store.checkpoints.insert(6, Bytes::from_static(b"{\"vers"));
+        let e = recover(&store, false).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot recover job j: checkpoint 7 (znode /jobs/j/checkpoints/0000000000000000007) is corrupt: hdfs://nn/ha/completedCheckpoint-7: CRC-32C 0badf00d but the pointer says 12345678; not falling back to an older checkpoint (execution.checkpointing.recover-from-older-on-corruption: false); the HA data is kept, see `yarnflow ha inspect`"
+        );
+        // Opted in: 7 and 6 are skipped, 5 is recovered.
+        let r = recover(&store, true).await.unwrap().unwrap();
+        assert_eq!((r.metadata.checkpoint_id, r.skipped), (5, vec![7, 6]));
+        // Metadata of another checkpoint under this id is corrupt too.
+        let mut store = Scripted::with(&[8]);
+        let other = store.checkpoints[&8].clone();
+        store.checkpoints.insert(9, other);
+        let e = recover(&store, false).await.unwrap_err().to_string();
+        assert!(
+            e.contains("checkpoint 9") && e.contains("metadata is of checkpoint 8"),
+            "{e}"
+        );
+        // Opted in, but nothing readable is left: never a start from scratch.
+        let mut store = Scripted::with(&[]);
+        store.checkpoints.insert(2, Bytes::from_static(b"x"));
+        let e = recover(&store, true).await.unwrap_err().to_string();
+        assert!(
+            e.contains("every retained checkpoint is corrupt (checkpoint 2 at znode"),
+            "{e}"
+        );
+    }
+
+    /// Counts deployments, then runs them in process.
+    struct Counting(std::sync::atomic::AtomicU32);
+
+    #[async_trait::async_trait]
+    impl TaskRuntime for Counting {
+        async fn deploy(
+            &self,
+            config: TaskConfig,
+            restore: Option<SubtaskState>,
+            events: mpsc::Sender<TaskEvent>,
+        ) -> Result<Deployed, RuntimeError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            InProcess.deploy(config, restore, events).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoked_job_master_deploys_nothing_and_suspends() {
+        let dir = std::env::temp_dir().join(format!("yarnflow-jm-revoked-{}", std::process::id()));
+        let d = dir.display().to_string();
+        let store: Arc<dyn crate::storage::BlobStore> = Arc::new(crate::storage::local::LocalStore);
+        let ha = HaServices::embedded(store.clone(), &format!("{d}/ha"), 1);
+        let spec = JobSpec::parse(
+            "name: revoked\nparallelism: 2\npipeline:\n  - source: { kind: sequence, from: 0, to: 10 }\n  - sink: { kind: files }\n",
+            "test",
+        )
+        .unwrap();
+        let runtime = Arc::new(Counting(Default::default()));
+        let leadership = tokio_util::sync::CancellationToken::new();
+        let cfg = JobMasterConfig::from_config(
+            &crate::config::Config::defaults(),
+            spec,
+            Location {
+                store,
+                path: format!("{d}/out"),
+            },
+            runtime.clone(),
+            leadership.clone(),
+        )
+        .unwrap();
+        // Revoked between the grant and the job master's first action.
+        leadership.cancel();
+        let (_handle, done) = start(cfg, ha);
+        let outcome = done.await.unwrap();
+        assert_eq!(outcome.status, JobStatus::Suspended);
+        assert!(!outcome.recovery_failed);
+        assert_eq!(runtime.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -60,6 +60,10 @@ pub struct JobOutcome {
     pub restored_from: Option<u64>,
     /// Every subtask failure, in order (what the REST API shows as exceptions).
     pub failures: Vec<String>,
+    /// SUSPENDED because the job's checkpoints could not be recovered (`failure` says why),
+    /// not because leadership was lost: the deployment must end visibly (the ApplicationMaster
+    /// exits non-zero so that YARN starts the next attempt).
+    pub recovery_failed: bool,
 }
 
 /// What the job master's loop must do, in order.
@@ -126,6 +130,9 @@ pub struct Scheduler {
     subtasks: BTreeMap<u32, SubtaskStatus>,
     /// The latest completed (stored) checkpoint: what restarts restore from.
     latest: Option<CheckpointMetadata>,
+    /// The checkpoint recovered although newer ones completed (they were corrupt, and falling
+    /// back was enabled): restores from it remove the sinks' committed parts of the newer ones.
+    fell_back_to: Option<u64>,
     /// All acknowledged, being stored.
     storing: BTreeMap<u64, CheckpointMetadata>,
     /// Stores whose outcome is unknown until read back, with the error the store gave.
@@ -160,19 +167,38 @@ impl Scheduler {
                 checkpoint_durations: Vec::new(),
                 restored_from: None,
                 failures: Vec::new(),
+                recovery_failed: false,
             },
             latest: None,
+            fell_back_to: None,
             storing: BTreeMap::new(),
             unknown: BTreeMap::new(),
             final_checkpoint: FinalCheckpoint::NotYet,
         }
     }
 
-    /// Before [`Scheduler::start`]: the job resumes from `latest`, the latest readable completed
-    /// checkpoint in HA.
-    pub fn recover(&mut self, latest: CheckpointMetadata) {
+    /// Before [`Scheduler::start`]: the job resumes from `latest`, the latest completed
+    /// checkpoint in HA, or (`newer_skipped`) an older one because the newer ones are corrupt;
+    /// then every restore from it tells the sinks to remove the newer checkpoints' committed
+    /// parts first, so the output stays exactly-once.
+    pub fn recover(&mut self, latest: CheckpointMetadata, newer_skipped: bool) {
         self.outcome.restored_from = Some(latest.checkpoint_id);
+        self.fell_back_to = newer_skipped.then_some(latest.checkpoint_id);
         self.latest = Some(latest);
+    }
+
+    /// Before [`Scheduler::start`]: the checkpoints could not be recovered (`error` says
+    /// which and why). SUSPENDED, not FAILED: nothing is deployed, no result is recorded and
+    /// the HA data stays, for an operator to inspect and for the next attempt to retry.
+    pub fn on_recovery_failed(&mut self, error: String) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.status().is_terminal() {
+            tracing::error!(job_id = %self.job_id, error = %error, "job recovery failed");
+            self.outcome.failure = Some(error);
+            self.outcome.recovery_failed = true;
+            self.transition(JobStatus::Suspended, &mut actions);
+        }
+        actions
     }
 
     pub fn status(&self) -> JobStatus {
@@ -644,10 +670,17 @@ impl Scheduler {
     }
 
     fn restore_of(&self, subtask: u32) -> Result<Option<SubtaskState>, RuntimeError> {
-        match self.latest.as_ref().and_then(|m| m.subtasks.get(&subtask)) {
-            Some(v) => task::subtask_state(v).map(Some),
-            None => Ok(None),
+        let Some(latest) = &self.latest else {
+            return Ok(None);
+        };
+        let Some(v) = latest.subtasks.get(&subtask) else {
+            return Ok(None);
+        };
+        let mut state = task::subtask_state(v)?;
+        if self.fell_back_to == Some(latest.checkpoint_id) {
+            state.sink.remove_committed_after = Some(latest.checkpoint_id);
         }
+        Ok(Some(state))
     }
 
     /// Discards every pending checkpoint, stored-or-not ones included (a failover: they cannot
@@ -1217,6 +1250,59 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_recovery_suspends_before_deploying_and_a_fallback_reaches_the_sinks() {
+        let mut s = scheduler(2, fixed(3));
+        assert_eq!(
+            s.on_recovery_failed("cannot recover job j: checkpoint 7 is corrupt".into()),
+            vec![Action::Stop(JobStatus::Suspended)]
+        );
+        let o = s.into_outcome();
+        assert!(o.recovery_failed && !o.status.is_globally_terminal());
+        assert_eq!(
+            o.failure.as_deref(),
+            Some("cannot recover job j: checkpoint 7 is corrupt")
+        );
+
+        let now = Instant::now();
+        let metadata = |id: u64| CheckpointMetadata {
+            version: 1,
+            job_id: "j".into(),
+            checkpoint_id: id,
+            subtasks: [(0, state(0, id)), (1, state(1, id))].into(),
+        };
+        let mut s = scheduler(2, fixed(3));
+        s.recover(metadata(4), true);
+        let deploys = s.start();
+        let removals: Vec<_> = deploys
+            .iter()
+            .filter_map(|a| match a {
+                Action::Deploy { restore, .. } => restore.as_ref()?.sink.remove_committed_after,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            removals,
+            vec![4, 4],
+            "every subtask removes parts newer than 4"
+        );
+        s.on_deployed(0, Ok(()), now);
+        s.on_deployed(1, Ok(()), now);
+        // Once a newer checkpoint completed, restores carry no removal any more.
+        checkpoint(&mut s, 9, false, now);
+        s.on_failed(1, RuntimeError::Killed, now);
+        let [Action::Deploy { restore, .. }] = &s.on_restart_due(now + SECOND)[..] else {
+            panic!("one redeployment")
+        };
+        assert_eq!(restore.as_ref().unwrap().sink.remove_committed_after, None);
+        // Without a fallback, never.
+        let mut s = scheduler(1, fixed(3));
+        s.recover(metadata(4), false);
+        assert!(
+            matches!(&s.start()[..], [Action::Deploy { restore: Some(r), .. }] if r.sink.remove_committed_after.is_none())
+        );
+    }
+
+    #[test]
     fn unreadable_restore_state_fails_the_job_before_deploying() {
         let latest = CheckpointMetadata {
             version: 1,
@@ -1226,7 +1312,7 @@ mod tests {
         };
         let tracker = CheckpointTracker::new("j", SECOND, 0);
         let mut s = Scheduler::new("j", 1, RestartStrategy::None, tracker);
-        s.recover(latest);
+        s.recover(latest, false);
         assert_eq!(s.start(), vec![Action::Stop(JobStatus::Failed)]);
         let o = s.into_outcome();
         assert_eq!(o.restored_from, Some(4));

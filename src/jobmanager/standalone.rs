@@ -23,6 +23,11 @@ pub enum StandaloneError {
     Dispatch(#[from] super::dispatcher::DispatchError),
     #[error(transparent)]
     Ha(#[from] HaError),
+    /// A job's checkpoints could not be recovered (its job master ended SUSPENDED with this
+    /// cause, HA data untouched): the process exits non-zero and a standby (or a restart of
+    /// this one) tries again.
+    #[error("{0}")]
+    Recovery(String),
 }
 
 /// One standalone JobManager process.
@@ -61,7 +66,13 @@ impl StandaloneJobManager {
     /// Contends, leads, stands by again after a revocation, until `stop`.
     pub async fn run(self) -> Result<(), StandaloneError> {
         while let Some(session) = self.lead().await? {
-            let stopped = self.serve(session).await?;
+            let stopped = match self.serve(session).await {
+                Ok(stopped) => stopped,
+                Err(e) => {
+                    let _ = self.ha.election.resign().await;
+                    return Err(e);
+                }
+            };
             if stopped {
                 break;
             }
@@ -82,21 +93,26 @@ impl StandaloneJobManager {
         Ok(Some(session))
     }
 
-    /// Leads until stopped (`true`) or revoked (`false`).
+    /// Leads until stopped (`true`) or revoked (`false`), or until a job cannot be recovered.
     async fn serve(&self, mut session: LeaderSession) -> Result<bool, StandaloneError> {
-        let stopped = loop {
+        let ended = loop {
             tokio::select! {
-                _ = self.stop.cancelled() => break true,
+                _ = self.stop.cancelled() => break Ok(true),
                 _ = session.leadership.revoked.cancelled() => {
                     tracing::warn!(epoch = session.leadership.epoch, "leadership revoked; standing by");
-                    break false;
+                    break Ok(false);
                 }
                 Some(o) = session.outcomes.recv() => {
+                    if o.recovery_failed {
+                        let cause = o.failure.unwrap_or_else(|| format!("job {} could not be recovered", o.job_id));
+                        tracing::error!(job_id = %o.job_id, error = %cause, "job recovery failed; exiting");
+                        break Err(StandaloneError::Recovery(cause));
+                    }
                     tracing::info!(job_id = %o.job_id, status = %o.status, "job ended");
                 }
             }
         };
         session.close().await;
-        Ok(stopped)
+        ended
     }
 }

@@ -111,8 +111,8 @@ impl CompletedCheckpointStore for ZkCheckpointStore {
 
     async fn checkpoint_ids(&self) -> Result<Vec<u64>, HaError> {
         let mut ids: Vec<u64> = Vec::new();
-        // Damaged pointers are listed: `get` names the damage and the caller falls back to an
-        // older checkpoint instead of failing recovery as a whole.
+        // Damaged pointers are listed: `get` names the damage, and recovery fails on it (or,
+        // opted in, falls back to an older checkpoint) instead of not seeing it at all.
         for name in self.pointers.children(&self.dir()).await? {
             if let Ok(id) = name.parse::<u64>()
                 && self.pointers.is_live(&self.key(id)).await?
@@ -135,6 +135,10 @@ impl CompletedCheckpointStore for ZkCheckpointStore {
                 message: "no such checkpoint".into(),
             }),
         }
+    }
+
+    fn location(&self, checkpoint_id: u64) -> String {
+        format!("znode {}", self.pointers.zk.path(&self.key(checkpoint_id)))
     }
 
     async fn shutdown(&self, globally_terminal: bool) -> Result<(), HaError> {
