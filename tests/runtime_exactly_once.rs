@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use yarnflow::ha::HaServices;
+use yarnflow::job::graph::RunId;
 use yarnflow::job::spec::JobSpec;
 use yarnflow::jobmanager::job_master::{self, JobMasterConfig, JobMasterHandle};
 use yarnflow::jobmanager::restart::RestartStrategy;
@@ -41,6 +42,7 @@ async fn wait_for_a_checkpoint(handle: &JobMasterHandle) {
 fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig {
     JobMasterConfig {
         spec,
+        run_id: RunId::random(),
         sink_dir: Location {
             store: Arc::new(LocalStore),
             path: format!("{dir}/output"),

@@ -168,6 +168,11 @@ impl Scheduler {
         }
     }
 
+    /// The latest completed checkpoint (recovered or stored), if any.
+    pub fn latest_checkpoint(&self) -> Option<&CheckpointMetadata> {
+        self.latest.as_ref()
+    }
+
     /// Before [`Scheduler::start`]: the job resumes from `latest`, the latest readable completed
     /// checkpoint in HA.
     pub fn recover(&mut self, latest: CheckpointMetadata) {
