@@ -110,5 +110,47 @@ async fn an_exhausted_restart_strategy_fails_the_job_with_the_cause() {
         cause.contains("subtask 1") && cause.contains("none"),
         "{cause}"
     );
+    // Its run's pending files are gone with it.
+    let output = support::committed(Path::new(&format!("{dir}/output")));
+    assert!(output.uncommitted.is_empty(), "{:?}", output.uncommitted);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A cancelled job commits what its latest completed checkpoint holds and leaves no hidden file
+/// behind (pending files of the checkpoint in flight, temporary files).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_leaves_only_committed_files() {
+    let dir = support::workdir("rt-cancel").display().to_string();
+    let ha = HaServices::embedded(Arc::new(LocalStore), &format!("{dir}/ha"), 1);
+    let (handle, done) = job_master::start(
+        config(spec(10_000_000, 100_000), &dir, RestartStrategy::None),
+        ha,
+    );
+    let mut snapshot = handle.snapshot.clone();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        snapshot.wait_for(|s| s.completed_checkpoints >= 3),
+    )
+    .await
+    .expect("checkpoints complete")
+    .unwrap();
+    handle.cancel().await;
+    let outcome = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .expect("the job ends")
+        .unwrap();
+    assert_eq!(outcome.status, JobStatus::Canceled, "{outcome:?}");
+    let output = support::committed(Path::new(&format!("{dir}/output")));
+    assert!(
+        output.uncommitted.is_empty(),
+        "hidden files remain: {:?}",
+        output.uncommitted
+    );
+    let counts = output.counts();
+    assert!(
+        !counts.is_empty(),
+        "the completed checkpoints are committed"
+    );
+    assert!(counts.values().all(|c| *c == 1), "no record twice");
     let _ = std::fs::remove_dir_all(&dir);
 }
