@@ -503,6 +503,63 @@ fn a_swallowed_ack_expires_its_checkpoint_and_a_later_one_completes() {
     run.assert_exactly_once();
 }
 
+/// Cancelling a job while a checkpoint is in flight (`drop-ack:subtask=1,checkpoint=2` keeps
+/// checkpoint 2 pending: subtask 1's acknowledgement never arrives) removes the pending files
+/// its subtasks wrote for it; what completed stays committed, nothing hidden is left.
+#[cfg(feature = "fault-points")]
+#[test]
+fn a_cancelled_jobs_pending_files_are_removed() {
+    let mut run = LocalRun::start(
+        "cancel-pending",
+        100_000_000,
+        20_000,
+        &[
+            "--taskmanagers",
+            "2",
+            "-D",
+            "execution.checkpointing.timeout=10min",
+        ],
+        &[("YARNFLOW_FAULTS", "drop-ack:subtask=1,checkpoint=2")],
+    );
+    let client = run.client();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = "cancel-pending";
+    poll_job(&rt, &client, id, Duration::from_secs(3 * 5), |j| {
+        j.latest_checkpoint_id == Some(1)
+    });
+    let output = run.dir.join("work/output");
+    let pending_of_2 = || {
+        std::fs::read_dir(&output)
+            .unwrap()
+            .filter_map(|e| PartName::parse(&e.unwrap().file_name().to_string_lossy()))
+            .filter(|p| p.kind == PartKind::Pending && p.checkpoint_id == 2)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(3 * 3);
+    while pending_of_2() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no pending files of checkpoint 2"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rt.block_on(client.cancel(id)).unwrap();
+    run.finish();
+    assert!(run.transcript.contains("CANCELED"), "{}", run.transcript);
+    let committed = support::committed(&output);
+    assert!(
+        committed.uncommitted.is_empty(),
+        "hidden files remain: {:?}\n{}",
+        committed.uncommitted,
+        run.transcript
+    );
+    assert!(!committed.lines.is_empty(), "checkpoint 1 stays committed");
+    assert!(
+        committed.counts().values().all(|c| *c == 1),
+        "no record twice"
+    );
+}
+
 /// A checkpoint failure is not a job failure: with `decline-ack:subtask=0,checkpoint=1`
 /// checkpoint 1 is declined, which exceeds the default 0 tolerated failures, so the whole job
 /// fails over through the restart strategy (one restart, every subtask from the latest
