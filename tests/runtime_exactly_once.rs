@@ -116,8 +116,9 @@ async fn an_exhausted_restart_strategy_fails_the_job_with_the_cause() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A cancelled job commits what its latest completed checkpoint holds and leaves no hidden file
-/// behind (pending files of the checkpoint in flight, temporary files).
+/// A cancelled job keeps what its completed checkpoints committed, commits no record twice and
+/// leaves no hidden file behind. (`local_mode`'s cancel test holds a checkpoint in flight, so
+/// that there are pending files to remove.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_job_leaves_only_committed_files() {
     let dir = support::workdir("rt-cancel").display().to_string();
