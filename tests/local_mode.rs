@@ -488,7 +488,9 @@ fn a_swallowed_ack_expires_its_checkpoint_and_a_later_one_completes() {
         "checkpoint 1 expired within {:.1} s of the job's start",
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(expired.latest_checkpoint_id, None, "{expired:?}");
+    // Checkpoint 1 never completes. (Checkpoint 2 may have completed by this poll already: it
+    // is triggered by the tick that falls on the instant checkpoint 1 expires, 2.5 s in.)
+    assert_ne!(expired.latest_checkpoint_id, Some(1), "{expired:?}");
     let later = poll_job(&rt, &client, id, Duration::from_secs(3 * 2), |j| {
         j.latest_checkpoint_id >= Some(2)
     });
