@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use support::MiniCluster;
 use yarnflow::ha::HaServices;
+use yarnflow::job::graph::RunId;
 use yarnflow::job::spec::JobSpec;
 use yarnflow::jobmanager::job_master::{self, JobMasterConfig, JobOutcome};
 use yarnflow::jobmanager::restart::RestartStrategy;
@@ -82,6 +83,7 @@ async fn run_job(spec: JobSpec, store: Arc<dyn BlobStore>, dir: &str) -> JobOutc
     let ha = HaServices::embedded(store.clone(), &format!("{dir}/ha"), 1);
     let cfg = JobMasterConfig {
         spec,
+        run_id: RunId::random(),
         sink_dir: Location {
             store: store.clone(),
             path: format!("{dir}/output"),

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use yarnflow::job::sink::PartName;
+
 fn run_local(job: &Path, workdir: &Path, extra: &[&str]) -> Output {
     support::yarnflow(extra)
         .arg("local")
@@ -98,10 +100,8 @@ fn every_line_of_every_file_is_committed_exactly_once() {
         .map(|e| {
             let path = e.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
-            let mut it = name.trim_start_matches("part-").split('-');
-            let s = it.next().unwrap().parse().unwrap();
-            let cp = it.next().unwrap().parse().unwrap();
-            (s, cp, path)
+            let part = PartName::parse(&name).unwrap_or_else(|| panic!("not a part file: {name}"));
+            (part.subtask, part.checkpoint_id, path)
         })
         .collect();
     parts.sort();
@@ -157,6 +157,7 @@ async fn a_killed_subtask_resumes_at_its_checkpointed_offset() {
     use std::sync::Arc;
     use std::time::Duration;
     use yarnflow::ha::HaServices;
+    use yarnflow::job::graph::RunId;
     use yarnflow::job::spec::JobSpec;
     use yarnflow::jobmanager::job_master::{self, JobMasterConfig};
     use yarnflow::jobmanager::restart::RestartStrategy;
@@ -186,6 +187,7 @@ async fn a_killed_subtask_resumes_at_its_checkpointed_offset() {
     let ha = HaServices::embedded(Arc::new(LocalStore), &format!("{}/ha", dir.display()), 1);
     let cfg = JobMasterConfig {
         spec,
+        run_id: RunId::random(),
         sink_dir: Location {
             store: Arc::new(LocalStore),
             path: format!("{}/output", dir.display()),

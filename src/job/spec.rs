@@ -129,7 +129,7 @@ pub struct KeySpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SinkSpec {
-    /// Exactly-once files: `part-<subtask>-<checkpoint id>` appear only for completed
+    /// Exactly-once files: `part-<run id>-<subtask>-<checkpoint id>` appear only for completed
     /// checkpoints. `path` defaults to `<job dir>/output`.
     Files {
         #[serde(default)]

@@ -20,6 +20,7 @@ use super::job_master::{
 };
 use crate::config::{Config, ConfigError};
 use crate::ha::{HaError, HaServices};
+use crate::job::graph::JobGraph;
 use crate::job::spec::{JobSpec, SinkSpec, Step};
 use crate::storage::Location;
 
@@ -169,14 +170,14 @@ impl Dispatcher {
             let Some(graph) = self.ha.job_graphs.get(&job_id).await? else {
                 continue;
             };
-            let spec: JobSpec = serde_json::from_slice(&graph).map_err(|e| {
+            let graph = JobGraph::from_bytes(&graph).map_err(|e| {
                 DispatchError::Ha(HaError::Corrupt {
                     path: format!("job graph {job_id}"),
                     message: e.to_string(),
                 })
             })?;
-            tracing::info!(job_id = %job_id, "job graph recovered");
-            self.start(spec).await?;
+            tracing::info!(job_id = %job_id, run_id = %graph.run_id, "job graph recovered");
+            self.start(graph).await?;
             recovered.push(job_id);
         }
         Ok(recovered)
@@ -197,7 +198,9 @@ impl Dispatcher {
         }
         // Persisted before its job master starts (Flink's Dispatcher): a job that runs can
         // always be recovered, and a submission that cannot be persisted fails as a whole.
-        let graph = serde_json::to_vec(&spec).map_err(|e| DispatchError::BadJob {
+        // A new run: its own run id, kept with the graph for every recovery.
+        let graph = JobGraph::submitted(spec);
+        let stored = graph.to_bytes().map_err(|e| DispatchError::BadJob {
             job: job_id.clone(),
             message: format!("cannot serialize the job graph: {e}"),
         })?;
@@ -205,10 +208,10 @@ impl Dispatcher {
             .run("persist a job graph", &self.leadership, || {
                 self.ha
                     .job_graphs
-                    .put(&job_id, bytes::Bytes::from(graph.clone()))
+                    .put(&job_id, bytes::Bytes::from(stored.clone()))
             })
             .await?;
-        self.start(spec).await?;
+        self.start(graph).await?;
         Ok(job_id)
     }
 
@@ -256,9 +259,11 @@ impl Dispatcher {
     }
 
     /// Starts a job master for a job whose graph is in the job graph store.
-    async fn start(&self, spec: JobSpec) -> Result<(), DispatchError> {
+    async fn start(&self, graph: JobGraph) -> Result<(), DispatchError> {
+        let spec = graph.spec;
         let cfg = JobMasterConfig {
             graph_persisted: true,
+            run_id: graph.run_id,
             ..JobMasterConfig::from_config(
                 &self.config,
                 spec.clone(),

@@ -36,6 +36,8 @@ use crate::ha::{
     CheckpointIdCounter, CompletedCheckpointStore, HaError, HaServices, JobResultEntry,
     StoredCheckpoint,
 };
+use crate::job::graph::{JobGraph, RunId};
+use crate::job::sink;
 use crate::job::spec::JobSpec;
 use crate::storage::Location;
 use crate::taskmanager::task::{SubtaskState, TaskCommand, TaskConfig, TaskEvent};
@@ -47,6 +49,9 @@ pub use super::scheduler::JobOutcome;
 #[derive(Clone)]
 pub struct JobMasterConfig {
     pub spec: JobSpec,
+    /// This run of the job (its part files' prefix): drawn at submission, stored with the job
+    /// graph, the same after every recovery.
+    pub run_id: RunId,
     pub sink_dir: Location,
     pub restart: RestartStrategy,
     pub checkpoint_timeout: Duration,
@@ -90,7 +95,8 @@ impl Default for RecoveryPolicy {
 
 impl JobMasterConfig {
     /// The job master settings the configuration gives (restart strategy, checkpoint timeout
-    /// and tolerable failures) for `spec`, writing to `sink_dir` through `runtime`.
+    /// and tolerable failures) for `spec`, writing to `sink_dir` through `runtime`, as a new
+    /// run (a fresh run id).
     pub fn from_config(
         config: &crate::config::Config,
         spec: JobSpec,
@@ -113,6 +119,7 @@ impl JobMasterConfig {
                 ..RecoveryPolicy::default()
             },
             spec,
+            run_id: RunId::random(),
             sink_dir,
             runtime,
             leadership,
@@ -447,7 +454,11 @@ impl JobMaster {
     /// `false` if the job cannot start.
     async fn prepare(&mut self) -> bool {
         if !self.cfg.graph_persisted {
-            let stored = match serde_json::to_vec(&self.cfg.spec) {
+            let graph = JobGraph {
+                spec: self.cfg.spec.clone(),
+                run_id: self.cfg.run_id.clone(),
+            };
+            let stored = match graph.to_bytes() {
                 Ok(graph) => self
                     .ha
                     .job_graphs
@@ -635,6 +646,7 @@ impl JobMaster {
     fn task_config(&self, subtask: u32) -> TaskConfig {
         TaskConfig {
             job_id: self.job_id.clone(),
+            run_id: self.cfg.run_id.clone(),
             subtask,
             parallelism: self.cfg.spec.parallelism,
             pipeline: self.cfg.spec.pipeline.clone(),
@@ -667,8 +679,10 @@ impl JobMaster {
             let _ = t.handle.await;
         }
         self.publish();
+        let latest = self.core.latest_checkpoint().map(|m| m.subtasks.clone());
         let outcome = self.core.into_outcome();
         if outcome.status.is_globally_terminal() {
+            finish_sink(&self.cfg, latest).await;
             cleanup(&self.ha, &outcome).await;
         }
         outcome
@@ -719,6 +733,30 @@ async fn release(t: Deployed) {
     }
     handle.abort();
     let _ = handle.await;
+}
+
+/// A globally terminal job's sink files: what its latest completed checkpoint recorded is
+/// committed, every other hidden file of its run removed (pending files of checkpoints that
+/// never completed, temporary files of crashed writes).
+async fn finish_sink(cfg: &JobMasterConfig, latest: Option<BTreeMap<u32, serde_json::Value>>) {
+    let job_id = cfg.spec.job_id();
+    let states = match latest.as_ref().map(crate::taskmanager::task::sink_states) {
+        None => BTreeMap::new(),
+        Some(Ok(states)) => states,
+        Some(Err(e)) => {
+            tracing::error!(job_id, run_id = %cfg.run_id, error = %e, "the latest checkpoint's sink states are unreadable; the sink's hidden files stay");
+            return;
+        }
+    };
+    match sink::finish_run(&cfg.sink_dir, &cfg.run_id, &states).await {
+        Ok(removed) if removed.is_empty() => {}
+        Ok(removed) => {
+            tracing::info!(job_id, run_id = %cfg.run_id, removed = %removed.join(", "), "removed the uncommitted sink files of the ended job")
+        }
+        Err(e) => {
+            tracing::error!(job_id, run_id = %cfg.run_id, error = %e, "the ended job's sink files are not settled: committing its latest checkpoint's files or removing its hidden files failed")
+        }
+    }
 }
 
 /// Flink's order: result dirty, HA data removed, result clean.

@@ -177,6 +177,11 @@ impl Scheduler {
         }
     }
 
+    /// The latest completed checkpoint (recovered or stored), if any.
+    pub fn latest_checkpoint(&self) -> Option<&CheckpointMetadata> {
+        self.latest.as_ref()
+    }
+
     /// Before [`Scheduler::start`]: the job resumes from `latest`, the latest completed
     /// checkpoint in HA, or (`newer_skipped`) an older one because the newer ones are corrupt;
     /// then every restore from it tells the sinks to remove the newer checkpoints' committed

@@ -636,6 +636,7 @@ mod tests {
         let (events_tx, mut events) = mpsc::channel(16);
         let config = TaskConfig {
             job_id: "j".into(),
+            run_id: crate::job::graph::RunId::for_legacy_job("j"),
             subtask: 0,
             parallelism: 1,
             pipeline: Vec::new(),
@@ -770,6 +771,7 @@ mod tests {
         let (events_tx, mut events) = mpsc::channel(16);
         let config = |subtask| TaskConfig {
             job_id: "j".into(),
+            run_id: crate::job::graph::RunId::for_legacy_job("j"),
             subtask,
             parallelism: 2,
             pipeline: Vec::new(),

@@ -197,12 +197,7 @@ impl BlobStore for HdfsStore {
             let dir = parent(&p);
             c.create_dir(dir).map_err(|e| classify(dir, e))?;
             let name = &p[dir.len()..].trim_start_matches('/');
-            let tmp = format!(
-                "{}/.{}.{}.tmp",
-                dir.trim_end_matches('/'),
-                name,
-                uuid::Uuid::new_v4().simple()
-            );
+            let tmp = format!("{}/{}", dir.trim_end_matches('/'), super::temp_name(name));
             let result = (|| {
                 let mut f = c
                     .open_file()

@@ -46,7 +46,7 @@ impl BlobStore for LocalStore {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let tmp = dir.join(super::temp_name(&name));
         let tmp_s = tmp.display().to_string();
         let result = async {
             tokio::fs::write(&tmp, &data)

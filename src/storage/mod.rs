@@ -9,7 +9,9 @@
 //!
 //! # Invariants
 //! * [`BlobStore::write`] is atomic for readers: it writes a hidden temporary file in the same
-//!   directory and renames it into place, so a reader sees the whole blob or none.
+//!   directory ([`temp_name`]) and renames it into place, so a reader sees the whole blob or
+//!   none. A writer that crashes in between leaves the temporary file behind; whoever owns the
+//!   target name recognises it ([`temp_target`]) and removes it.
 //! * [`BlobStore::delete`] of a missing path succeeds (deletes are retried after crashes).
 
 pub mod deferred;
@@ -41,6 +43,21 @@ impl StorageError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })
     }
+}
+
+/// The hidden temporary name under which [`BlobStore::write`] writes the file `name` (a file
+/// name, not a path) before renaming it into place: `.<name>.<uuid>.tmp`, unique per write.
+pub fn temp_name(name: &str) -> String {
+    format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple())
+}
+
+/// The file name that `file_name`, a temporary name of [`temp_name`], was written for; `None`
+/// if it is not one.
+pub fn temp_target(file_name: &str) -> Option<&str> {
+    let rest = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (target, unique) = rest.rsplit_once('.')?;
+    let is_uuid = unique.len() == 32 && unique.bytes().all(|b| b.is_ascii_hexdigit());
+    (is_uuid && !target.is_empty()).then_some(target)
 }
 
 /// Size and name of one entry of a directory listing.
@@ -181,6 +198,20 @@ fn open_local(uri: &str, authority: &str, path: String) -> Result<Location, Stor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_temp_name_names_its_target() {
+        let t = temp_name("_part-a-0-1.pending");
+        assert_eq!(temp_target(&t), Some("_part-a-0-1.pending"));
+        for not_temp in [
+            "part-a-0-1",
+            "._part-a-0-1.pending.tmp",
+            ".x.nothex.tmp",
+            "..0123456789abcdef0123456789abcdef.tmp",
+        ] {
+            assert_eq!(temp_target(not_temp), None, "{not_temp}");
+        }
+    }
 
     #[tokio::test]
     async fn open_dispatches_by_scheme_and_names_bad_uris() {

@@ -296,6 +296,7 @@ impl Subtasks {
         let sink_dir = crate::storage::open(&d.sink_uri).await?;
         let config = TaskConfig {
             job_id: d.job_id.clone(),
+            run_id: wire::run_id(d)?,
             subtask: d.subtask,
             parallelism: d.parallelism,
             pipeline,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::job::graph::RunId;
 use crate::job::operators::{Chain, OperatorState};
 use crate::job::sink::{FileSink, SinkState};
 use crate::job::source::{Source, SourceState};
@@ -24,6 +25,8 @@ use crate::storage::Location;
 #[derive(Debug, Clone)]
 pub struct TaskConfig {
     pub job_id: String,
+    /// The job's run (what its part files are named by), the same in every attempt.
+    pub run_id: RunId,
     pub subtask: u32,
     pub parallelism: u32,
     pub pipeline: Vec<Step>,
@@ -117,13 +120,13 @@ async fn run(
         SourceSpec::TextFiles { .. } => None,
     };
     let mut chain = Chain::from_steps(&cfg.pipeline);
-    let mut sink = FileSink::new(cfg.sink_dir.clone(), cfg.subtask);
+    let mut sink = FileSink::new(cfg.sink_dir.clone(), cfg.run_id.clone(), cfg.subtask);
     if let Some(state) = restore {
         source.restore(state.source).map_err(RuntimeError::Source)?;
         chain.restore(&state.operators);
-        sink.restore(&state.sink).await?;
+        sink.restore(Some(&state.sink)).await?;
     } else {
-        sink.restore(&SinkState::default()).await?;
+        sink.restore(None).await?;
     }
 
     let tick = Duration::from_millis(10);
@@ -203,4 +206,14 @@ async fn next_batch(interval: &mut tokio::time::Interval, limited: bool) {
 pub fn subtask_state(value: &serde_json::Value) -> Result<SubtaskState, RuntimeError> {
     serde_json::from_value(value.clone())
         .map_err(|e| RuntimeError::bad_state("subtask state", format!("unreadable: {e}")))
+}
+
+/// The sink states of a checkpoint's subtasks (`subtasks` as in its metadata), by subtask.
+pub fn sink_states(
+    subtasks: &std::collections::BTreeMap<u32, serde_json::Value>,
+) -> Result<std::collections::BTreeMap<u32, SinkState>, RuntimeError> {
+    subtasks
+        .iter()
+        .map(|(subtask, value)| Ok((*subtask, subtask_state(value)?.sink)))
+        .collect()
 }

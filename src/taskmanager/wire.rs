@@ -8,6 +8,7 @@
 
 use super::task::{SubtaskState, TaskCommand, TaskConfig, TaskEvent};
 use crate::control::{self, job_manager_message, task_manager_message};
+use crate::job::graph::RunId;
 use crate::job::spec::Step;
 use crate::jobmanager::error::RuntimeError;
 
@@ -214,6 +215,7 @@ pub fn deploy_message(
         spec_json,
         sink_uri: config.sink_dir.uri(),
         restore_json,
+        run_id: config.run_id.to_string(),
     })
 }
 
@@ -231,6 +233,15 @@ pub fn deployment(d: &control::Deploy) -> Result<(Vec<Step>, Option<SubtaskState
         )
     };
     Ok((pipeline, restore))
+}
+
+/// The run id of a received deployment; one from a JobManager that sends none is derived from
+/// the job id, as for a job graph stored without one.
+pub fn run_id(d: &control::Deploy) -> Result<RunId, RuntimeError> {
+    if d.run_id.is_empty() {
+        return Ok(RunId::for_legacy_job(&d.job_id));
+    }
+    RunId::parse(&d.run_id).map_err(RuntimeError::InvalidJob)
 }
 
 #[cfg(test)]
