@@ -1,11 +1,11 @@
-//! The tests on the plain mini cluster: one test binary, one cluster ([`support::MiniCluster::get`],
-//! started by the first test that needs it, stopped when this process exits) shared by every
-//! test here. They run in parallel, so each keeps to names of its own (`support::unique`
-//! ZooKeeper namespaces and cluster ids, HDFS paths, application names) and stops or kills only
-//! its own processes and containers. `yarn_am`'s AMRMToken rollover test needs other
-//! ResourceManager settings and starts a cluster of its own ([`support::MiniCluster::start_with`]).
-//! `hadoop_ipc` needs no cluster (its peers are raw sockets). Tests that kill AMs or containers,
-//! or stop shared services, are in `tests/faults.rs`.
+//! The tests on the plain mini cluster: one test binary, one cluster
+//! ([`support::MiniCluster::get`], started by the first test that needs it, stopped when this
+//! process exits) shared by every test here. They run in parallel, so each keeps to its own
+//! ZooKeeper namespace or cluster id and HDFS paths (`support::unique`) and its own
+//! applications, and stops or kills only its own processes and containers. `yarn_am`'s AMRMToken
+//! rollover test needs other ResourceManager settings and starts a cluster of its own
+//! ([`support::MiniCluster::start_with`]). `hadoop_ipc` needs no cluster (its peers are raw
+//! sockets). Tests that kill AMs or containers, or stop shared services, are in `tests/faults.rs`.
 //!
 //! One module: `cargo test --test plain cli_tools::`.
 
