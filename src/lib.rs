@@ -15,6 +15,7 @@
 //!
 //! * [`appmaster`]: the ApplicationMaster: TaskManager containers, the allocate loop;
 //! * [`cli`]: clap subcommands, the thin layer between argv and the library;
+//! * [`faults`]: test-only fault points (cargo feature `fault-points`), armed by `YARNFLOW_FAULTS`;
 //! * [`config`]: Flink-style flat configuration keys with Flink's defaults, from `conf/yarnflow.yaml`;
 //! * [`job`]: job specs, operators and the exactly-once file sink;
 //! * [`jobmanager`]: the leader session, dispatcher, job masters, checkpoint tracking, restart
@@ -32,6 +33,7 @@ pub mod appmaster;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod faults;
 pub mod ha;
 pub mod hadoop;
 pub mod job;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -43,6 +43,11 @@ pub enum LocalEvent {
     TaskManagerExited {
         index: u32,
         status: String,
+    },
+    /// The JobManager lost it (heartbeat timeout: frozen or stuck); killed and replaced.
+    TaskManagerLost {
+        index: u32,
+        pid: u32,
     },
     /// It could not be started; no replacement is tried.
     TaskManagerFailed {
@@ -116,8 +121,11 @@ impl LocalCluster {
                 exe.clone(),
                 self.session.address.clone(),
                 slots,
-                self.shutdown.clone(),
-                self.events.clone(),
+                Supervision {
+                    losses: self.session.pool.losses(),
+                    shutdown: self.shutdown.clone(),
+                    events: self.events.clone(),
+                },
             ));
         }
         Ok(())
@@ -146,51 +154,77 @@ impl LocalCluster {
     }
 }
 
-/// Keeps TaskManager `index` running until `shutdown`.
-async fn supervise(
-    index: u32,
-    exe: PathBuf,
-    address: String,
-    slots: u32,
+/// What a TaskManager's supervisor listens to and reports on.
+struct Supervision {
+    /// Resource ids of TaskManagers the JobManager declared lost.
+    losses: broadcast::Receiver<String>,
     shutdown: CancellationToken,
     events: mpsc::UnboundedSender<LocalEvent>,
-) {
+}
+
+/// How one TaskManager child ended.
+enum ChildEnd {
+    Shutdown,
+    Exited(String),
+    Lost,
+}
+
+/// Keeps TaskManager `index` running until shutdown; kills one the JobManager lost (the local
+/// stand-in for the ApplicationMaster's `stopContainers`) so that a replacement starts.
+async fn supervise(index: u32, exe: PathBuf, address: String, slots: u32, mut s: Supervision) {
     let mut generation = 0;
-    while !shutdown.is_cancelled() {
+    while !s.shutdown.is_cancelled() {
         generation += 1;
+        // Its resource id too: what the JobManager names when it loses it.
+        let id = format!("taskmanager-{index}-{generation}");
         let child = tokio::process::Command::new(&exe)
             .args(["taskmanager", "--jobmanager", &address, "--slots"])
             .arg(slots.to_string())
-            .arg("--id")
-            .arg(format!("taskmanager-{index}-{generation}"))
+            .args(["--id", &id, "--resource-id", &id])
             .kill_on_drop(true)
             .stdin(std::process::Stdio::null())
             .spawn();
         let mut child = match child {
             Ok(c) => c,
             Err(e) => {
-                let _ = events.send(LocalEvent::TaskManagerFailed {
+                let _ = s.events.send(LocalEvent::TaskManagerFailed {
                     index,
                     error: e.to_string(),
                 });
                 return;
             }
         };
-        let _ = events.send(LocalEvent::TaskManagerStarted {
-            index,
-            pid: child.id().unwrap_or_default(),
-        });
+        let pid = child.id().unwrap_or_default();
+        let _ = s.events.send(LocalEvent::TaskManagerStarted { index, pid });
+        let end = watch_child(&mut child, &id, &mut s).await;
+        // SIGKILL ends a stopped (frozen) process too.
+        let _ = child.kill().await;
+        let event = match end {
+            ChildEnd::Shutdown => return,
+            ChildEnd::Exited(status) => LocalEvent::TaskManagerExited { index, status },
+            ChildEnd::Lost => LocalEvent::TaskManagerLost { index, pid },
+        };
+        if !s.shutdown.is_cancelled() {
+            let _ = s.events.send(event);
+        }
+    }
+}
+
+async fn watch_child(child: &mut tokio::process::Child, id: &str, s: &mut Supervision) -> ChildEnd {
+    loop {
         tokio::select! {
-            _ = shutdown.cancelled() => {
-                let _ = child.kill().await;
-                return;
-            }
+            _ = s.shutdown.cancelled() => return ChildEnd::Shutdown,
             status = child.wait() => {
-                if !shutdown.is_cancelled() {
-                    let status = status.map(|s| s.to_string()).unwrap_or_default();
-                    let _ = events.send(LocalEvent::TaskManagerExited { index, status });
-                }
+                return ChildEnd::Exited(status.map(|s| s.to_string()).unwrap_or_default());
             }
+            lost = s.losses.recv() => match lost {
+                Ok(lost) if lost == id => return ChildEnd::Lost,
+                // The pool outlives its supervisors; nothing more will come.
+                Err(broadcast::error::RecvError::Closed) => {
+                    return ChildEnd::Exited(child.wait().await.map(|s| s.to_string()).unwrap_or_default());
+                }
+                _ => {}
+            },
         }
     }
 }

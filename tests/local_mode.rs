@@ -7,6 +7,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use yarnflow::jobmanager::client::JobManagerClient;
+use yarnflow::jobmanager::job_master::JobSnapshot;
+use yarnflow::jobmanager::status::JobStatus;
 
 #[test]
 fn the_exactly_once_example_commits_every_number_once() {
@@ -161,4 +163,323 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
     }
     assert_eq!(count, 2_000_000, "{transcript}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `yarnflow local` run of a job counting 0..`to` on 2 subtasks at `rate` records/s,
+/// checkpointed every 500 ms, with its stdout lines as they come.
+struct LocalRun {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    lines: std::sync::mpsc::Receiver<String>,
+    transcript: String,
+    to: u64,
+}
+
+impl LocalRun {
+    fn start(name: &str, to: u64, rate: u64, args: &[&str], env: &[(&str, &str)]) -> LocalRun {
+        let dir = support::workdir(name);
+        let spec = dir.join("job.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "name: {name}\nparallelism: 2\ncheckpoint-interval: 500 ms\npipeline:\n  - source: {{ kind: sequence, from: 0, to: {to}, rate: {rate} }}\n  - sink: {{ kind: files }}\n"
+            ),
+        )
+        .unwrap();
+        let mut child = support::yarnflow(&["local"])
+            .arg(&spec)
+            .args(args)
+            .arg("--workdir")
+            .arg(dir.join("work"))
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LocalRun {
+            child,
+            dir,
+            lines,
+            transcript: String::new(),
+            to,
+        }
+    }
+
+    /// Reads stdout until a line gives `Some`, for up to `within`.
+    fn wait_line<T>(&mut self, within: Duration, f: impl Fn(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("{e}; stdout so far:\n{}", self.transcript));
+            self.transcript.push_str(&line);
+            self.transcript.push('\n');
+            if let Some(v) = f(&line) {
+                return v;
+            }
+        }
+    }
+
+    /// The JobManager's REST client, once its address is printed.
+    fn client(&mut self) -> JobManagerClient {
+        let rest = self.wait_line(Duration::from_secs(30), |l| {
+            l.strip_prefix("REST API: ").map(str::to_string)
+        });
+        JobManagerClient::new(&rest, Duration::from_secs(10))
+    }
+
+    /// Waits for the process to end; its whole stdout is in the transcript then.
+    fn finish(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.transcript.push_str(&line);
+            self.transcript.push('\n');
+        }
+        status
+    }
+
+    /// The committed output holds every number of 0..to exactly once.
+    fn assert_exactly_once(&self) {
+        let committed = support::committed(&self.dir.join("work/output"));
+        let counts = committed.counts();
+        let duplicates = counts.values().filter(|n| **n > 1).count();
+        assert_eq!(duplicates, 0, "duplicates\n{}", self.transcript);
+        assert_eq!(committed.lines.len() as u64, self.to, "{}", self.transcript);
+        assert!(
+            (0..self.to).all(|n| counts.contains_key(&n.to_string())),
+            "missing numbers\n{}",
+            self.transcript
+        );
+    }
+}
+
+impl Drop for LocalRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls job `id` every 100 ms until `ready` holds, for up to `within`; that snapshot.
+fn poll_job(
+    rt: &tokio::runtime::Runtime,
+    client: &JobManagerClient,
+    id: &str,
+    within: Duration,
+    ready: impl Fn(&JobSnapshot) -> bool,
+) -> JobSnapshot {
+    let deadline = Instant::now() + within;
+    rt.block_on(async {
+        loop {
+            let job = client.job(id).await;
+            if let Ok(job) = &job
+                && ready(job)
+            {
+                return job.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} not there within {within:?}: {job:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// SIGSTOP one TaskManager that runs a subtask: the process, its TCP connection and its HTTP/2
+/// stream stay up, but it answers no heartbeat. After `heartbeat.timeout` the JobManager
+/// declares it lost, its subtask restarts on the free slot of another TaskManager from the
+/// latest completed checkpoint, and the job finishes exactly once.
+#[test]
+fn a_frozen_taskmanager_is_lost_by_heartbeat_timeout_and_its_subtask_restarts_elsewhere() {
+    let timeout = Duration::from_secs(5);
+    // 3 TaskManagers of 1 slot for 2 subtasks: one slot stays free for the restart.
+    let mut run = LocalRun::start(
+        "heartbeat-frozen",
+        900_000,
+        40_000,
+        &[
+            "--taskmanagers",
+            "3",
+            "-D",
+            "heartbeat.interval=1s",
+            "-D",
+            "heartbeat.timeout=5s",
+        ],
+        &[],
+    );
+    let client = run.client();
+    let mut pids = std::collections::HashMap::new();
+    while pids.len() < 3 {
+        let (index, pid) = run.wait_line(Duration::from_secs(30), |l| {
+            let rest = l.strip_prefix("taskmanager ")?;
+            let (index, pid) = rest.split_once(" started (pid ")?;
+            Some((
+                index.to_string(),
+                pid.strip_suffix(')')?.parse::<i32>().ok()?,
+            ))
+        });
+        pids.insert(index, pid);
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = "heartbeat-frozen";
+    poll_job(&rt, &client, id, Duration::from_secs(30), |j| {
+        j.status == JobStatus::Running && j.completed_checkpoints >= 1
+    });
+    // A TaskManager with no free slot runs a subtask; its id is taskmanager-<index>-<n>.
+    let busy = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let tms = client.taskmanagers().await.unwrap_or_default();
+            let busy: Vec<_> = tms.iter().filter(|t| t.free_slots == 0).collect();
+            if tms.len() == 3 && busy.len() == 2 {
+                return busy[0].id.clone();
+            }
+            assert!(Instant::now() < deadline, "{tms:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let victim = pids[busy.split('-').nth(1).unwrap()];
+    let paused = Instant::now();
+    unsafe {
+        libc::kill(victim, libc::SIGSTOP);
+    }
+    // Expected: the timeout, up to one heartbeat interval, the restart delay (about 1 s) and a
+    // deployment: about 8 s. Wait up to three times that.
+    let bound = timeout + Duration::from_secs(3);
+    let lost = poll_job(&rt, &client, id, 3 * bound, |j| {
+        j.exceptions.iter().any(|e| e.contains("heartbeat timeout"))
+    });
+    let detected = paused.elapsed();
+    assert!(
+        lost.exceptions[0].contains(&format!("TaskManager {busy} was lost: heartbeat timeout")),
+        "{lost:?}"
+    );
+    poll_job(&rt, &client, id, 3 * bound, |j| {
+        j.status == JobStatus::Running && j.restarts >= 1
+    });
+    let recovered = paused.elapsed();
+    eprintln!(
+        "TaskManager {busy} paused: declared lost after {:.1} s, job RUNNING again after {:.1} s",
+        detected.as_secs_f64(),
+        recovered.as_secs_f64()
+    );
+    let status = run.finish();
+    unsafe {
+        libc::kill(victim, libc::SIGKILL);
+        libc::kill(victim, libc::SIGCONT);
+    }
+    assert!(status.success(), "{}", run.transcript);
+    assert!(run.transcript.contains("FINISHED"), "{}", run.transcript);
+    // Local mode kills the frozen process, as the AM stops its container, and replaces it.
+    assert!(
+        run.transcript
+            .contains(&format!("(pid {victim}) lost by the JobManager; killed")),
+        "{}",
+        run.transcript
+    );
+    run.assert_exactly_once();
+}
+
+/// With the fault point `drop-ack:subtask=1,checkpoint=1` (feature `fault-points`), the
+/// TaskManager of subtask 1 swallows that subtask's acknowledgement of checkpoint 1, which can
+/// then never complete and expires after `execution.checkpointing.timeout`; tolerated (1
+/// allowed), the job runs on, the next interval triggers a later checkpoint that completes,
+/// and the job finishes exactly once without a restart.
+#[cfg(feature = "fault-points")]
+#[test]
+fn a_swallowed_ack_expires_its_checkpoint_and_a_later_one_completes() {
+    let mut run = LocalRun::start(
+        "dropped-ack",
+        600_000,
+        40_000,
+        &[
+            "--taskmanagers",
+            "2",
+            "-D",
+            "execution.checkpointing.timeout=2s",
+            "-D",
+            "execution.checkpointing.tolerable-failed-checkpoints=1",
+        ],
+        &[("YARNFLOW_FAULTS", "drop-ack:subtask=1,checkpoint=1")],
+    );
+    let client = run.client();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = "dropped-ack";
+    let started = Instant::now();
+    // Checkpoint 1 expires 2 s after it is triggered (500 ms in); wait up to three times.
+    let expired = poll_job(&rt, &client, id, Duration::from_secs(3 * 3), |j| {
+        j.failed_checkpoints >= 1
+    });
+    eprintln!(
+        "checkpoint 1 expired within {:.1} s of the job's start",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(expired.latest_checkpoint_id, None, "{expired:?}");
+    let later = poll_job(&rt, &client, id, Duration::from_secs(3 * 2), |j| {
+        j.latest_checkpoint_id >= Some(2)
+    });
+    assert_eq!(later.restarts, 0, "{later:?}");
+    let status = run.finish();
+    assert!(status.success(), "{}", run.transcript);
+    assert!(
+        run.transcript.contains("FINISHED") && run.transcript.contains(" 0 restarts"),
+        "{}",
+        run.transcript
+    );
+    run.assert_exactly_once();
+}
+
+/// A checkpoint failure is not a job failure: with `decline-ack:subtask=0,checkpoint=1`
+/// checkpoint 1 is declined, which exceeds the default 0 tolerated failures, so the whole job
+/// fails over through the restart strategy (one restart, every subtask from the latest
+/// completed checkpoint) instead of ending FAILED, and still finishes exactly once.
+#[cfg(feature = "fault-points")]
+#[test]
+fn too_many_checkpoint_failures_fail_the_job_over_and_it_still_finishes_exactly_once() {
+    let mut run = LocalRun::start(
+        "declined-checkpoint",
+        400_000,
+        40_000,
+        &["--taskmanagers", "2"],
+        &[("YARNFLOW_FAULTS", "decline-ack:subtask=0,checkpoint=1")],
+    );
+    let client = run.client();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Checkpoint 1 comes 500 ms in, the restart about 1 s later.
+    let failed_over = poll_job(
+        &rt,
+        &client,
+        "declined-checkpoint",
+        Duration::from_secs(3 * 3),
+        |j| j.restarts >= 1,
+    );
+    let exception = failed_over.exceptions.first().cloned().unwrap_or_default();
+    assert!(
+        exception.starts_with("job: 1 consecutive checkpoint failures exceed")
+            && exception.contains("declined by subtask 0"),
+        "{failed_over:?}"
+    );
+    let status = run.finish();
+    assert!(status.success(), "{}", run.transcript);
+    assert!(
+        run.transcript.contains("FINISHED") && run.transcript.contains(" 1 restarts"),
+        "{}",
+        run.transcript
+    );
+    run.assert_exactly_once();
 }

@@ -98,6 +98,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
     // Subscribed before any TaskManager can find the published address... or before the
     // adopted ones re-register: none of their registrations is missed.
     let registrations = session.pool.registrations();
+    let losses = session.pool.losses();
 
     let mut am = AmRmClient::new(&scheduler, token)?;
     let registration = am
@@ -133,7 +134,9 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         request: AllocateRequest::default(),
         pending: Vec::new(),
         launches: JoinSet::new(),
+        stops: JoinSet::new(),
         registrations,
+        losses,
         counters,
         failovers: (attempt.attempt - 1).max(0) as u64,
         results: Vec::new(),
@@ -150,6 +153,13 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         mut am, session, ..
     } = allocate;
 
+    if let Some(f) =
+        crate::faults::take("pause-before-unregister", &[("attempt", &attempt.attempt)])
+    {
+        let secs = f.param("secs").and_then(|s| s.parse().ok()).unwrap_or(60);
+        tracing::warn!(secs, "fault point: pausing before unregister");
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    }
     // Every job is over for good and each job master cleaned its own HA data. Unregister
     // first (Flink's order): until then a kill only means another attempt, which finds the
     // results and needs the staged files to start. Then the cluster's namespace and blob
@@ -304,8 +314,13 @@ struct AllocateLoop {
     pending: Vec<Action>,
     /// NodeManager `startContainers` calls in flight: (container, outcome).
     launches: JoinSet<(String, Result<(), String>)>,
+    /// NodeManager `stopContainers` calls in flight (for TaskManagers declared lost).
+    stops: JoinSet<()>,
     /// The container of every TaskManager that registers with this leader.
     registrations: broadcast::Receiver<String>,
+    /// The container of every TaskManager the JobManager declared lost (heartbeat timeout):
+    /// frozen or cut off, so YARN still reports it RUNNING.
+    losses: broadcast::Receiver<String>,
     /// The figures `/metrics` shows, from the worker pool's counters.
     counters: watch::Sender<ClusterCounters>,
     /// Attempts before this one.
@@ -338,6 +353,8 @@ impl AllocateLoop {
                 Some(outcome) = self.session.outcomes.recv() => self.on_job_ended(outcome)?,
                 Some(launched) = self.launches.join_next() => self.on_launched(launched),
                 registered = self.registrations.recv() => self.on_registered(registered),
+                Ok(lost) = self.losses.recv() => self.on_lost(lost),
+                Some(_) = self.stops.join_next() => {}
                 _ = self.heartbeat.tick() => self.on_heartbeat().await?,
             }
         }
@@ -381,6 +398,7 @@ impl AllocateLoop {
             .iter()
             .map(|c| {
                 tracing::info!(container = %c.id, node_http = %c.node_http_address, "container recovered from an earlier attempt");
+                self.allocated.insert(c.id.to_string(), c.clone());
                 (c.id.to_string(), c.node.to_string())
             })
             .collect();
@@ -445,6 +463,32 @@ impl AllocateLoop {
                 self.workers.on_registered(&c);
                 tracing::info!(container = %c, "TaskManager container registered");
             }
+        }
+    }
+
+    /// The JobManager lost `container`'s TaskManager to a heartbeat timeout, yet YARN sees it
+    /// running: stop and release it (Flink's `releaseResource`) and count it gone at once, so
+    /// its replacement is asked for now, not after a completion YARN would never report.
+    fn on_lost(&mut self, container: String) {
+        if self.workers.state(&container).is_none() {
+            return;
+        }
+        tracing::warn!(container = %container, "TaskManager lost (heartbeat timeout); stopping its container");
+        self.pending
+            .extend(self.workers.on_completed(&container, Instant::now()));
+        let Some(c) = self.allocated.remove(&container) else {
+            if let Ok(id) = container.parse() {
+                self.request.releases.push(id);
+            }
+            return;
+        };
+        self.request.releases.push(c.id);
+        if let Some(token) = self.am.nm_token(&c.node).cloned() {
+            self.stops.spawn(async move {
+                if let Err(e) = NmClient::new().stop_container(&c.node, &token, c.id).await {
+                    tracing::warn!(container = %c.id, error = %e, "stopContainers failed; the release stops it");
+                }
+            });
         }
     }
 

@@ -30,6 +30,8 @@ pub const PASS_THROUGH_ENV: &[&str] = &[
     "LIBHDFS_OPTS",
     "RUST_LOG",
     "RUST_BACKTRACE",
+    // Fault points a test armed (read only by builds with the `fault-points` feature).
+    crate::faults::ENV,
 ];
 
 /// JVM options for libhdfs's embedded JVM when the submitter sets no `LIBHDFS_OPTS`: it only

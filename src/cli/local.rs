@@ -102,6 +102,11 @@ fn print_event(event: &LocalEvent) {
         LocalEvent::TaskManagerExited { index, status } => {
             println!("taskmanager {index} exited ({status}); starting a replacement")
         }
+        LocalEvent::TaskManagerLost { index, pid } => {
+            println!(
+                "taskmanager {index} (pid {pid}) lost by the JobManager; killed, starting a replacement"
+            )
+        }
         LocalEvent::TaskManagerFailed { index, error } => {
             eprintln!("yarnflow: cannot start TaskManager {index}: {error}")
         }

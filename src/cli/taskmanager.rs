@@ -25,6 +25,10 @@ pub struct TaskManagerArgs {
     /// An id for logs (default: host and pid).
     #[arg(long)]
     pub id: Option<String>,
+    /// What the JobManager names this TaskManager's resource when it is lost (default: YARN's
+    /// `CONTAINER_ID`; local mode names its children).
+    #[arg(long, hide = true)]
+    pub resource_id: Option<String>,
 }
 
 pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<ExitCode> {
@@ -78,7 +82,11 @@ pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<Exi
             leader,
             slots: slots.max(1),
             id,
-            resource_id: std::env::var("CONTAINER_ID").unwrap_or_default(),
+            resource_id: args
+                .resource_id
+                .clone()
+                .or_else(|| std::env::var("CONTAINER_ID").ok())
+                .unwrap_or_default(),
             heartbeat_interval: config.value(Config::duration, "heartbeat.interval")?,
             heartbeat_timeout: config.value(Config::duration, "heartbeat.timeout")?,
         },

@@ -128,11 +128,9 @@ impl EmbeddedCheckpoints {
     }
 }
 
-#[async_trait::async_trait]
-impl CompletedCheckpointStore for EmbeddedCheckpoints {
-    async fn add(&self, checkpoint: StoredCheckpoint) -> Result<(), HaError> {
-        let path = format!("{}/{:019}", self.dir(), checkpoint.checkpoint_id);
-        self.store.blobs.write(&path, checkpoint.metadata).await?;
+impl EmbeddedCheckpoints {
+    /// Deletes the oldest checkpoints beyond `num_retained`.
+    async fn subsume(&self) -> Result<(), HaError> {
         let ids = self.checkpoint_ids().await?;
         if ids.len() > self.num_retained {
             for id in &ids[..ids.len() - self.num_retained] {
@@ -141,6 +139,19 @@ impl CompletedCheckpointStore for EmbeddedCheckpoints {
                     .delete(&format!("{}/{id:019}", self.dir()))
                     .await?;
             }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl CompletedCheckpointStore for EmbeddedCheckpoints {
+    async fn add(&self, checkpoint: StoredCheckpoint) -> Result<(), HaError> {
+        let path = format!("{}/{:019}", self.dir(), checkpoint.checkpoint_id);
+        self.store.blobs.write(&path, checkpoint.metadata).await?;
+        // Stored; a failed subsumption is no checkpoint failure (the next add retries it).
+        if let Err(e) = self.subsume().await {
+            tracing::warn!(job_id = %self.job_id, error = %e, "cannot subsume older checkpoints; retried after the next checkpoint");
         }
         Ok(())
     }
@@ -245,6 +256,7 @@ impl HaServices {
                     session_id: Uuid::new_v4(),
                     epoch: 1,
                     revoked: CancellationToken::new(),
+                    fence: Default::default(),
                 },
                 published: tx,
             }),

@@ -68,6 +68,9 @@ pub struct Leadership {
     pub session_id: Uuid,
     pub epoch: u64,
     pub revoked: CancellationToken,
+    /// This grant's fence: stores bound to it ([`HaServices::for_leader`]) check this grant's
+    /// latch, never a later grant's, however late their writes arrive.
+    pub fence: Fence,
 }
 
 /// What discovery publishes: where the leader listens, and its fencing identity.
@@ -178,9 +181,10 @@ pub struct HaServices {
     /// Where checkpoint data and snapshots go (the HA storage dir's filesystem).
     pub blob_store: Arc<dyn BlobStore>,
     pub checkpoint_store_factory: Arc<dyn CheckpointStoreFactory>,
-    /// ZooKeeper HA only: the cluster's session and blob directory, for
+    /// ZooKeeper HA only: the cluster's session, blob directory and retention, to rebuild the
+    /// stores for one grant ([`HaServices::for_leader`]) and for
     /// [`HaServices::close_and_cleanup_all_data`].
-    zookeeper: Option<(zookeeper::ZkCluster, String)>,
+    zookeeper: Option<zookeeper::ZkParts>,
 }
 
 /// Per-job checkpoint stores and counters.
@@ -199,8 +203,12 @@ impl HaServices {
         blob_store: Arc<dyn BlobStore>,
     ) -> Result<HaServices, HaError> {
         let zk = zookeeper::ZkCluster::for_cluster(cfg).await?;
-        let blob_dir = uri_path(&cfg.blob_dir_uri());
-        let pointers = zookeeper::PointerStore::new(zk.clone(), blob_store.clone(), &blob_dir);
+        let parts = zookeeper::ZkParts {
+            zk: zk.clone(),
+            blob_dir: uri_path(&cfg.blob_dir_uri()),
+            num_retained: cfg.num_retained,
+        };
+        let pointers = parts.pointers(blob_store.clone());
         // The job result store may live on another filesystem than storageDir.
         let jrs_store = if cfg.job_result_store_path.starts_with(blob_store.base_uri()) {
             blob_store.clone()
@@ -231,12 +239,86 @@ impl HaServices {
                 pointers,
                 num_retained: cfg.num_retained,
             }),
-            zookeeper: Some((zk, blob_dir)),
+            zookeeper: Some(parts),
         })
     }
 }
 
+/// Which latch node fences a writer's ZooKeeper writes, and the epoch of that grant; empty
+/// when it does not lead. The process's own stores follow its current grant; stores bound to
+/// one grant ([`HaServices::for_leader`]) keep that grant's fence, so a stale job master of an
+/// earlier term can neither write under a later latch nor clear a later term's fence.
+#[derive(Debug, Clone, Default)]
+pub struct Fence {
+    inner: Arc<std::sync::Mutex<Option<(String, u64)>>>,
+}
+
+impl Fence {
+    /// Fences writes on `latch_path` existing. The election sets it on every grant; tools that
+    /// must write as a known owner (and tests) may set it to any node they hold.
+    pub fn set(&self, latch_path: String, epoch: u64) {
+        *self.inner.lock().expect("fence lock") = Some((latch_path, epoch));
+    }
+
+    /// A fence of its own holding what this one holds now.
+    pub fn snapshot(&self) -> Fence {
+        Fence {
+            inner: Arc::new(std::sync::Mutex::new(
+                self.inner.lock().expect("fence lock").clone(),
+            )),
+        }
+    }
+
+    /// Empties the fence if it still names `latch_path` (a later grant's latch stays).
+    pub(crate) fn clear_if(&self, latch_path: &str) {
+        let mut inner = self.inner.lock().expect("fence lock");
+        if inner.as_ref().is_some_and(|(p, _)| p == latch_path) {
+            *inner = None;
+        }
+    }
+
+    pub(crate) fn latch_path(&self) -> Result<String, HaError> {
+        self.inner
+            .lock()
+            .expect("fence lock")
+            .as_ref()
+            .map(|(p, _)| p.clone())
+            .ok_or_else(|| HaError::NotLeader("this process does not hold leadership".into()))
+    }
+
+    /// The epoch of the fenced grant, if any.
+    pub fn epoch(&self) -> Option<u64> {
+        self.inner
+            .lock()
+            .expect("fence lock")
+            .as_ref()
+            .map(|(_, e)| *e)
+    }
+}
+
 impl HaServices {
+    /// These services with every write fenced by `leadership`'s grant alone (what a leader's
+    /// dispatcher and job masters use). Embedded services have nothing to fence.
+    pub fn for_leader(&self, leadership: &Leadership) -> HaServices {
+        let Some(zk) = &self.zookeeper else {
+            return self.clone();
+        };
+        let fenced = zookeeper::ZkParts {
+            zk: zk.zk.with_fence(leadership.fence.clone()),
+            ..zk.clone()
+        };
+        let pointers = fenced.pointers(self.blob_store.clone());
+        HaServices {
+            job_graphs: Arc::new(zookeeper::ZkJobGraphStore::new(pointers.clone())),
+            checkpoint_store_factory: Arc::new(zookeeper::ZkCheckpointStoreFactory {
+                pointers,
+                num_retained: fenced.num_retained,
+            }),
+            zookeeper: Some(fenced),
+            ..self.clone()
+        }
+    }
+
     /// Removes a globally terminal job's HA data in the safe order: its graph, then its
     /// checkpoints, then its checkpoint id counter. (The job result store entry is the
     /// caller's: written dirty before, marked clean after.)
@@ -253,16 +335,16 @@ impl HaServices {
     /// tells a late restart that the jobs already ran. Embedded services keep everything (local
     /// mode prints where it lives).
     pub async fn close_and_cleanup_all_data(&self) -> Result<(), HaError> {
-        let Some((zk, blob_dir)) = &self.zookeeper else {
+        let Some(zk) = &self.zookeeper else {
             return Ok(());
         };
-        let pointers = zookeeper::PointerStore::new(zk.clone(), self.blob_store.clone(), blob_dir);
+        let pointers = zk.pointers(self.blob_store.clone());
         for top in ["jobgraphs", "jobs"] {
             pointers.remove_tree(top).await?;
         }
-        self.blob_store.delete_dir(blob_dir).await?;
+        self.blob_store.delete_dir(&zk.blob_dir).await?;
         self.election.resign().await?;
-        zk.remove_namespace().await
+        zk.zk.remove_namespace().await
     }
 
     /// The HA services `config` asks for (`high-availability.type`), with storage opened from

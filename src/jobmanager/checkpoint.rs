@@ -6,7 +6,13 @@
 //!   the caller stores the metadata in the `CompletedCheckpointStore` (blob + pointer);
 //! * [`CheckpointTracker::completed`]: the store took it. Only now is it the latest completed
 //!   checkpoint, its duration recorded, older pending ones subsumed, and sinks told to commit.
-//!   A failed store is [`CheckpointTracker::fail`] instead, like a declined checkpoint.
+//!   A store whose outcome is unknown stays acknowledged until it is read back; one that
+//!   failed is [`CheckpointTracker::fail`] instead, like a declined checkpoint.
+//!
+//! Failures (Flink's `CheckpointFailureManager`): an expiry, a decline or a failed store counts
+//! once per checkpoint toward `execution.checkpointing.tolerable-failed-checkpoints`; a
+//! completion resets the count; exceeding it is [`TooManyFailures`], on which the job fails
+//! over (and the count starts again). Aborts by a failover are not failures.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -88,6 +94,8 @@ pub struct CheckpointTracker {
     pub latest_completed: Option<u64>,
     /// Durations of completed (stored) checkpoints, for figures and metrics.
     pub durations: Vec<Duration>,
+    /// Checkpoints failed (expired, declined, not stored) so far, counted or not in a row.
+    pub failed: u64,
 }
 
 impl CheckpointTracker {
@@ -101,6 +109,7 @@ impl CheckpointTracker {
             acknowledged: BTreeMap::new(),
             latest_completed: None,
             durations: Vec::new(),
+            failed: 0,
         }
     }
 
@@ -114,6 +123,11 @@ impl CheckpointTracker {
                 acks: BTreeMap::new(),
             },
         );
+    }
+
+    /// `execution.checkpointing.timeout`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Checkpoints triggered and not yet completed or failed (acknowledged ones included).
@@ -162,27 +176,36 @@ impl CheckpointTracker {
         })
     }
 
-    /// A checkpoint failed (declined, storing failed): counts toward the tolerable failures.
+    /// Checkpoint `id` failed (declined, storing failed): counts toward the tolerable
+    /// failures, once; a checkpoint no longer pending (completed, expired, aborted) is not
+    /// counted again.
     pub fn fail(&mut self, id: u64, reason: &str) -> Result<(), TooManyFailures> {
-        self.pending.remove(&id);
-        self.acknowledged.remove(&id);
-        self.count_failure(reason)
+        let known = self.pending.remove(&id).is_some() | self.acknowledged.remove(&id).is_some();
+        if !known {
+            return Ok(());
+        }
+        self.count_failure(id, reason)
     }
 
-    fn count_failure(&mut self, reason: &str) -> Result<(), TooManyFailures> {
+    fn count_failure(&mut self, id: u64, reason: &str) -> Result<(), TooManyFailures> {
         self.consecutive_failures += 1;
-        tracing::warn!(job_id = %self.job_id, reason, "checkpoint failed");
+        self.failed += 1;
+        tracing::warn!(job_id = %self.job_id, checkpoint_id = id, reason, failures = self.consecutive_failures, tolerable = self.tolerable, "checkpoint failed");
         if self.consecutive_failures > self.tolerable {
-            return Err(TooManyFailures {
+            let e = TooManyFailures {
                 failures: self.consecutive_failures,
                 tolerable: self.tolerable,
                 last: reason.to_string(),
-            });
+            };
+            // The job fails over; the count starts again after it (Flink's `clearCount`).
+            self.consecutive_failures = 0;
+            return Err(e);
         }
         Ok(())
     }
 
-    /// Expires pending checkpoints older than the timeout.
+    /// Expires every pending (not yet all acknowledged) checkpoint triggered at least the
+    /// timeout before `now`; an acknowledged one waits for its store, which has no timeout.
     pub fn expire(&mut self, now: Instant) -> Result<Vec<u64>, TooManyFailures> {
         let expired: Vec<u64> = self
             .pending
@@ -190,11 +213,24 @@ impl CheckpointTracker {
             .filter(|(_, p)| now.duration_since(p.started) >= self.timeout)
             .map(|(id, _)| *id)
             .collect();
+        let mut result = Ok(());
         for id in &expired {
             self.pending.remove(id);
-            self.count_failure(&format!("checkpoint {id} expired after {:?}", self.timeout))?;
+            let reason = format!("checkpoint {id} expired after {:?}", self.timeout);
+            let counted = self.count_failure(*id, &reason);
+            if result.is_ok() {
+                result = counted;
+            }
         }
-        Ok(expired)
+        result.map(|()| expired)
+    }
+
+    /// When the oldest pending checkpoint expires (`None`: nothing pending).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.pending
+            .values()
+            .map(|p| p.started + self.timeout)
+            .min()
     }
 
     /// A failover discards every pending checkpoint (they cannot complete any more); not a
@@ -289,11 +325,46 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_completion_resets_the_failure_count() {
         let mut t = CheckpointTracker::new("j", Duration::from_secs(1), 1);
+        for id in 1..=4 {
+            t.start(id, 1, Instant::now());
+        }
         t.fail(1, "declined").unwrap();
-        t.start(2, 1, Instant::now());
         assert!(matches!(t.ack(2, 0, json!(1)), Ack::AllAcked(_)));
         assert!(t.completed(2, Instant::now()).is_some());
         t.fail(3, "declined").unwrap();
         assert!(t.fail(4, "declined").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_checkpoint_fails_once_and_the_count_restarts_after_too_many() {
+        let mut t = CheckpointTracker::new("j", Duration::from_secs(1), 1);
+        t.start(1, 2, Instant::now());
+        t.start(2, 2, Instant::now());
+        t.start(3, 2, Instant::now());
+        t.fail(1, "declined by subtask 0").unwrap();
+        // Declined again by another subtask, or unknown: not counted twice.
+        t.fail(1, "declined by subtask 1").unwrap();
+        t.fail(9, "never triggered").unwrap();
+        let e = t.fail(2, "declined").unwrap_err();
+        assert_eq!((e.failures, e.tolerable), (2, 1));
+        // After the failover the count starts from zero.
+        t.fail(3, "declined").unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiry_is_due_per_pending_checkpoint_and_spares_acknowledged_ones() {
+        let mut t = CheckpointTracker::new("j", Duration::from_secs(10), 5);
+        assert_eq!(t.next_expiry(), None);
+        let t0 = Instant::now();
+        t.start(1, 1, t0);
+        t.start(2, 1, t0 + Duration::from_secs(3));
+        assert_eq!(t.next_expiry(), Some(t0 + Duration::from_secs(10)));
+        // All acknowledged (being stored): no expiry; its store has no timeout.
+        assert!(matches!(t.ack(1, 0, json!(1)), Ack::AllAcked(_)));
+        assert_eq!(t.next_expiry(), Some(t0 + Duration::from_secs(13)));
+        assert!(t.expire(t0 + Duration::from_secs(12)).unwrap().is_empty());
+        assert_eq!(t.expire(t0 + Duration::from_secs(13)).unwrap(), vec![2]);
+        assert_eq!(t.pending_ids(), vec![1]);
+        assert_eq!(t.next_expiry(), None);
     }
 }

@@ -15,9 +15,13 @@ pub enum RuntimeError {
     /// No TaskManager offered a free slot within `slot.request.timeout`.
     #[error("no free TaskManager slot within {timeout:?} (slot request timeout)")]
     SlotRequestTimeout { timeout: Duration },
-    /// The TaskManager running the subtask ended its session (died, partitioned, deposed).
-    #[error("TaskManager {taskmanager} was lost")]
-    TaskManagerLost { taskmanager: String },
+    /// The TaskManager running the subtask was lost: its session ended (it died or hung up),
+    /// or nothing was heard from it for `heartbeat.timeout` (frozen, paused, partitioned).
+    #[error("TaskManager {taskmanager} was lost: {cause}")]
+    TaskManagerLost {
+        taskmanager: String,
+        cause: LossCause,
+    },
     /// A subtask could not be deployed; the cause says why.
     #[error("cannot deploy: {0}")]
     Deploy(Box<RuntimeError>),
@@ -62,6 +66,15 @@ pub enum RuntimeError {
         strategy: &'static str,
         cause: Box<RuntimeError>,
     },
+    /// The restart strategy gave up after a failover of the whole job (e.g. more checkpoint
+    /// failures in a row than tolerated).
+    #[error(
+        "the job failed over and the {strategy} restart strategy allows no more restarts: {cause}"
+    )]
+    JobFailoverRefused {
+        strategy: &'static str,
+        cause: Box<RuntimeError>,
+    },
     /// The subtask was killed on purpose (tests, a lost process simulated).
     #[error("the subtask was killed")]
     Killed,
@@ -77,6 +90,17 @@ pub enum RuntimeError {
     /// A bug: the job state machine refused a transition.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why a TaskManager was declared lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LossCause {
+    /// Its session ended: the process died, closed the stream, or the connection broke.
+    #[error("its session ended")]
+    SessionEnded,
+    /// Nothing (no heartbeat response, no other message) arrived for this long.
+    #[error("heartbeat timeout: nothing heard for {0:?} (heartbeat.timeout)")]
+    HeartbeatTimeout(Duration),
 }
 
 /// Too many consecutive checkpoint failures: the job must fail over.
@@ -149,8 +173,12 @@ mod tests {
         assert!(slot.is_resource_shortage() && !slot.is_lost_leadership());
         let lost = RuntimeError::TaskManagerLost {
             taskmanager: "tm-1".into(),
+            cause: LossCause::HeartbeatTimeout(Duration::from_secs(5)),
         };
-        assert_eq!(lost.to_string(), "TaskManager tm-1 was lost");
+        assert_eq!(
+            lost.to_string(),
+            "TaskManager tm-1 was lost: heartbeat timeout: nothing heard for 5s (heartbeat.timeout)"
+        );
         assert!(lost.is_taskmanager_lost());
         let fenced = RuntimeError::from(HaError::NotLeader("fenced".into()));
         assert!(fenced.is_lost_leadership());

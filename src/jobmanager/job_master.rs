@@ -100,6 +100,9 @@ pub struct JobSnapshot {
     pub exceptions: Vec<String>,
     pub failure: Option<String>,
     pub completed_checkpoints: u64,
+    /// Checkpoints that expired, were declined or could not be stored.
+    #[serde(default)]
+    pub failed_checkpoints: u64,
     pub latest_checkpoint_id: Option<u64>,
     pub restored_from_checkpoint: Option<u64>,
     pub checkpoint_duration_ms_p50: Option<u64>,
@@ -200,6 +203,8 @@ enum Wake {
     Cancel,
     Kill(u32),
     RestartDue,
+    /// A pending checkpoint's timeout is over.
+    ExpiryDue,
     Tick,
     Event(TaskEvent),
 }
@@ -252,10 +257,13 @@ impl JobMaster {
             .checkpoint_interval()
             .unwrap_or(Duration::from_secs(3600));
         let (events_tx, events) = mpsc::channel(1024);
+        let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+        // A loop held up (a slow store) triggers once afterwards, not a burst.
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         JobMaster {
             store: ha.checkpoint_store_factory.checkpoint_store(&job_id),
             counter: ha.checkpoint_store_factory.checkpoint_id_counter(&job_id),
-            ticker: tokio::time::interval_at(Instant::now() + interval, interval),
+            ticker,
             job_id,
             cfg,
             ha,
@@ -290,6 +298,7 @@ impl JobMaster {
                 Wake::Cancel => self.core.cancel(),
                 Wake::Kill(subtask) => self.on_kill(subtask).await,
                 Wake::RestartDue => self.core.on_restart_due(Instant::now()),
+                Wake::ExpiryDue => self.core.on_expiry_due(Instant::now()),
                 Wake::Tick => self.core.on_tick(Instant::now()),
                 Wake::Event(event) => self.on_event(event),
             };
@@ -327,12 +336,16 @@ impl JobMaster {
     /// Waits for the next thing to react to.
     async fn wake(&mut self) -> Wake {
         let restart_at = self.core.next_restart();
+        // Its own timer, not the ticker's: a checkpoint expires on time whatever the interval
+        // and whatever else is pending.
+        let expiry_at = self.core.next_expiry();
         tokio::select! {
             _ = self.cfg.leadership.cancelled() => Wake::LeadershipLost,
             // Also when every handle is gone.
             _ = self.cancel.recv() => Wake::Cancel,
             Some(subtask) = self.kill.recv() => Wake::Kill(subtask),
             _ = sleep_until(restart_at), if restart_at.is_some() => Wake::RestartDue,
+            _ = sleep_until(expiry_at), if expiry_at.is_some() => Wake::ExpiryDue,
             _ = self.ticker.tick() => Wake::Tick,
             Some(event) = self.events.recv() => Wake::Event(event),
         }
@@ -356,6 +369,13 @@ impl JobMaster {
                 checkpoint_id,
                 state,
             } => self.core.on_ack(subtask, checkpoint_id, state),
+            TaskEvent::Declined {
+                subtask,
+                checkpoint_id,
+                reason,
+            } => self
+                .core
+                .on_declined(subtask, checkpoint_id, &reason, Instant::now()),
             TaskEvent::Finished { subtask } => self.core.on_finished(subtask),
             TaskEvent::Failed { subtask, error } => {
                 self.core.on_failed(subtask, error, Instant::now())
@@ -386,10 +406,14 @@ impl JobMaster {
                     self.deploy(batch).await
                 }
                 Action::Release { subtask } => {
-                    if let Some(t) = self.tasks.remove(&subtask) {
-                        t.handle.abort();
-                        let _ = t.handle.await;
+                    // Consecutive releases (a job failover) stop together, not one by one.
+                    let mut batch: Vec<Deployed> =
+                        self.tasks.remove(&subtask).into_iter().collect();
+                    while let Some(Action::Release { subtask }) = queue.front() {
+                        batch.extend(self.tasks.remove(subtask));
+                        queue.pop_front();
                     }
+                    futures::future::join_all(batch.into_iter().map(release)).await;
                     Vec::new()
                 }
                 Action::DrawCheckpointId { final_checkpoint } => {
@@ -410,6 +434,14 @@ impl JobMaster {
                     };
                     let result = self.store.add(stored).await.map_err(RuntimeError::from);
                     self.core.on_stored(checkpoint_id, result, Instant::now())
+                }
+                Action::ReadBack { checkpoint_id } => {
+                    let ids = self.store.checkpoint_ids().await;
+                    let landed = ids
+                        .map(|ids| ids.contains(&checkpoint_id))
+                        .map_err(RuntimeError::from);
+                    self.core
+                        .on_read_back(checkpoint_id, landed, Instant::now())
                 }
                 Action::Stop(status) => return Some(status),
             };
@@ -450,8 +482,17 @@ impl JobMaster {
 
     async fn broadcast(&self, command: TaskCommand) {
         for t in self.tasks.values() {
-            // A closed inbox: the subtask ended, and its failure is on its way as an event.
-            let _ = t.commands.send(command.clone()).await;
+            if command == TaskCommand::Stop {
+                // A closed inbox: the subtask ended, and its failure is on its way as an event.
+                let _ = t.commands.send(command.clone()).await;
+            } else if let Err(mpsc::error::TrySendError::Full(_)) =
+                t.commands.try_send(command.clone())
+            {
+                // Its TaskManager reads nothing (frozen, partitioned) until the heartbeat
+                // timeout says it is lost; the job master does not wait for it. A barrier
+                // missed expires its checkpoint; a completion missed is caught up by the next.
+                tracing::warn!(job_id = %self.job_id, command = ?command, "a subtask's command queue is full; command not sent");
+            }
         }
     }
 
@@ -493,12 +534,28 @@ impl JobMaster {
             s.exceptions = outcome.failures.clone();
             s.failure = outcome.failure.clone();
             s.completed_checkpoints = outcome.completed_checkpoints;
+            s.failed_checkpoints = tracker.failed;
             s.latest_checkpoint_id = tracker.latest_completed;
             s.restored_from_checkpoint = outcome.restored_from;
             s.checkpoint_duration_ms_p50 = d.get(d.len() / 2).copied();
             s.checkpoint_duration_ms_max = d.last().copied();
         });
     }
+}
+
+/// Stops a subtask that is released (a failover): a live one is told to stop and given a
+/// moment, then its deployment is aborted; a failed one's is aborted at once.
+async fn release(t: Deployed) {
+    let mut handle = t.handle;
+    if t.commands.try_send(TaskCommand::Stop).is_ok()
+        && tokio::time::timeout(Duration::from_secs(1), &mut handle)
+            .await
+            .is_ok()
+    {
+        return;
+    }
+    handle.abort();
+    let _ = handle.await;
 }
 
 /// Flink's order: result dirty, HA data removed, result clean.

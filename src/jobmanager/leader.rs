@@ -136,14 +136,20 @@ impl LeaderSession {
             &leadership.session_id.to_string(),
             config.value(Config::duration, "slot.request.timeout")?,
         )
-        .with_shutdown(&leadership.revoked);
+        .with_shutdown(&leadership.revoked)
+        .with_heartbeat(
+            config.value(Config::duration, "heartbeat.interval")?,
+            config.value(Config::duration, "heartbeat.timeout")?,
+        );
         let runtime: Arc<dyn TaskRuntime> = if options.in_process {
             Arc::new(job_master::InProcess)
         } else {
             Arc::new(pool.clone())
         };
+        // The dispatcher and its job masters write fenced by this grant alone: should this
+        // process lead again later, a stale job master of this term stays fenced off.
         let (dispatcher, outcomes) = Dispatcher::new(
-            ha.clone(),
+            ha.for_leader(&leadership),
             Arc::new(config.clone()),
             runtime,
             options.default_output,

@@ -12,7 +12,16 @@
 //!   job is RUNNING again once every pending restart is deployed;
 //! * a failover aborts every pending checkpoint, the final one included;
 //! * a periodic checkpoint is triggered only while every subtask runs (or has finished) and no
-//!   other is pending; pending ones expire after the checkpoint timeout;
+//!   other is pending; a pending one expires once the checkpoint timeout is over
+//!   ([`Scheduler::next_expiry`], whatever else is going on), and the next one is triggered at
+//!   the next interval;
+//! * a checkpoint failure is not a job failure (Flink's `CheckpointFailureManager`): expiries,
+//!   declines and failed stores count toward `tolerable-failed-checkpoints`; exceeding it fails
+//!   the whole job over through the restart strategy (every subtask restarts from the latest
+//!   completed checkpoint); only a restart strategy that gives up makes the job FAILED;
+//! * a store whose outcome is unknown (FLINK-24543: the write may have landed) is neither
+//!   completed nor failed until the store is read back ([`Action::ReadBack`]); until then no
+//!   other checkpoint is triggered;
 //! * once every subtask has finished, the final checkpoint commits the tails: the job is
 //!   FINISHED when that checkpoint is stored and every sink has committed it. A final checkpoint
 //!   that fails is triggered again.
@@ -45,6 +54,8 @@ pub struct JobOutcome {
     pub restarts: u32,
     pub failure: Option<String>,
     pub completed_checkpoints: u64,
+    /// Checkpoints that expired, were declined or could not be stored.
+    pub failed_checkpoints: u64,
     pub checkpoint_durations: Vec<Duration>,
     pub restored_from: Option<u64>,
     /// Every subtask failure, in order (what the REST API shows as exceptions).
@@ -70,6 +81,9 @@ pub enum Action {
     /// Store this all-acknowledged checkpoint in the HA checkpoint store; then report
     /// [`Scheduler::on_stored`].
     Store(CheckpointMetadata),
+    /// A store of this checkpoint failed without a clear verdict: read the store's checkpoint
+    /// ids to learn whether it landed; then report [`Scheduler::on_read_back`].
+    ReadBack { checkpoint_id: u64 },
     /// The job reached this terminal status: stop every subtask, then clean up.
     Stop(JobStatus),
 }
@@ -114,6 +128,8 @@ pub struct Scheduler {
     latest: Option<CheckpointMetadata>,
     /// All acknowledged, being stored.
     storing: BTreeMap<u64, CheckpointMetadata>,
+    /// Stores whose outcome is unknown until read back, with the error the store gave.
+    unknown: BTreeMap<u64, (CheckpointMetadata, String)>,
     final_checkpoint: FinalCheckpoint,
     outcome: JobOutcome,
 }
@@ -140,12 +156,14 @@ impl Scheduler {
                 restarts: 0,
                 failure: None,
                 completed_checkpoints: 0,
+                failed_checkpoints: 0,
                 checkpoint_durations: Vec::new(),
                 restored_from: None,
                 failures: Vec::new(),
             },
             latest: None,
             storing: BTreeMap::new(),
+            unknown: BTreeMap::new(),
             final_checkpoint: FinalCheckpoint::NotYet,
         }
     }
@@ -185,10 +203,20 @@ impl Scheduler {
             .min()
     }
 
+    /// When the oldest pending checkpoint expires: the job master calls
+    /// [`Scheduler::on_expiry_due`] then.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        if self.status().is_terminal() {
+            return None;
+        }
+        self.tracker.next_expiry()
+    }
+
     /// The final outcome, with the checkpoint durations.
     pub fn into_outcome(self) -> JobOutcome {
         let mut outcome = self.outcome;
         outcome.status = self.lifecycle.status();
+        outcome.failed_checkpoints = self.tracker.failed;
         outcome.checkpoint_durations = self.tracker.durations;
         outcome
     }
@@ -262,9 +290,7 @@ impl Scheduler {
             .push(format!("subtask {subtask}: {error}"));
         let mut actions = vec![Action::Release { subtask }];
         // Nothing pending can complete without this subtask.
-        self.tracker.abort_all();
-        self.storing.clear();
-        self.final_checkpoint = FinalCheckpoint::NotYet;
+        self.abort_checkpoints();
         if self.status() == JobStatus::Running {
             self.transition(JobStatus::Failing, &mut actions);
         }
@@ -318,15 +344,45 @@ impl Scheduler {
         actions
     }
 
-    /// The checkpoint interval passed: expires overdue checkpoints and triggers the next one
-    /// (or triggers the final one again if it failed).
+    /// A pending checkpoint's timeout is over ([`Scheduler::next_expiry`]): it expires, which
+    /// counts as a checkpoint failure.
+    pub fn on_expiry_due(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.status().is_terminal() {
+            self.expire(now, &mut actions);
+        }
+        actions
+    }
+
+    /// Expires overdue checkpoints; too many failures fail the job over. `false` if it did.
+    fn expire(&mut self, now: Instant, actions: &mut Vec<Action>) -> bool {
+        match self.tracker.expire(now) {
+            Ok(expired) => {
+                if !expired.is_empty() {
+                    tracing::warn!(job_id = %self.job_id, checkpoints = ?expired, timeout = ?self.tracker.timeout(), "checkpoint expired before every subtask acknowledged it");
+                }
+                true
+            }
+            Err(e) => {
+                self.fail_over_job(RuntimeError::from(e), now, actions);
+                false
+            }
+        }
+    }
+
+    /// The checkpoint interval passed: expires overdue checkpoints, reads back stores of
+    /// unknown outcome, and triggers the next checkpoint (or the final one again if it failed).
     pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        if self.status().is_terminal() {
+        if self.status().is_terminal() || !self.expire(now, &mut actions) {
             return actions;
         }
-        if let Err(e) = self.tracker.expire(now) {
-            self.fail_job(RuntimeError::from(e).to_string(), &mut actions);
+        if !self.unknown.is_empty() {
+            actions.extend(
+                self.unknown
+                    .keys()
+                    .map(|&checkpoint_id| Action::ReadBack { checkpoint_id }),
+            );
             return actions;
         }
         let all_up = self
@@ -414,7 +470,29 @@ impl Scheduler {
         }
     }
 
-    /// The HA store took an all-acknowledged checkpoint (it is completed) or refused it.
+    /// A subtask declined a checkpoint (it keeps running): the checkpoint fails, counted once
+    /// toward the tolerable failures; too many fail the job over.
+    pub fn on_declined(
+        &mut self,
+        subtask: u32,
+        checkpoint_id: u64,
+        reason: &str,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.status().is_terminal() {
+            return actions;
+        }
+        let reason = format!("checkpoint {checkpoint_id} declined by subtask {subtask}: {reason}");
+        if let Err(too_many) = self.tracker.fail(checkpoint_id, &reason) {
+            self.fail_over_job(RuntimeError::from(too_many), now, &mut actions);
+        }
+        actions
+    }
+
+    /// The HA store took an all-acknowledged checkpoint (it is completed), or failed. A failure
+    /// other than lost leadership may have left it stored (an unanswered write): its outcome is
+    /// unknown until [`Action::ReadBack`] tells.
     pub fn on_stored(
         &mut self,
         checkpoint_id: u64,
@@ -428,16 +506,58 @@ impl Scheduler {
         if self.status().is_terminal() {
             return actions;
         }
-        if let Err(e) = result {
-            if e.is_lost_leadership() {
-                self.transition(JobStatus::Suspended, &mut actions);
-            } else if let Err(too_many) = self.tracker.fail(checkpoint_id, &e.to_string()) {
-                self.fail_job(too_many.to_string(), &mut actions);
+        match result {
+            Ok(()) => self.complete(metadata, now, &mut actions),
+            Err(e) if e.is_lost_leadership() => self.transition(JobStatus::Suspended, &mut actions),
+            Err(e) => {
+                tracing::warn!(job_id = %self.job_id, checkpoint_id, error = %e, "storing the checkpoint failed; reading the store back to learn whether it landed");
+                self.unknown
+                    .insert(checkpoint_id, (metadata, e.to_string()));
+                actions.push(Action::ReadBack { checkpoint_id });
             }
+        }
+        actions
+    }
+
+    /// The store was read back after a store of unknown outcome: `Ok(true)` it holds the
+    /// checkpoint (completed), `Ok(false)` it does not (failed, counted); an error leaves the
+    /// outcome unknown, and the next tick reads again.
+    pub fn on_read_back(
+        &mut self,
+        checkpoint_id: u64,
+        result: Result<bool, RuntimeError>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.status().is_terminal() || !self.unknown.contains_key(&checkpoint_id) {
             return actions;
         }
+        match result {
+            Ok(true) => {
+                let (metadata, _) = self.unknown.remove(&checkpoint_id).expect("present");
+                tracing::info!(job_id = %self.job_id, checkpoint_id, "read back: the checkpoint was stored after all");
+                self.complete(metadata, now, &mut actions);
+            }
+            Ok(false) => {
+                let (_, error) = self.unknown.remove(&checkpoint_id).expect("present");
+                let reason = format!("checkpoint {checkpoint_id} could not be stored: {error}");
+                if let Err(too_many) = self.tracker.fail(checkpoint_id, &reason) {
+                    self.fail_over_job(RuntimeError::from(too_many), now, &mut actions);
+                }
+            }
+            Err(e) if e.is_lost_leadership() => self.transition(JobStatus::Suspended, &mut actions),
+            Err(e) => {
+                tracing::warn!(job_id = %self.job_id, checkpoint_id, error = %e, "cannot read the checkpoint store back; the checkpoint's outcome stays unknown");
+            }
+        }
+        actions
+    }
+
+    /// An all-acknowledged checkpoint is in the store: the latest completed one; sinks commit.
+    fn complete(&mut self, metadata: CheckpointMetadata, now: Instant, actions: &mut Vec<Action>) {
+        let checkpoint_id = metadata.checkpoint_id;
         if self.tracker.completed(checkpoint_id, now).is_none() {
-            return actions;
+            return;
         }
         tracing::info!(job_id = %self.job_id, checkpoint_id, "checkpoint completed");
         self.outcome.completed_checkpoints += 1;
@@ -448,7 +568,6 @@ impl Scheduler {
             committed.clear();
         }
         actions.push(Action::Broadcast(TaskCommand::Complete(checkpoint_id)));
-        actions
     }
 
     /// A subtask's source is exhausted; when all are, the final checkpoint is triggered.
@@ -465,8 +584,7 @@ impl Scheduler {
             return Vec::new();
         }
         // The final checkpoint commits every subtask's tail; anything pending is moot.
-        self.tracker.abort_all();
-        self.storing.clear();
+        self.abort_checkpoints();
         self.final_checkpoint = FinalCheckpoint::Drawing;
         vec![Action::DrawCheckpointId {
             final_checkpoint: true,
@@ -532,6 +650,54 @@ impl Scheduler {
         }
     }
 
+    /// Discards every pending checkpoint, stored-or-not ones included (a failover: they cannot
+    /// complete any more); not checkpoint failures.
+    fn abort_checkpoints(&mut self) {
+        self.tracker.abort_all();
+        self.storing.clear();
+        self.unknown.clear();
+        self.final_checkpoint = FinalCheckpoint::NotYet;
+    }
+
+    /// Fails the whole job over (Flink's global failover, here on too many checkpoint
+    /// failures): every deployed subtask is released and, after the restart strategy's delay,
+    /// redeployed from the latest completed checkpoint; one restart. FAILED only when the
+    /// restart strategy gives up.
+    fn fail_over_job(&mut self, cause: RuntimeError, now: Instant, actions: &mut Vec<Action>) {
+        if self.status().is_terminal() {
+            return;
+        }
+        tracing::warn!(job_id = %self.job_id, error = %cause, "failing the job over");
+        self.outcome.failures.push(format!("job: {cause}"));
+        for (subtask, status) in &self.subtasks {
+            if !matches!(status, SubtaskStatus::Restarting { .. }) {
+                actions.push(Action::Release { subtask: *subtask });
+            }
+        }
+        self.abort_checkpoints();
+        if self.status() == JobStatus::Running {
+            self.transition(JobStatus::Failing, actions);
+        }
+        match self.restart.on_failure(now) {
+            Some(delay) => {
+                self.outcome.restarts += 1;
+                for status in self.subtasks.values_mut() {
+                    *status = SubtaskStatus::Restarting { at: now + delay };
+                }
+                if self.status() == JobStatus::Failing {
+                    self.transition(JobStatus::Restarting, actions);
+                }
+            }
+            None => {
+                let e = RuntimeError::JobFailoverRefused {
+                    strategy: self.restart.name(),
+                    cause: Box::new(cause),
+                };
+                self.fail_job(e.to_string(), actions);
+            }
+        }
+    }
+
     /// FAILED with `failure` as the cause, through FAILING when RUNNING (the legal path).
     fn fail_job(&mut self, failure: String, actions: &mut Vec<Action>) {
         if self.status().is_terminal() {
@@ -568,6 +734,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobmanager::error::LossCause;
     use serde_json::json;
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -661,24 +828,133 @@ mod tests {
         assert_eq!(o.checkpoint_durations.len(), 2);
     }
 
+    fn connection_loss() -> RuntimeError {
+        RuntimeError::Ha(crate::ha::HaError::ZooKeeper {
+            quorum: "zk".into(),
+            message: "write pointer (outcome unknown): connection loss".into(),
+        })
+    }
+
     #[test]
-    fn only_a_stored_checkpoint_is_completed_and_restored_from() {
+    fn a_store_of_unknown_outcome_is_read_back_before_it_counts() {
         let now = Instant::now();
         let mut s = running(1, fixed(3), now);
         s.on_checkpoint_id(false, Ok(1), now);
         assert!(matches!(&s.on_ack(0, 1, json!({}))[..], [Action::Store(_)]));
-        let refused = RuntimeError::Ha(crate::ha::HaError::ZooKeeper {
-            quorum: "zk".into(),
-            message: "connection loss".into(),
-        });
-        // tolerable failures = 0: a store failure fails the job.
+        // Not failed, not completed: read back.
         assert_eq!(
-            s.on_stored(1, Err(refused), now),
-            vec![Action::Stop(JobStatus::Failed)]
+            s.on_stored(1, Err(connection_loss()), now),
+            vec![Action::ReadBack { checkpoint_id: 1 }]
         );
-        let o = s.into_outcome();
-        assert_eq!(o.completed_checkpoints, 0);
-        assert!(o.failure.unwrap().contains("tolerable-failed-checkpoints"));
+        // The store cannot be read either: still unknown, read again on the next tick, and no
+        // other checkpoint meanwhile; it never expires.
+        assert!(s.on_read_back(1, Err(connection_loss()), now).is_empty());
+        assert_eq!(s.next_expiry(), None);
+        assert_eq!(
+            s.on_tick(now + Duration::from_secs(60)),
+            vec![Action::ReadBack { checkpoint_id: 1 }]
+        );
+        assert_eq!(s.outcome().completed_checkpoints, 0);
+        // It landed: completed, and the sinks commit it.
+        assert_eq!(
+            s.on_read_back(1, Ok(true), now),
+            vec![Action::Broadcast(TaskCommand::Complete(1))]
+        );
+        assert_eq!(s.outcome().completed_checkpoints, 1);
+        assert_eq!(s.tracker().latest_completed, Some(1));
+        // A duplicate answer changes nothing.
+        assert!(s.on_read_back(1, Ok(false), now).is_empty());
+        assert_eq!(s.status(), JobStatus::Running);
+        assert_eq!(s.outcome().restarts, 0);
+    }
+
+    #[test]
+    fn a_store_that_did_not_land_is_a_checkpoint_failure() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(3), now);
+        s.tracker = CheckpointTracker::new("j", Duration::from_secs(10), 1);
+        checkpoint(&mut s, 1, false, now);
+        s.on_checkpoint_id(false, Ok(2), now);
+        s.on_ack(0, 2, json!({}));
+        s.on_ack(1, 2, json!({}));
+        assert_eq!(
+            s.on_stored(2, Err(connection_loss()), now),
+            vec![Action::ReadBack { checkpoint_id: 2 }]
+        );
+        // Tolerated (1): the job runs on, and the next tick triggers the next checkpoint.
+        assert!(s.on_read_back(2, Ok(false), now).is_empty());
+        assert_eq!(s.status(), JobStatus::Running);
+        assert_eq!(
+            s.on_tick(now),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: false
+            }]
+        );
+        // A lost leadership on reading back suspends.
+        s.on_checkpoint_id(false, Ok(3), now);
+        s.on_ack(0, 3, json!({}));
+        s.on_ack(1, 3, json!({}));
+        s.on_stored(3, Err(connection_loss()), now);
+        let fenced = RuntimeError::Ha(crate::ha::HaError::NotLeader("fenced".into()));
+        assert_eq!(
+            s.on_read_back(3, Err(fenced), now),
+            vec![Action::Stop(JobStatus::Suspended)]
+        );
+    }
+
+    #[test]
+    fn too_many_checkpoint_failures_fail_the_job_over_not_the_job() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(3), now);
+        checkpoint(&mut s, 1, false, now);
+        s.on_finished(1);
+        s.on_checkpoint_id(false, Ok(2), now);
+        s.on_ack(0, 2, json!({}));
+        // Subtask 1's ack never comes; tolerable = 0.
+        let due = s.next_expiry().expect("pending");
+        assert_eq!(due, now + Duration::from_secs(10));
+        assert_eq!(
+            s.on_expiry_due(due),
+            vec![
+                Action::Release { subtask: 0 },
+                Action::Release { subtask: 1 }
+            ]
+        );
+        assert_eq!(s.status(), JobStatus::Restarting);
+        let o = s.outcome();
+        assert_eq!(o.restarts, 1, "one failover, one restart");
+        assert!(
+            o.failures[0].starts_with("job: 1 consecutive checkpoint failures"),
+            "{:?}",
+            o.failures
+        );
+        assert!(
+            o.failures[0].contains("checkpoint 2 expired"),
+            "{:?}",
+            o.failures
+        );
+        // Every subtask restarts from checkpoint 1, after the delay.
+        assert!(s.on_tick(due).is_empty(), "no checkpoint while restarting");
+        let actions = s.on_restart_due(due + SECOND);
+        assert_eq!(actions.len(), 2);
+        for a in &actions {
+            let Action::Deploy { restore, .. } = a else {
+                panic!("{actions:?}")
+            };
+            assert_eq!(restore.as_ref().unwrap().sink.pending, vec![1]);
+        }
+        s.on_deployed(0, Ok(()), due + SECOND);
+        s.on_deployed(1, Ok(()), due + SECOND);
+        assert_eq!(s.status(), JobStatus::Running);
+        // The count started again: the next checkpoint goes on normally.
+        assert_eq!(
+            s.on_tick(due + SECOND),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: false
+            }]
+        );
+        checkpoint(&mut s, 3, false, due + SECOND);
+        assert_eq!(s.outcome().completed_checkpoints, 2);
     }
 
     #[test]
@@ -724,6 +1000,7 @@ mod tests {
             0,
             RuntimeError::TaskManagerLost {
                 taskmanager: "tm".into(),
+                cause: LossCause::SessionEnded,
             },
             now,
         );
@@ -734,7 +1011,8 @@ mod tests {
             s.on_failed(
                 1,
                 RuntimeError::TaskManagerLost {
-                    taskmanager: "tm".into()
+                    taskmanager: "tm".into(),
+                    cause: LossCause::SessionEnded,
                 },
                 later
             ),
@@ -837,14 +1115,80 @@ mod tests {
     }
 
     #[test]
-    fn overdue_checkpoints_expire_against_the_tolerable_failures() {
+    fn overdue_checkpoints_expire_on_time_and_the_next_one_follows() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(3), now);
+        s.tracker = CheckpointTracker::new("j", Duration::from_secs(10), 1);
+        s.on_checkpoint_id(false, Ok(1), now);
+        assert!(s.on_tick(now + SECOND).is_empty(), "one at a time");
+        // Other work meanwhile (a subtask finishes, one acknowledges) does not hold expiry up.
+        assert!(s.on_finished(0).is_empty());
+        assert!(s.on_ack(0, 1, json!({})).is_empty());
+        assert!(s.on_expiry_due(now + 9 * SECOND).is_empty());
+        assert_eq!(s.next_expiry(), Some(now + 10 * SECOND));
+        // Expired, tolerated (1 allowed): the job runs on.
+        assert!(s.on_expiry_due(now + 10 * SECOND).is_empty());
+        assert_eq!(s.next_expiry(), None);
+        assert_eq!(s.status(), JobStatus::Running);
+        assert!(s.on_ack(1, 1, json!({})).is_empty(), "a late ack is stale");
+        // The next interval triggers the next checkpoint.
+        assert_eq!(
+            s.on_tick(now + 11 * SECOND),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: false
+            }]
+        );
+        checkpoint(&mut s, 2, false, now + 11 * SECOND);
+        assert_eq!(s.outcome().completed_checkpoints, 1);
+        assert_eq!(s.outcome().restarts, 0);
+    }
+
+    #[test]
+    fn declines_fail_their_checkpoint_once_and_count() {
+        let now = Instant::now();
+        let mut s = running(2, fixed(3), now);
+        s.tracker = CheckpointTracker::new("j", Duration::from_secs(10), 1);
+        s.on_checkpoint_id(false, Ok(1), now);
+        assert!(s.on_declined(0, 1, "not ready", now).is_empty());
+        // Declined by the other subtask too, and its late ack: the same one failure.
+        assert!(s.on_declined(1, 1, "not ready", now).is_empty());
+        assert!(s.on_ack(1, 1, json!({})).is_empty());
+        assert_eq!(s.tracker().failed, 1);
+        assert_eq!(s.next_expiry(), None, "failed, not pending");
+        s.on_tick(now);
+        s.on_checkpoint_id(false, Ok(2), now);
+        // The second in a row exceeds 1 tolerated: the job fails over.
+        let actions = s.on_declined(1, 2, "snapshot failed", now);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Release { subtask: 0 },
+                Action::Release { subtask: 1 }
+            ]
+        );
+        assert_eq!(s.status(), JobStatus::Restarting);
+        assert!(
+            s.outcome().failures[0].contains("checkpoint 2 declined by subtask 1: snapshot failed")
+        );
+    }
+
+    #[test]
+    fn a_refused_job_failover_fails_the_job_with_the_checkpoint_cause() {
         let now = Instant::now();
         let mut s = running(1, RestartStrategy::None, now);
         s.on_checkpoint_id(false, Ok(1), now);
-        assert!(s.on_tick(now + SECOND).is_empty(), "one at a time");
+        // The ticker finds it overdue as well as the expiry timer would.
         assert_eq!(
-            s.on_tick(now + Duration::from_secs(10)),
-            vec![Action::Stop(JobStatus::Failed)]
+            s.on_tick(now + 10 * SECOND),
+            vec![
+                Action::Release { subtask: 0 },
+                Action::Stop(JobStatus::Failed)
+            ]
+        );
+        let failure = s.into_outcome().failure.unwrap();
+        assert!(
+            failure.starts_with("the job failed over and the none restart strategy allows no more restarts: 1 consecutive checkpoint failures exceed execution.checkpointing.tolerable-failed-checkpoints = 0"),
+            "{failure}"
         );
     }
 

@@ -7,20 +7,32 @@
 //! state does not parse fails its subtask. Registrations are announced on
 //! [`TaskManagerPool::registrations`]. The session readers and command forwarders are tasks of
 //! the pool's tracker; [`TaskManagerPool::close`] ends and awaits them.
+//!
+//! # Heartbeats
+//! Flink's `HeartbeatManager`: every `heartbeat.interval` the session reader sends its
+//! TaskManager a heartbeat request, which the TaskManager answers at once. A TaskManager from
+//! which nothing at all arrived (no answer, no other message) for `heartbeat.timeout` is
+//! declared lost exactly like one that hung up: removed from the pool, its session ended both
+//! ways, every subtask it ran failed with [`RuntimeError::TaskManagerLost`] (so they restart
+//! elsewhere through the restart strategy), and its resource id announced on
+//! [`TaskManagerPool::losses`] so its container can be stopped and replaced. A frozen
+//! (SIGSTOP, GC-paused) process or a half-open connection keeps its TCP connection and HTTP/2
+//! stream looking alive; only an answer from the process itself proves it is.
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::error::RuntimeError;
+use super::error::{LossCause, RuntimeError};
 use super::runtime::{Deployed, TaskRuntime};
 use crate::control::job_manager_gateway_server::{JobManagerGateway, JobManagerGatewayServer};
 use crate::control::{
@@ -38,8 +50,52 @@ struct TaskManager {
     slots: u32,
     used: u32,
     outbox: Outbox,
+    /// Cancelled when the session ends (see [`SessionEnd::ended`]).
+    ended: CancellationToken,
     /// (job, subtask) deployed here.
     deployed: Vec<(String, u32)>,
+}
+
+/// Flink's `HeartbeatMonitor` for one TaskManager (pure): when it was last heard from, and
+/// whether that is longer ago than the heartbeat timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatMonitor {
+    last_heard: Instant,
+    timeout: Duration,
+}
+
+impl HeartbeatMonitor {
+    /// A TaskManager heard from (registered) at `now`.
+    pub fn new(now: Instant, timeout: Duration) -> HeartbeatMonitor {
+        HeartbeatMonitor {
+            last_heard: now,
+            timeout,
+        }
+    }
+
+    /// Something arrived from the TaskManager at `now`: a heartbeat response or any other
+    /// message. A report older than the last one changes nothing.
+    pub fn report(&mut self, now: Instant) {
+        self.last_heard = self.last_heard.max(now);
+    }
+
+    /// When the TaskManager is lost unless something arrives first.
+    pub fn deadline(&self) -> Instant {
+        self.last_heard + self.timeout
+    }
+
+    /// Whether nothing arrived for the timeout.
+    pub fn is_timed_out(&self, now: Instant) -> bool {
+        now >= self.deadline()
+    }
+
+    pub fn last_heard(&self) -> Instant {
+        self.last_heard
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +113,13 @@ pub struct TaskManagerPool {
     slots_changed: Arc<Notify>,
     /// Resource ids of TaskManagers as they register (see [`TaskManagerPool::registrations`]).
     registrations: broadcast::Sender<String>,
+    /// Resource ids of TaskManagers declared lost by heartbeat timeout (see
+    /// [`TaskManagerPool::losses`]).
+    losses: broadcast::Sender<String>,
+    /// `heartbeat.interval`: how often each TaskManager is sent a heartbeat request.
+    heartbeat_interval: Duration,
+    /// `heartbeat.timeout`: silence after which a TaskManager is lost.
+    heartbeat_timeout: Duration,
     /// The session readers and command forwarders this pool spawned.
     tasks: TaskTracker,
     /// Ends them (see [`TaskManagerPool::close`]).
@@ -67,12 +130,17 @@ pub struct TaskManagerPool {
 }
 
 impl TaskManagerPool {
-    /// `epoch` and `session_id`: this leader's fencing identity.
+    /// `epoch` and `session_id`: this leader's fencing identity. Heartbeats follow Flink's
+    /// defaults (`heartbeat.interval` 10 s, `heartbeat.timeout` 50 s) unless
+    /// [`TaskManagerPool::with_heartbeat`] says otherwise.
     pub fn new(epoch: u64, session_id: &str, slot_timeout: Duration) -> TaskManagerPool {
         TaskManagerPool {
             state: Arc::new(Mutex::new(PoolState::default())),
             slots_changed: Arc::new(Notify::new()),
             registrations: broadcast::channel(1024).0,
+            losses: broadcast::channel(1024).0,
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(50),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             epoch,
@@ -85,6 +153,22 @@ impl TaskManagerPool {
     /// [`TaskManagerPool::close`].
     pub fn with_shutdown(mut self, parent: &CancellationToken) -> TaskManagerPool {
         self.shutdown = parent.child_token();
+        self
+    }
+
+    /// Sends every TaskManager a heartbeat request each `interval` (`heartbeat.interval`) and
+    /// declares lost one from which nothing arrived for `timeout` (`heartbeat.timeout`).
+    /// A timeout shorter than the interval (Flink refuses it) is raised to the interval.
+    pub fn with_heartbeat(mut self, interval: Duration, timeout: Duration) -> TaskManagerPool {
+        self.heartbeat_interval = interval.max(Duration::from_millis(1));
+        if timeout < self.heartbeat_interval {
+            tracing::warn!(
+                ?interval,
+                ?timeout,
+                "heartbeat.timeout is shorter than heartbeat.interval; using the interval"
+            );
+        }
+        self.heartbeat_timeout = timeout.max(self.heartbeat_interval);
         self
     }
 
@@ -129,6 +213,16 @@ impl TaskManagerPool {
         self.registrations.subscribe()
     }
 
+    /// The resource id (YARN container id) of every TaskManager declared lost by heartbeat
+    /// timeout from now on, sent once it is out of the pool and its subtasks are failed
+    /// (TaskManagers without a resource id are not announced; one that hung up is not either:
+    /// its process or container ended, which its owner learns on its own). The owner stops that
+    /// container (or kills that process), which may still run, frozen, and replaces it. A
+    /// receiver that lags behind gets `RecvError::Lagged`.
+    pub fn losses(&self) -> broadcast::Receiver<String> {
+        self.losses.subscribe()
+    }
+
     fn message(&self, kind: job_manager_message::Kind) -> JobManagerMessage {
         JobManagerMessage {
             leader_epoch: self.epoch,
@@ -137,7 +231,7 @@ impl TaskManagerPool {
     }
 
     /// Takes a free slot, waiting for one up to the slot timeout.
-    async fn take_slot(&self, job: &str, subtask: u32) -> Result<(u64, Outbox), RuntimeError> {
+    async fn take_slot(&self, job: &str, subtask: u32) -> Result<Slot, RuntimeError> {
         let deadline = tokio::time::Instant::now() + self.slot_timeout;
         loop {
             let notified = self.slots_changed.notified();
@@ -146,7 +240,11 @@ impl TaskManagerPool {
                 if let Some((sid, tm)) = s.tms.iter_mut().find(|(_, t)| t.used < t.slots) {
                     tm.used += 1;
                     tm.deployed.push((job.to_string(), subtask));
-                    return Ok((*sid, tm.outbox.clone()));
+                    return Ok(Slot {
+                        session: *sid,
+                        outbox: tm.outbox.clone(),
+                        ended: tm.ended.clone(),
+                    });
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -189,51 +287,104 @@ impl TaskManagerPool {
         }
     }
 
-    /// Reads one TaskManager's session until it ends, then fails every subtask it ran.
+    /// Reads one TaskManager's session and heartbeats it until the session ends (it hung up,
+    /// the pool closed) or nothing arrived for the heartbeat timeout; then ends the session
+    /// both ways and fails every subtask it ran.
     async fn serve_session(
         self,
         session: u64,
-        tm_id: String,
+        tm: SessionEnd,
         mut inbound: Streaming<TaskManagerMessage>,
     ) {
-        loop {
+        let mut monitor = HeartbeatMonitor::new(Instant::now(), self.heartbeat_timeout);
+        let mut heartbeats = tokio::time::interval_at(
+            Instant::now() + self.heartbeat_interval,
+            self.heartbeat_interval,
+        );
+        heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sequence = 0u64;
+        let cause = loop {
             let m = tokio::select! {
-                _ = self.shutdown.cancelled() => break,
+                // Whatever arrived counts before the deadline does (the reader may have been
+                // held up routing an event).
+                biased;
+                _ = self.shutdown.cancelled() => break LossCause::SessionEnded,
                 m = inbound.message() => m,
+                _ = tokio::time::sleep_until(monitor.deadline()) => {
+                    break LossCause::HeartbeatTimeout(monitor.timeout());
+                }
+                _ = heartbeats.tick() => {
+                    sequence += 1;
+                    let request = control::HeartbeatRequest { sequence, sent_at_ms: now_ms() };
+                    let request = self.message(job_manager_message::Kind::Heartbeat(request));
+                    // Never wait on a TaskManager that does not read: a full outbox is what
+                    // a frozen one looks like, and the deadline decides.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = tm.outbox.try_send(Ok(request)) {
+                        break LossCause::SessionEnded;
+                    }
+                    continue;
+                }
             };
+            monitor.report(Instant::now());
             let kind = match m {
                 Ok(Some(TaskManagerMessage { kind: Some(kind) })) => kind,
                 Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break,
+                Ok(None) | Err(_) => break LossCause::SessionEnded,
             };
-            match JobEvent::try_from(kind) {
-                Ok(e) => self.route(e).await,
-                Err(error) => match &error {
-                    // The subtask cannot take part in checkpoints any more: it fails.
-                    RuntimeError::BadAck {
-                        job_id, subtask, ..
-                    } => {
-                        let (job_id, subtask) = (job_id.clone(), *subtask);
-                        let event = TaskEvent::Failed { subtask, error };
-                        self.route(JobEvent { job_id, event }).await;
-                    }
-                    _ => tracing::warn!(taskmanager = %tm_id, error = %error, "message ignored"),
-                },
+            if let task_manager_message::Kind::Heartbeat(_) = kind {
+                continue;
+            }
+            self.on_message(&tm.id, kind).await;
+        };
+        self.end_session(session, &tm, cause).await;
+    }
+
+    /// Routes one message of a TaskManager's session to its job master.
+    async fn on_message(&self, tm_id: &str, kind: task_manager_message::Kind) {
+        match JobEvent::try_from(kind) {
+            Ok(e) => self.route(e).await,
+            Err(error) => match &error {
+                // The subtask cannot take part in checkpoints any more: it fails.
+                RuntimeError::BadAck {
+                    job_id, subtask, ..
+                } => {
+                    let (job_id, subtask) = (job_id.clone(), *subtask);
+                    let event = TaskEvent::Failed { subtask, error };
+                    self.route(JobEvent { job_id, event }).await;
+                }
+                _ => tracing::warn!(taskmanager = %tm_id, error = %error, "message ignored"),
+            },
+        }
+    }
+
+    /// The TaskManager is gone: out of the pool, its response stream ended (so whatever waits
+    /// to send it gives up), every subtask it ran failed; a heartbeat loss is announced.
+    async fn end_session(&self, session: u64, tm: &SessionEnd, cause: LossCause) {
+        let lost = self.state.lock().expect("pool lock").tms.remove(&session);
+        tm.ended.cancel();
+        match cause {
+            LossCause::HeartbeatTimeout(_) => {
+                tracing::warn!(taskmanager = %tm.id, resource_id = %tm.resource_id, cause = %cause, "TaskManager lost")
+            }
+            LossCause::SessionEnded => {
+                tracing::warn!(taskmanager = %tm.id, cause = %cause, "TaskManager lost")
             }
         }
-        // The TaskManager is gone: every subtask it ran fails.
-        let lost = self.state.lock().expect("pool lock").tms.remove(&session);
-        tracing::warn!(taskmanager = %tm_id, "TaskManager lost");
-        if let Some(tm) = lost {
-            for (job_id, subtask) in tm.deployed {
+        if let Some(lost) = lost {
+            for (job_id, subtask) in lost.deployed {
                 let error = RuntimeError::TaskManagerLost {
-                    taskmanager: tm_id.clone(),
+                    taskmanager: tm.id.clone(),
+                    cause,
                 };
                 let event = TaskEvent::Failed { subtask, error };
                 self.route(JobEvent { job_id, event }).await;
             }
         }
         self.slots_changed.notify_waiters();
+        if matches!(cause, LossCause::HeartbeatTimeout(_)) && !tm.resource_id.is_empty() {
+            // No receiver (nobody listens) is fine.
+            let _ = self.losses.send(tm.resource_id.clone());
+        }
     }
 
     /// Forwards a job master's commands for one subtask to its TaskManager's session, until
@@ -241,12 +392,13 @@ impl TaskManagerPool {
     async fn forward(
         self,
         guard: SlotGuard,
-        outbox: Outbox,
+        slot: Slot,
         mut commands: mpsc::Receiver<TaskCommand>,
     ) {
         loop {
             let command = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
+                _ = slot.ended.cancelled() => break,
                 c = commands.recv() => c,
             };
             let Some(command) = command else { break };
@@ -257,7 +409,7 @@ impl TaskManagerPool {
                 command,
             };
             let message = self.message(c.into());
-            if outbox.send(Ok(message)).await.is_err() || stop {
+            if !slot.send(Ok(message)).await || stop {
                 break;
             }
         }
@@ -280,9 +432,10 @@ impl TaskRuntime for TaskManagerPool {
             .expect("pool lock")
             .jobs
             .insert(job.clone(), events);
-        let (session, outbox) = self.take_slot(&job, subtask).await?;
+        let slot = self.take_slot(&job, subtask).await?;
+        let session = slot.session;
         let deploy = self.message(job_manager_message::Kind::Deploy(deploy));
-        if outbox.send(Ok(deploy)).await.is_err() {
+        if !slot.send(Ok(deploy)).await {
             self.release_slot(session, &job, subtask);
             return Err(RuntimeError::DeploymentInterrupted);
         }
@@ -294,12 +447,47 @@ impl TaskRuntime for TaskManagerPool {
             job,
             subtask,
         };
-        let handle = self.tasks.spawn(self.clone().forward(guard, outbox, rx));
+        let handle = self.tasks.spawn(self.clone().forward(guard, slot, rx));
         Ok(Deployed {
             commands: tx,
             handle,
         })
     }
+}
+
+/// A slot taken on one TaskManager's session.
+struct Slot {
+    session: u64,
+    outbox: Outbox,
+    ended: CancellationToken,
+}
+
+impl Slot {
+    /// Sends down the session, waiting while its queue is full, but not past the session's
+    /// end (a frozen TaskManager reads nothing until it is declared lost); `false` if the
+    /// session ended.
+    async fn send(&self, message: Result<JobManagerMessage, Status>) -> bool {
+        tokio::select! {
+            _ = self.ended.cancelled() => false,
+            sent = self.outbox.send(message) => sent.is_ok(),
+        }
+    }
+}
+
+/// What the session reader knows of its TaskManager, to heartbeat it and end its session.
+struct SessionEnd {
+    id: String,
+    resource_id: String,
+    outbox: Outbox,
+    /// Ends the response stream.
+    ended: CancellationToken,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
 }
 
 struct SlotGuard {
@@ -341,6 +529,7 @@ impl JobManagerGateway for TaskManagerPool {
             )));
         }
         let (tx, rx) = mpsc::channel(256);
+        let ended = CancellationToken::new();
         let session = {
             let mut s = self.state.lock().expect("pool lock");
             s.next_session += 1;
@@ -353,6 +542,7 @@ impl JobManagerGateway for TaskManagerPool {
                     slots: reg.slots.max(1),
                     used: 0,
                     outbox: tx.clone(),
+                    ended: ended.clone(),
                     deployed: Vec::new(),
                 },
             );
@@ -361,6 +551,8 @@ impl JobManagerGateway for TaskManagerPool {
         tracing::info!(taskmanager = %reg.taskmanager_id, resource_id = %reg.resource_id, slots = reg.slots, "TaskManager registered");
         let registered = self.message(job_manager_message::Kind::Registered(control::Registered {
             leader_session_id: self.session_id.clone(),
+            heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+            heartbeat_timeout_ms: self.heartbeat_timeout.as_millis() as u64,
         }));
         // Only fails if the TaskManager hung up already; the session reader then ends at once.
         let _ = tx.send(Ok(registered)).await;
@@ -369,11 +561,18 @@ impl JobManagerGateway for TaskManagerPool {
             let _ = self.registrations.send(reg.resource_id.clone());
         }
         self.slots_changed.notify_waiters();
-        self.tasks.spawn(
-            self.clone()
-                .serve_session(session, reg.taskmanager_id, inbound),
-        );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let end = SessionEnd {
+            id: reg.taskmanager_id,
+            resource_id: reg.resource_id,
+            outbox: tx,
+            ended: ended.clone(),
+        };
+        self.tasks
+            .spawn(self.clone().serve_session(session, end, inbound));
+        // Ends when the session reader ends the session, dropping the queue: a forwarder
+        // blocked on a TaskManager that stopped reading gives up then.
+        let stream = ReceiverStream::new(rx).take_until(ended.cancelled_owned());
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 
@@ -483,11 +682,130 @@ mod tests {
             panic!("the subtask fails")
         };
         assert!(error.is_taskmanager_lost(), "{error}");
-        assert_eq!(error.to_string(), "TaskManager tm-1 was lost");
+        assert_eq!(
+            error.to_string(),
+            "TaskManager tm-1 was lost: its session ended"
+        );
         assert!(pool.registered_resources().is_empty());
         // Every task of the pool ends and is waited for.
         pool.close().await;
         assert!(deployed.handle.is_finished());
+        stop.cancel();
+    }
+
+    #[test]
+    fn a_heartbeat_monitor_times_out_after_silence_only() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut m = HeartbeatMonitor::new(t0, 5 * second);
+        assert_eq!(m.deadline(), t0 + 5 * second);
+        assert!(!m.is_timed_out(t0 + 4 * second));
+        // Anything heard moves the deadline.
+        m.report(t0 + 4 * second);
+        assert!(!m.is_timed_out(t0 + 8 * second));
+        assert!(m.is_timed_out(t0 + 9 * second));
+        // A report from the past does not move it back.
+        m.report(t0 + second);
+        assert_eq!(m.last_heard(), t0 + 4 * second);
+        assert_eq!(m.timeout(), 5 * second);
+    }
+
+    /// Registers `id` on `pool`'s endpoint; the TaskManager's outbox and the session's inbound.
+    async fn register(
+        client: &mut JobManagerGatewayClient<tonic::transport::Channel>,
+        id: &str,
+        resource_id: &str,
+    ) -> (
+        mpsc::Sender<TaskManagerMessage>,
+        Streaming<JobManagerMessage>,
+    ) {
+        let (out, out_rx) = mpsc::channel(16);
+        let register = control::Register {
+            taskmanager_id: id.into(),
+            slots: 1,
+            resource_id: resource_id.into(),
+            known_epoch: 0,
+        };
+        out.send(tm_message(task_manager_message::Kind::Register(register)))
+            .await
+            .unwrap();
+        let inbound = client
+            .session(ReceiverStream::new(out_rx))
+            .await
+            .unwrap()
+            .into_inner();
+        (out, inbound)
+    }
+
+    #[tokio::test]
+    async fn a_silent_taskmanager_is_lost_by_heartbeat_timeout_and_announced() {
+        let interval = Duration::from_millis(50);
+        let timeout = Duration::from_millis(400);
+        let pool = TaskManagerPool::new(1, "session", Duration::from_secs(5))
+            .with_heartbeat(interval, timeout);
+        let mut losses = pool.losses();
+        let stop = CancellationToken::new();
+        let mut client = serve(&pool, stop.clone()).await;
+        // One answers every heartbeat request, the other stays silent (frozen) but connected.
+        let (alive_out, mut alive_in) = register(&mut client, "tm-alive", "container_a").await;
+        let answering = tokio::spawn(async move {
+            let mut requests = 0u64;
+            while let Ok(Some(m)) = alive_in.message().await {
+                if let Some(job_manager_message::Kind::Heartbeat(h)) = m.kind {
+                    assert!(h.sequence > requests, "sequences increase");
+                    requests = h.sequence;
+                    let kind = crate::taskmanager::wire::heartbeat_response(&h);
+                    if alive_out.send(tm_message(kind)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            requests
+        });
+        let (_silent_out, mut silent_in) = register(&mut client, "tm-silent", "container_s").await;
+        while pool.registered().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A subtask on the silent one (the alive one's slot is taken first, whichever it is).
+        let (events_tx, mut events) = mpsc::channel(16);
+        let config = |subtask| TaskConfig {
+            job_id: "j".into(),
+            subtask,
+            parallelism: 2,
+            pipeline: Vec::new(),
+            sink_dir: Location {
+                store: Arc::new(LocalStore),
+                path: "/tmp/yarnflow-pool-test".into(),
+            },
+            batch: 1,
+        };
+        let _d0 = pool
+            .deploy(config(0), None, events_tx.clone())
+            .await
+            .unwrap();
+        let _d1 = pool.deploy(config(1), None, events_tx).await.unwrap();
+        let lost = tokio::time::timeout(3 * (timeout + interval), losses.recv())
+            .await
+            .expect("declared lost in time")
+            .unwrap();
+        assert_eq!(lost, "container_s");
+        let Some(TaskEvent::Failed { error, .. }) = events.recv().await else {
+            panic!("its subtask fails")
+        };
+        assert!(error.is_taskmanager_lost(), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "TaskManager tm-silent was lost: heartbeat timeout: nothing heard for 400ms (heartbeat.timeout)"
+        );
+        assert_eq!(pool.registered_resources(), vec!["container_a".to_string()]);
+        // Its session was ended from our side: the stream ends (after the requests it got).
+        while let Ok(Some(_)) = silent_in.message().await {}
+        // The answering one survives several timeouts.
+        tokio::time::sleep(2 * timeout).await;
+        assert_eq!(pool.registered_resources(), vec!["container_a".to_string()]);
+        assert!(losses.try_recv().is_err(), "one loss only");
+        pool.close().await;
+        assert!(answering.await.unwrap() >= 10);
         stop.cancel();
     }
 }

@@ -39,7 +39,9 @@ pub struct TaskManagerConfig {
     /// The YARN container id, if in one.
     pub resource_id: String,
     /// `heartbeat.interval` / `heartbeat.timeout`: HTTP/2 pings on the session, so a JobManager
-    /// that vanished without closing the connection (host lost, partition) is noticed.
+    /// that vanished without closing the connection (host lost, partition) is noticed. (The
+    /// JobManager's own heartbeat requests, answered in the session loop, are what tells it
+    /// that this TaskManager is alive; it does not rely on these pings.)
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
 }
@@ -139,11 +141,25 @@ async fn session(
         ended: shutdown.child_token(),
         out,
     };
+    // Set by `Registered`: the JobManager heartbeats us at least every interval, so silence for
+    // its timeout means it is frozen, stuck or cut off even if the connection looks fine.
+    let mut jobmanager_timeout: Option<Duration> = None;
+    let mut last_heard = tokio::time::Instant::now();
     let result = loop {
+        let silent_until = jobmanager_timeout.map(|t| last_heard + t);
         let msg = tokio::select! {
+            // What arrived counts before the deadline does (the loop may have been busy).
+            biased;
             _ = shutdown.cancelled() => break Ok(()),
             m = inbound.message() => m,
+            _ = sleep_until(silent_until), if silent_until.is_some() => {
+                break Err(RuntimeError::Session(format!(
+                    "nothing heard from the JobManager for {:?} (its heartbeat.timeout)",
+                    jobmanager_timeout.unwrap_or_default()
+                )));
+            }
         };
+        last_heard = tokio::time::Instant::now();
         let msg = match msg {
             Ok(Some(m)) => m,
             Ok(None) => {
@@ -169,7 +185,21 @@ async fn session(
         *known_epoch = msg.leader_epoch;
         match msg.kind {
             Some(job_manager_message::Kind::Registered(r)) => {
-                tracing::info!(leader_session_id = %r.leader_session_id, epoch = msg.leader_epoch, "registered with the JobManager");
+                tracing::info!(leader_session_id = %r.leader_session_id, epoch = msg.leader_epoch, heartbeat_timeout_ms = r.heartbeat_timeout_ms, "registered with the JobManager");
+                jobmanager_timeout = (r.heartbeat_timeout_ms > 0)
+                    .then(|| Duration::from_millis(r.heartbeat_timeout_ms));
+            }
+            Some(job_manager_message::Kind::Heartbeat(h)) => {
+                // Answered at once; the JobManager declares us lost if it hears nothing.
+                let kind = wire::heartbeat_response(&h);
+                if subtasks
+                    .out
+                    .send(TaskManagerMessage { kind: Some(kind) })
+                    .await
+                    .is_err()
+                {
+                    break Err(RuntimeError::Session("the session's outbox closed".into()));
+                }
             }
             Some(job_manager_message::Kind::Deploy(d)) => subtasks.deploy(d).await,
             Some(kind) => match SubtaskCommand::try_from(kind) {
@@ -182,6 +212,43 @@ async fn session(
     // Without a JobManager the subtasks cannot checkpoint: stop them; the next leader redeploys.
     subtasks.stop_all().await;
     result
+}
+
+/// Sleeps until `at` (forever if `None`; the arm is disabled then anyway).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Fault point `decline-ack` (context `subtask`, `checkpoint`): the subtask's acknowledgement
+/// becomes a decline.
+fn decline_fault(e: JobEvent) -> JobEvent {
+    match e.event {
+        TaskEvent::Ack {
+            subtask,
+            checkpoint_id,
+            ..
+        } if crate::faults::fire(
+            "decline-ack",
+            &[("subtask", &subtask), ("checkpoint", &checkpoint_id)],
+        ) =>
+        {
+            JobEvent {
+                job_id: e.job_id,
+                event: TaskEvent::Declined {
+                    subtask,
+                    checkpoint_id,
+                    reason: "fault point decline-ack".into(),
+                },
+            }
+        }
+        event => JobEvent {
+            job_id: e.job_id,
+            event,
+        },
+    }
 }
 
 /// The subtasks one session runs.
@@ -199,6 +266,12 @@ struct Subtasks {
 impl Subtasks {
     async fn deploy(&mut self, d: control::Deploy) {
         let key = (d.job_id.clone(), d.subtask);
+        if let Some(old) = self.commands.remove(&key) {
+            // Redeployed here while an earlier run still lives (its Stop never came): it stops
+            // rather than run on beside the new one.
+            tracing::warn!(job_id = %d.job_id, subtask = d.subtask, "redeployed while still running here; stopping the old run");
+            let _ = old.send(TaskCommand::Stop).await;
+        }
         match self.start(&d).await {
             Ok(commands) => {
                 self.commands.insert(key, commands);
@@ -247,6 +320,24 @@ impl Subtasks {
                     job_id: job_id.clone(),
                     event,
                 };
+                if let TaskEvent::Ack {
+                    subtask,
+                    checkpoint_id,
+                    ..
+                } = &e.event
+                    && crate::faults::fire(
+                        "drop-ack",
+                        &[("subtask", subtask), ("checkpoint", checkpoint_id)],
+                    )
+                {
+                    tracing::warn!(
+                        subtask,
+                        checkpoint_id,
+                        "fault point drop-ack: acknowledgement not sent"
+                    );
+                    continue;
+                }
+                let e = decline_fault(e);
                 // Progress stays here.
                 let Ok(kind) = task_manager_message::Kind::try_from(e) else {
                     continue;
@@ -293,5 +384,91 @@ impl Subtasks {
         }
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Arc;
+
+    use futures::Stream;
+    use tonic::{Request, Response, Status, Streaming};
+
+    use super::*;
+    use crate::control::JobManagerMessage;
+    use crate::control::job_manager_gateway_server::{JobManagerGateway, JobManagerGatewayServer};
+
+    /// A JobManager that registers every session with a short heartbeat timeout and then
+    /// stays silent, its stream open: frozen, as far as the TaskManager can tell.
+    struct SilentJobManager {
+        sessions: mpsc::UnboundedSender<()>,
+        /// Keeps every session's stream open.
+        open: std::sync::Mutex<Vec<mpsc::Sender<Result<JobManagerMessage, Status>>>>,
+    }
+
+    #[tonic::async_trait]
+    impl JobManagerGateway for Arc<SilentJobManager> {
+        type SessionStream = Pin<Box<dyn Stream<Item = Result<JobManagerMessage, Status>> + Send>>;
+
+        async fn session(
+            &self,
+            _request: Request<Streaming<TaskManagerMessage>>,
+        ) -> Result<Response<Self::SessionStream>, Status> {
+            let (tx, rx) = mpsc::channel(4);
+            let registered = control::Registered {
+                leader_session_id: "s".into(),
+                heartbeat_interval_ms: 100,
+                heartbeat_timeout_ms: 300,
+            };
+            let message = JobManagerMessage {
+                leader_epoch: 1,
+                kind: Some(job_manager_message::Kind::Registered(registered)),
+            };
+            tx.send(Ok(message)).await.unwrap();
+            self.open.lock().unwrap().push(tx);
+            let _ = self.sessions.send(());
+            Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_jobmanager_ends_the_session_after_its_heartbeat_timeout() {
+        let (sessions_tx, mut sessions) = mpsc::unbounded_channel();
+        let jm = Arc::new(SilentJobManager {
+            sessions: sessions_tx,
+            open: std::sync::Mutex::new(Vec::new()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(JobManagerGatewayServer::new(jm.clone()))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    stop.clone().cancelled_owned(),
+                ),
+        );
+        let cfg = TaskManagerConfig {
+            leader: LeaderSource::Address(address),
+            slots: 1,
+            id: "tm".into(),
+            resource_id: String::new(),
+            // The connection's own keepalive would not notice for a minute.
+            heartbeat_interval: Duration::from_secs(60),
+            heartbeat_timeout: Duration::from_secs(60),
+        };
+        let shutdown = CancellationToken::new();
+        let taskmanager = tokio::spawn(run(cfg, shutdown.clone()));
+        let within = Duration::from_secs(10);
+        tokio::time::timeout(within, sessions.recv()).await.unwrap();
+        // The TaskManager gives the silent session up and registers again.
+        tokio::time::timeout(within, sessions.recv())
+            .await
+            .expect("a new session after the JobManager's heartbeat timeout");
+        shutdown.cancel();
+        taskmanager.await.unwrap();
+        stop.cancel();
     }
 }

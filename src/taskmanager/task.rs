@@ -57,6 +57,13 @@ pub enum TaskEvent {
         checkpoint_id: u64,
         state: serde_json::Value,
     },
+    /// The subtask cannot take part in this checkpoint but keeps running (Flink's
+    /// `declineCheckpoint`): the checkpoint fails.
+    Declined {
+        subtask: u32,
+        checkpoint_id: u64,
+        reason: String,
+    },
     /// The source is exhausted; everything emitted is in the sink's buffer.
     Finished {
         subtask: u32,

@@ -92,6 +92,16 @@ impl TryFrom<JobEvent> for task_manager_message::Kind {
             TaskEvent::Finished { subtask } => {
                 task_manager_message::Kind::Finished(control::SubtaskFinished { job_id, subtask })
             }
+            TaskEvent::Declined {
+                subtask,
+                checkpoint_id,
+                reason,
+            } => task_manager_message::Kind::Declined(control::SubtaskDeclined {
+                job_id,
+                subtask,
+                checkpoint_id,
+                reason,
+            }),
             TaskEvent::Failed { subtask, error } => {
                 task_manager_message::Kind::Failed(control::SubtaskFailed {
                     job_id,
@@ -114,7 +124,8 @@ impl TryFrom<JobEvent> for task_manager_message::Kind {
 
 impl TryFrom<task_manager_message::Kind> for JobEvent {
     /// [`RuntimeError::BadAck`] for an acknowledgement whose state does not parse (it names the
-    /// job and subtask, which then fails); [`RuntimeError::Session`] for a second `Register`.
+    /// job and subtask, which then fails); [`RuntimeError::Session`] for a second `Register`
+    /// or a heartbeat response (the session's own business, not a job's).
     type Error = RuntimeError;
 
     fn try_from(kind: task_manager_message::Kind) -> Result<Self, Self::Error> {
@@ -144,6 +155,14 @@ impl TryFrom<task_manager_message::Kind> for JobEvent {
             task_manager_message::Kind::Finished(f) => {
                 (f.job_id, TaskEvent::Finished { subtask: f.subtask })
             }
+            task_manager_message::Kind::Declined(d) => (
+                d.job_id,
+                TaskEvent::Declined {
+                    subtask: d.subtask,
+                    checkpoint_id: d.checkpoint_id,
+                    reason: d.reason,
+                },
+            ),
             task_manager_message::Kind::Failed(f) => (
                 f.job_id,
                 TaskEvent::Failed {
@@ -151,6 +170,12 @@ impl TryFrom<task_manager_message::Kind> for JobEvent {
                     error: RuntimeError::Remote(f.error),
                 },
             ),
+            task_manager_message::Kind::Heartbeat(h) => {
+                return Err(RuntimeError::Session(format!(
+                    "heartbeat response {} is no job event",
+                    h.sequence
+                )));
+            }
             task_manager_message::Kind::Register(r) => {
                 return Err(RuntimeError::Session(format!(
                     "TaskManager {} registered again within its session",
@@ -160,6 +185,14 @@ impl TryFrom<task_manager_message::Kind> for JobEvent {
         };
         Ok(JobEvent { job_id, event })
     }
+}
+
+/// The TaskManager's answer to a heartbeat request: its sequence and send time echoed.
+pub fn heartbeat_response(request: &control::HeartbeatRequest) -> task_manager_message::Kind {
+    task_manager_message::Kind::Heartbeat(control::HeartbeatResponse {
+        sequence: request.sequence,
+        request_sent_at_ms: request.sent_at_ms,
+    })
 }
 
 /// A deployment as it goes down the session: the pipeline and the restore state as JSON.
@@ -253,6 +286,24 @@ mod tests {
             panic!("failed")
         };
         assert_eq!(error.to_string(), "file:///x: no such file");
+        let declined = JobEvent {
+            job_id: "j".into(),
+            event: TaskEvent::Declined {
+                subtask: 1,
+                checkpoint_id: 5,
+                reason: "no".into(),
+            },
+        };
+        let kind = task_manager_message::Kind::try_from(declined).unwrap();
+        assert!(matches!(
+            JobEvent::try_from(kind).unwrap().event,
+            TaskEvent::Declined { subtask: 1, checkpoint_id: 5, ref reason } if reason == "no"
+        ));
+        let heartbeat = wire_heartbeat();
+        assert!(
+            JobEvent::try_from(heartbeat).is_err(),
+            "a heartbeat is no job event"
+        );
         let progress = JobEvent {
             job_id: "j".into(),
             event: TaskEvent::Progress {
@@ -261,6 +312,19 @@ mod tests {
             },
         };
         assert!(task_manager_message::Kind::try_from(progress).is_err());
+    }
+
+    fn wire_heartbeat() -> task_manager_message::Kind {
+        let request = control::HeartbeatRequest {
+            sequence: 7,
+            sent_at_ms: 1234,
+        };
+        let kind = heartbeat_response(&request);
+        let task_manager_message::Kind::Heartbeat(r) = &kind else {
+            panic!("a heartbeat response")
+        };
+        assert_eq!((r.sequence, r.request_sent_at_ms), (7, 1234));
+        kind
     }
 
     #[test]

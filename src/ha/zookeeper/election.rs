@@ -256,7 +256,8 @@ impl ZkLeaderElection {
                     },
                 }
             };
-            zk.fence.clear();
+            zk.fence.clear_if(&latch);
+            leadership.fence.clear_if(&latch);
             tracing::warn!(epoch = leadership.epoch, reason, "leadership revoked");
             leadership.revoked.cancel();
             // Give the latch up so a successor can lead (it may already be gone).
@@ -315,7 +316,7 @@ impl LeaderElection for ZkLeaderElection {
         let epoch = match self.next_epoch().await {
             Ok(e) => e,
             Err(e) => {
-                self.zk.fence.clear();
+                self.zk.fence.clear_if(&latch);
                 let _ = self.zk.client.delete(&latch, None).await;
                 return Err(e);
             }
@@ -325,6 +326,7 @@ impl LeaderElection for ZkLeaderElection {
             session_id: Uuid::new_v4(),
             epoch,
             revoked: CancellationToken::new(),
+            fence: self.zk.fence.snapshot(),
         };
         tracing::info!(epoch, session_id = %leadership.session_id, owner = %self.owner, "leadership granted");
         let guards = self.spawn_guard(latch.clone(), leadership.clone());
@@ -337,13 +339,14 @@ impl LeaderElection for ZkLeaderElection {
     }
 
     async fn publish(&self, leadership: &Leadership, address: &str) -> Result<(), HaError> {
-        if leadership.revoked.is_cancelled() || self.zk.fence.epoch() != Some(leadership.epoch) {
+        if leadership.revoked.is_cancelled() || leadership.fence.epoch() != Some(leadership.epoch) {
             return Err(HaError::NotLeader(format!(
                 "cannot publish {address}: leadership of epoch {} is over",
                 leadership.epoch
             )));
         }
-        let path = self.zk.path(CONNECTION_INFO);
+        let zk = self.zk.with_fence(leadership.fence.clone());
+        let path = zk.path(CONNECTION_INFO);
         let record = LeaderRecord {
             address: address.to_string(),
             session_id: leadership.session_id.to_string(),
@@ -352,19 +355,19 @@ impl LeaderElection for ZkLeaderElection {
         }
         .encode_to_vec();
         loop {
-            let existing = match self.zk.client.check_stat(&path).await {
+            let existing = match zk.client.check_stat(&path).await {
                 Ok(s) => s,
-                Err(e) => return Err(self.zk.err("read connection_info", e)),
+                Err(e) => return Err(zk.err("read connection_info", e)),
             };
-            let mut w = self.zk.fenced_writer()?;
+            let mut w = zk.fenced_writer()?;
             if let Some(stat) = existing {
                 // A predecessor's record (its session may linger): replace it.
                 w.add_delete(&path, Some(stat.version))
-                    .map_err(|e| self.zk.err("publish", e))?;
+                    .map_err(|e| zk.err("publish", e))?;
             }
             w.add_create(&path, &record, &EPHEMERAL)
-                .map_err(|e| self.zk.err("publish", e))?;
-            match self.zk.try_commit("publish the leader address", w).await {
+                .map_err(|e| zk.err("publish", e))?;
+            match zk.try_commit("publish the leader address", w).await {
                 Ok(_) => return Ok(()),
                 Err(f) if f.is_race() && !leadership.revoked.is_cancelled() => {
                     // Raced with a deletion or re-creation: look again.
@@ -384,16 +387,18 @@ impl LeaderElection for ZkLeaderElection {
         }) = current
         {
             leadership.revoked.cancel();
-            if let Ok(mut w) = self.zk.fenced_writer() {
-                let path = self.zk.path(CONNECTION_INFO);
-                if let Ok(Some(stat)) = self.zk.client.check_stat(&path).await
-                    && stat.ephemeral_owner == self.zk.client.session_id().0
+            let zk = self.zk.with_fence(leadership.fence.clone());
+            if let Ok(mut w) = zk.fenced_writer() {
+                let path = zk.path(CONNECTION_INFO);
+                if let Ok(Some(stat)) = zk.client.check_stat(&path).await
+                    && stat.ephemeral_owner == zk.client.session_id().0
                 {
                     let _ = w.add_delete(&path, None);
-                    let _ = self.zk.commit("withdraw connection_info", w).await;
+                    let _ = zk.commit("withdraw connection_info", w).await;
                 }
             }
-            self.zk.fence.clear();
+            self.zk.fence.clear_if(&latch);
+            leadership.fence.clear_if(&latch);
             let deleted = match self.zk.client.delete(&latch, None).await {
                 Ok(()) | Err(zk::Error::NoNode) => Ok(()),
                 Err(e) => Err(self.zk.err("delete our latch node", e)),

@@ -33,7 +33,7 @@ mod pointers;
 mod retrieval;
 mod stores;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use zookeeper_client as zk;
 
@@ -44,7 +44,24 @@ pub use stores::{
     ZkCheckpointIdCounter, ZkCheckpointStore, ZkCheckpointStoreFactory, ZkJobGraphStore,
 };
 
-use super::HaError;
+use super::{Fence, HaError};
+use crate::storage::BlobStore;
+
+/// What [`super::HaServices`] keeps of its ZooKeeper services to rebuild their stores.
+#[derive(Debug, Clone)]
+pub(crate) struct ZkParts {
+    pub(crate) zk: ZkCluster,
+    /// The HA blob directory (path on the blob store).
+    pub(crate) blob_dir: String,
+    /// `execution.checkpointing.num-retained`.
+    pub(crate) num_retained: usize,
+}
+
+impl ZkParts {
+    pub(crate) fn pointers(&self, blobs: Arc<dyn BlobStore>) -> PointerStore {
+        PointerStore::new(self.zk.clone(), blobs, &self.blob_dir)
+    }
+}
 
 /// Generated from `proto/yarnflow/ha.proto`.
 #[allow(clippy::all)]
@@ -106,9 +123,28 @@ impl ZkCluster {
         })
     }
 
+    /// A new session with the same quorum, namespace and timeouts (after this one ended).
+    pub async fn reconnect(&self) -> Result<ZkCluster, HaError> {
+        ZkCluster::connect(
+            &self.quorum,
+            &self.namespace,
+            self.client.session_timeout(),
+            self.connection_timeout,
+        )
+        .await
+    }
+
     /// Fences this session's writes on `latch_path` existing (see [`Fence::set`]).
     pub fn fence_on(&self, latch_path: String, epoch: u64) {
         self.fence.set(latch_path, epoch);
+    }
+
+    /// The same session, its writes fenced by `fence` instead.
+    pub(crate) fn with_fence(&self, fence: Fence) -> ZkCluster {
+        ZkCluster {
+            fence,
+            ..self.clone()
+        }
     }
 
     /// A session on the quorum of `cfg`, scoped to its cluster namespace.
@@ -232,19 +268,19 @@ impl ZkCluster {
     }
 
     /// A multi-op writer whose first operation checks our latch node (see "Fencing").
-    pub(crate) fn fenced_writer(&self) -> Result<zk::MultiWriter<'_>, HaError> {
+    pub(crate) fn fenced_writer(&self) -> Result<FencedWriter<'_>, HaError> {
         let latch = self.fence.latch_path()?;
         let mut w = self.client.new_multi_writer();
         w.add_check_version(&latch, -1)
             .map_err(|e| self.err("fenced write", e))?;
-        Ok(w)
+        Ok(FencedWriter { latch, w })
     }
 
     /// Commits a fenced multi-op, mapping a failed latch check to `NotLeader`.
     pub(crate) async fn commit(
         &self,
         what: &str,
-        w: zk::MultiWriter<'_>,
+        w: FencedWriter<'_>,
     ) -> Result<Vec<zk::MultiWriteResult>, HaError> {
         self.try_commit(what, w)
             .await
@@ -256,12 +292,13 @@ impl ZkCluster {
     pub(crate) async fn try_commit(
         &self,
         what: &str,
-        mut w: zk::MultiWriter<'_>,
+        mut w: FencedWriter<'_>,
     ) -> Result<Vec<zk::MultiWriteResult>, CommitFailure> {
-        match w.commit().await {
+        match w.w.commit().await {
             Ok(r) => Ok(r),
             Err(zk::MultiWriteError::OperationFailed { index: 0, source }) => {
-                self.fence.clear();
+                // Only the grant whose latch was checked is over; a later one's stays.
+                self.fence.clear_if(&w.latch);
                 Err(CommitFailure::Fenced(HaError::NotLeader(format!(
                     "{what}: our leader latch is gone ({source}); the write was fenced off"
                 ))))
@@ -279,6 +316,25 @@ impl ZkCluster {
                 self.err(&format!("{what} (outcome unknown)"), source),
             )),
         }
+    }
+}
+
+/// A multi-op whose first operation checks `latch` (see "Fencing"); add the writes to `w`.
+pub(crate) struct FencedWriter<'a> {
+    latch: String,
+    pub(crate) w: zk::MultiWriter<'a>,
+}
+
+impl<'a> std::ops::Deref for FencedWriter<'a> {
+    type Target = zk::MultiWriter<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.w
+    }
+}
+
+impl std::ops::DerefMut for FencedWriter<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.w
     }
 }
 
@@ -354,40 +410,4 @@ pub(crate) fn parse_counter(path: &str, data: &[u8]) -> Result<u64, HaError> {
                 String::from_utf8_lossy(&data[..data.len().min(40)])
             ),
         })
-}
-
-/// Which latch node fences our writes; empty when we do not lead.
-#[derive(Debug, Clone, Default)]
-pub struct Fence {
-    inner: Arc<Mutex<Option<(String, u64)>>>,
-}
-
-impl Fence {
-    /// Fences writes on `latch_path` existing. The election sets it on every grant; tools that
-    /// must write as a known owner (and tests) may set it to any node they hold.
-    pub fn set(&self, latch_path: String, epoch: u64) {
-        *self.inner.lock().expect("fence lock") = Some((latch_path, epoch));
-    }
-
-    pub(crate) fn clear(&self) {
-        *self.inner.lock().expect("fence lock") = None;
-    }
-
-    pub(crate) fn latch_path(&self) -> Result<String, HaError> {
-        self.inner
-            .lock()
-            .expect("fence lock")
-            .as_ref()
-            .map(|(p, _)| p.clone())
-            .ok_or_else(|| HaError::NotLeader("this process does not hold leadership".into()))
-    }
-
-    /// The epoch of the current grant, if any.
-    pub fn epoch(&self) -> Option<u64> {
-        self.inner
-            .lock()
-            .expect("fence lock")
-            .as_ref()
-            .map(|(_, e)| *e)
-    }
 }

@@ -12,8 +12,10 @@
 //! watchers see "no leader" until the connection is back; when tolerant, only the end of the
 //! session clears the leader (`ON_LOST_CONNECTION`).
 //!
-//! Both tasks belong to the retrieval's [`TaskTracker`]: dropping it stops them, and
-//! [`ZkLeaderRetrieval::stop`] also waits until they are gone.
+//! When the session ends for good (expired after a ZooKeeper outage longer than the session
+//! timeout) the retrieval opens a new session and goes on following, so TaskManagers survive
+//! the outage. Its task belongs to the retrieval's [`TaskTracker`]: dropping the retrieval stops
+//! it, and [`ZkLeaderRetrieval::stop`] also waits until it is gone.
 
 use prost::Message;
 use tokio::sync::watch;
@@ -48,37 +50,8 @@ impl ZkLeaderRetrieval {
         let (tx, rx) = watch::channel(None);
         let token = CancellationToken::new();
         let stop = token.clone().drop_guard();
-        let (record_tx, mut record_rx) = watch::channel(None);
         let tasks = TaskTracker::new();
-        tasks.spawn(read_records(zk.clone(), record_tx, token.clone()));
-        tasks.spawn(async move {
-            let mut state = zk.client.state_watcher();
-            let mut suspended = false;
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    r = record_rx.changed() => if r.is_err() { return },
-                    s = state.changed() => match s {
-                        s if s.is_terminated() => {
-                            tx.send_replace(None);
-                            return;
-                        }
-                        zk::SessionState::Disconnected => suspended = true,
-                        _ => suspended = false,
-                    },
-                }
-                let visible = if suspended && !tolerate_suspended {
-                    None
-                } else {
-                    record_rx.borrow().clone()
-                };
-                tx.send_if_modified(|current| {
-                    let changed = *current != visible;
-                    *current = visible;
-                    changed
-                });
-            }
-        });
+        tasks.spawn(follow(zk, tolerate_suspended, tx, token));
         tasks.close();
         ZkLeaderRetrieval { rx, stop, tasks }
     }
@@ -89,6 +62,90 @@ impl ZkLeaderRetrieval {
         self.stop.token().cancel();
         self.tasks.wait().await;
     }
+}
+
+/// Follows the leader on `zk`'s session and, when that session ends (ZooKeeper unreachable
+/// for longer than the session timeout), on a new one: a TaskManager outlives a ZooKeeper
+/// outage and finds the leader once it is back. Watchers see "no leader" in between.
+async fn follow(
+    mut zk: ZkCluster,
+    tolerate_suspended: bool,
+    tx: watch::Sender<Option<LeaderInfo>>,
+    stop: CancellationToken,
+) {
+    loop {
+        follow_session(zk.clone(), tolerate_suspended, &tx, &stop).await;
+        tx.send_replace(None);
+        if stop.is_cancelled() {
+            return;
+        }
+        tracing::warn!(quorum = %zk.quorum, "ZooKeeper session ended; following the leader on a new session");
+        let mut backoff = RECONNECT_BACKOFF;
+        zk = loop {
+            let connected = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = zk.reconnect() => r,
+            };
+            match connected {
+                Ok(z) => break z,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach ZooKeeper yet");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
+                }
+            }
+        };
+        tracing::info!(quorum = %zk.quorum, "ZooKeeper session re-established");
+    }
+}
+
+/// First and longest pause between attempts to open a new session.
+const RECONNECT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+const MAX_RECONNECT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Publishes the leader record as seen on one session until that session ends or `stop`.
+async fn follow_session(
+    zk: ZkCluster,
+    tolerate_suspended: bool,
+    tx: &watch::Sender<Option<LeaderInfo>>,
+    stop: &CancellationToken,
+) {
+    let session_stop = stop.child_token();
+    let (record_tx, mut record_rx) = watch::channel(None);
+    let reader = read_records(zk.clone(), record_tx, session_stop.clone());
+    let states = async {
+        let mut state = zk.client.state_watcher();
+        let mut suspended = false;
+        loop {
+            tokio::select! {
+                _ = session_stop.cancelled() => return,
+                r = record_rx.changed() => if r.is_err() { return },
+                s = state.changed() => match s {
+                    s if s.is_terminated() => return,
+                    zk::SessionState::Disconnected => suspended = true,
+                    _ => suspended = false,
+                },
+            }
+            let visible = if suspended && !tolerate_suspended {
+                None
+            } else {
+                record_rx.borrow().clone()
+            };
+            tx.send_if_modified(|current| {
+                let changed = *current != visible;
+                *current = visible;
+                changed
+            });
+        }
+    };
+    tokio::join!(reader, async {
+        states.await;
+        // The reader ends with the session anyway; make sure it does not outlive us.
+        session_stop.cancel();
+    });
 }
 
 /// Keeps `out` equal to the content of `connection_info` (`None`: absent or unreadable).

@@ -76,6 +76,19 @@ impl ZkCheckpointStore {
     }
 }
 
+impl ZkCheckpointStore {
+    /// Removes the oldest checkpoints beyond `num_retained`.
+    async fn subsume(&self) -> Result<(), HaError> {
+        let ids = self.checkpoint_ids().await?;
+        if ids.len() > self.num_retained {
+            for id in &ids[..ids.len() - self.num_retained] {
+                self.pointers.remove(&self.key(*id)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl CompletedCheckpointStore for ZkCheckpointStore {
     async fn add(&self, checkpoint: StoredCheckpoint) -> Result<(), HaError> {
@@ -86,12 +99,12 @@ impl CompletedCheckpointStore for ZkCheckpointStore {
                 checkpoint.metadata,
             )
             .await?;
-        // Subsume: keep the newest `num_retained`.
-        let ids = self.checkpoint_ids().await?;
-        if ids.len() > self.num_retained {
-            for id in &ids[..ids.len() - self.num_retained] {
-                self.pointers.remove(&self.key(*id)).await?;
-            }
+        // Subsume: keep the newest `num_retained`. The checkpoint is stored now, so a failure
+        // here is no checkpoint failure: it is logged, and the next add retries (it subsumes
+        // every checkpoint beyond the retained ones, not only the one before).
+        if let Err(e) = self.subsume().await {
+            tracing::warn!(job_id = %self.job_id, checkpoint_id = checkpoint.checkpoint_id, error = %e,
+                "cannot subsume older checkpoints; retried after the next checkpoint");
         }
         Ok(())
     }

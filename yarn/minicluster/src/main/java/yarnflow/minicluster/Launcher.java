@@ -21,6 +21,10 @@ import java.util.TreeMap;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
+import org.apache.hadoop.hdfs.server.blockmanagement.DatanodeDescriptor;
+import org.apache.hadoop.hdfs.server.datanode.DataNode;
+import org.apache.hadoop.hdfs.server.namenode.FSNamesystem;
+import org.apache.hadoop.hdfs.server.namenode.NameNode;
 import org.apache.hadoop.yarn.api.records.NodeState;
 import org.apache.hadoop.yarn.conf.YarnConfiguration;
 import org.apache.hadoop.yarn.server.MiniYARNCluster;
@@ -28,44 +32,68 @@ import org.apache.zookeeper.server.ServerCnxnFactory;
 import org.apache.zookeeper.server.ZooKeeperServer;
 
 /**
- * Starts, in this JVM and on loopback, a MiniDFSCluster (1 NameNode with WebHDFS, 1 DataNode),
+ * Starts, in this JVM and on loopback, a MiniDFSCluster (1 NameNode with WebHDFS, M DataNodes),
  * a MiniYARNCluster (1 ResourceManager, N NodeManagers) and a ZooKeeper server, then writes
  * DIR/conf/*-site.xml and DIR/cluster.env. Driven by yarn/minicluster/run; not meant to be
  * started by hand.
  *
- * <p>Args: DIR NUM_NODEMANAGERS WATCH_PID [key=value ...]. The cluster stops when this JVM gets
- * SIGTERM, when WATCH_PID (if not 0) dies, or on the control port's "shutdown". The control port
- * (loopback, one command per connection) also takes "zk-stop", "zk-start" and "status", so tests
- * can restart ZooKeeper while client sessions survive.
+ * <p>Args: DIR NUM_NODEMANAGERS NUM_DATANODES WATCH_PID [key=value ...]. The cluster stops when
+ * this JVM gets SIGTERM, when WATCH_PID (if not 0) dies, or on the control port's "shutdown". The
+ * control port (loopback, one command per connection, each on its own thread so "status" answers
+ * while a fault is in progress) also takes the fault commands "zk-stop", "zk-start",
+ * "nn-restart TIMEOUT_S", "dn-stop INDEX", "dn-start INDEX TIMEOUT_S", and "status". A reply
+ * starting with "error: " is a failure.
  */
 public final class Launcher {
   private final Path dir;
   private final int numNodeManagers;
+  private final int numDataNodes;
   private MiniDFSCluster dfs;
+  /** DataNode INDEX as given to `up` (0..M-1), stable across stop/start (MiniDFSCluster's own
+   * list is reordered by a restart). Guarded by hdfsLock. */
+  private DnSlot[] dnSlots = new DnSlot[0];
+  private volatile int dataNodesRunning;
+  private volatile boolean nameNodeRestarting;
+  /** Serializes the HDFS fault commands (ZooKeeper's are serialized on this). */
+  private final Object hdfsLock = new Object();
   private MiniYARNCluster yarn;
-  private ZooKeeperServer zk;
+  private volatile ZooKeeperServer zk;
   private ServerCnxnFactory zkFactory;
   private int zkPort;
   private volatile boolean stopping;
 
-  private Launcher(Path dir, int numNodeManagers) {
+  /** One DataNode: running (live) or stopped (props kept for a restart on the same ports). */
+  private static final class DnSlot {
+    DataNode live;
+    MiniDFSCluster.DataNodeProperties stopped;
+    final String xferAddr;
+
+    DnSlot(DataNode live) {
+      this.live = live;
+      this.xferAddr = ipPort(live.getXferAddress());
+    }
+  }
+
+  private Launcher(Path dir, int numNodeManagers, int numDataNodes) {
     this.dir = dir;
     this.numNodeManagers = numNodeManagers;
+    this.numDataNodes = numDataNodes;
   }
 
   public static void main(String[] args) throws Exception {
     Path dir = Path.of(args[0]).toAbsolutePath();
     int nms = Integer.parseInt(args[1]);
-    long watchPid = Long.parseLong(args[2]);
+    int dns = Integer.parseInt(args[2]);
+    long watchPid = Long.parseLong(args[3]);
     Map<String, String> overrides = new TreeMap<>();
-    for (int i = 3; i < args.length; i++) {
+    for (int i = 4; i < args.length; i++) {
       int eq = args[i].indexOf('=');
       if (eq <= 0) {
         throw new IllegalArgumentException("override must be key=value: " + args[i]);
       }
       overrides.put(args[i].substring(0, eq), args[i].substring(eq + 1));
     }
-    Launcher l = new Launcher(dir, nms);
+    Launcher l = new Launcher(dir, nms, dns);
     // Stop explicitly, then halt: Hadoop's own shutdown hooks would race ours.
     sun.misc.Signal.handle(new sun.misc.Signal("TERM"), s -> l.exit(0));
     sun.misc.Signal.handle(new sun.misc.Signal("INT"), s -> l.exit(0));
@@ -107,7 +135,17 @@ public final class Launcher {
     Configuration conf = new YarnConfiguration();
     conf.set(MiniDFSCluster.HDFS_MINIDFS_BASEDIR, dir.resolve("dfs").toString());
     conf.setBoolean("dfs.webhdfs.enabled", true);
-    conf.setInt("dfs.replication", 1);
+    // Replication 2 once there are 2 DataNodes: stopping one then degrades HDFS, not stops it.
+    conf.setInt("dfs.replication", Math.min(numDataNodes, 2));
+    // DataNodes heartbeat every second (Hadoop: 3 s): after a NameNode restart they register and
+    // send their block reports on heartbeats, so `nn restart` takes about 3 s instead of 8 s.
+    conf.setInt("dfs.heartbeat.interval", 1);
+    // Re-replicate fast once a stopped DataNode is back (`dn start` waits for it): Hadoop checks
+    // every 3 s and has each DataNode copy 2 blocks at a time, 4 blocks per check in all.
+    conf.setInt("dfs.namenode.redundancy.interval.seconds", 1);
+    conf.setInt("dfs.namenode.replication.work.multiplier.per.iteration", 50);
+    conf.setInt("dfs.namenode.replication.max-streams", 20);
+    conf.setInt("dfs.namenode.replication.max-streams-hard-limit", 40);
     conf.set("dfs.namenode.rpc-address", "127.0.0.1:0");
     conf.set("hadoop.http.staticuser.user", System.getProperty("user.name"));
     // Test-tuned YARN: fast heartbeats, small containers, many fit on a 2-core host.
@@ -134,7 +172,7 @@ public final class Launcher {
     }
 
     dfs = new MiniDFSCluster.Builder(conf)
-        .numDataNodes(1)
+        .numDataNodes(numDataNodes)
         .nameNodePort(0)
         .nameNodeHttpPort(0)
         .checkDataNodeHostConfig(true)
@@ -143,6 +181,12 @@ public final class Launcher {
     while (dfs.getNameNode().isInSafeMode()) {
       Thread.sleep(50);
     }
+    List<DataNode> started = dfs.getDataNodes();
+    dnSlots = new DnSlot[started.size()];
+    for (int i = 0; i < dnSlots.length; i++) {
+      dnSlots[i] = new DnSlot(started.get(i));
+    }
+    dataNodesRunning = dnSlots.length;
     String hdfsUri = "hdfs://127.0.0.1:" + dfs.getNameNodePort();
     conf.set("fs.defaultFS", hdfsUri);
 
@@ -172,6 +216,7 @@ public final class Launcher {
     env.put("JAVA_HOME", System.getProperty("java.home"));
     env.put("MINICLUSTER_DIR", dir.toString());
     env.put("MINICLUSTER_NODEMANAGERS", Integer.toString(numNodeManagers));
+    env.put("MINICLUSTER_DATANODES", Integer.toString(numDataNodes));
     // Filled in by the run script (classpath and control port are known there / below).
     env.put("MINICLUSTER_CONTROL", "127.0.0.1:" + control.getLocalPort());
     env.put("HADOOP_VERSION", org.apache.hadoop.util.VersionInfo.getVersion());
@@ -233,44 +278,288 @@ public final class Launcher {
     return "zookeeper started on 127.0.0.1:" + zkPort;
   }
 
-  private void serveControl() throws Exception {
+  private void serveControl() {
     while (!stopping) {
-      try (Socket s = control.accept();
-          BufferedReader in = new BufferedReader(
-              new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8));
-          PrintWriter out = new PrintWriter(s.getOutputStream(), true, StandardCharsets.UTF_8)) {
-        String cmd = String.valueOf(in.readLine()).trim();
-        try {
-          switch (cmd) {
-            case "zk-stop" -> out.println(zkStop());
-            case "zk-start" -> out.println(zkStart());
-            case "status" -> out.println(status());
-            case "shutdown" -> {
-              out.println("stopping");
-              out.flush();
-              exit(0);
-            }
-            default -> out.println("unknown command: " + cmd);
-          }
-        } catch (Exception e) {
-          out.println("error: " + e);
-        }
+      Socket s;
+      try {
+        s = control.accept();
       } catch (IOException e) {
         if (!stopping) {
-          System.err.println("control connection failed: " + e);
+          System.err.println("control port failed: " + e);
         }
+        continue;
+      }
+      Thread t = new Thread(() -> handle(s), "minicluster-control");
+      t.setDaemon(true);
+      t.start();
+    }
+  }
+
+  private void handle(Socket socket) {
+    try (Socket s = socket;
+        BufferedReader in = new BufferedReader(
+            new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8));
+        PrintWriter out = new PrintWriter(s.getOutputStream(), true, StandardCharsets.UTF_8)) {
+      String line = String.valueOf(in.readLine()).trim();
+      String[] cmd = line.split("\\s+");
+      try {
+        switch (cmd[0]) {
+          case "zk-stop" -> out.println(zkStop());
+          case "zk-start" -> out.println(zkStart());
+          case "nn-restart" -> out.println(nameNodeRestart(intArg(cmd, 1, "timeout")));
+          case "dn-stop" -> out.println(dataNodeStop(intArg(cmd, 1, "index")));
+          case "dn-start" -> out.println(
+              dataNodeStart(intArg(cmd, 1, "index"), intArg(cmd, 2, "timeout")));
+          case "status" -> out.println(status());
+          case "shutdown" -> {
+            out.println("stopping");
+            out.flush();
+            exit(0);
+          }
+          default -> out.println("error: unknown control command: " + line);
+        }
+      } catch (Exception e) {
+        System.err.println("control command '" + line + "' failed: " + e);
+        e.printStackTrace();
+        String msg = e instanceof FaultException ? e.getMessage() : e.toString();
+        out.println("error: " + msg.replaceAll("\\s*\\n\\s*", " "));
+      }
+    } catch (IOException e) {
+      if (!stopping) {
+        System.err.println("control connection failed: " + e);
       }
     }
   }
 
-  private synchronized String status() {
+  /** A fault command that cannot be done; its message is the whole reply. */
+  private static final class FaultException extends Exception {
+    FaultException(String msg) {
+      super(msg);
+    }
+  }
+
+  private static int intArg(String[] cmd, int i, String what) throws FaultException {
+    try {
+      return Integer.parseInt(cmd[i]);
+    } catch (ArrayIndexOutOfBoundsException | NumberFormatException e) {
+      throw new FaultException(cmd[0] + ": expected an integer " + what + " as argument " + i);
+    }
+  }
+
+  /**
+   * MiniDFSCluster.restartNameNode on the same name directories (no format) and the same RPC and
+   * HTTP ports, so clients reconnect; returns once the NameNode is active, out of safe mode and
+   * every running DataNode has registered again and sent its full block report (safe mode
+   * ends with one replica of each block, so with replication 2 one DataNode's report is
+   * enough: stopping it right after would leave blocks the NameNode cannot locate).
+   */
+  private String nameNodeRestart(int timeoutS) throws Exception {
+    synchronized (hdfsLock) {
+      NameNode before = dfs.getNameNode();
+      String rpc = ipPort(before.getNameNodeAddress());
+      String http = ipPort(before.getHttpAddress());
+      long t0 = System.nanoTime();
+      long deadline = t0 + timeoutS * 1_000_000_000L;
+      nameNodeRestarting = true;
+      try {
+        dfs.restartNameNode(0, false);
+        NameNode nn = dfs.getNameNode();
+        String rpcNow = ipPort(nn.getNameNodeAddress());
+        String httpNow = ipPort(nn.getHttpAddress());
+        if (!rpcNow.equals(rpc) || !httpNow.equals(http)) {
+          throw new FaultException("nn restart: the NameNode came back on RPC " + rpcNow
+              + " / HTTP " + httpNow + ", not " + rpc + " / " + http);
+        }
+        long sinceMillis = System.currentTimeMillis() - (System.nanoTime() - t0) / 1_000_000;
+        List<String> unreported = new ArrayList<>();
+        while (System.nanoTime() < deadline) {
+          unreported = unreported(sinceMillis);
+          if (nn.isActiveState() && !nn.isInSafeMode() && unreported.isEmpty()) {
+            return String.format(
+                "namenode restarted on %s, HTTP %s (%d/%d DataNodes reported, %d ms)", rpc, http,
+                dataNodesRunning, numDataNodes, (System.nanoTime() - t0) / 1_000_000);
+          }
+          Thread.sleep(100);
+        }
+        String why = nn.isInSafeMode()
+            ? "is still in safe mode (" + nn.getNamesystem().getSafemode().trim() + ")"
+            : !nn.isActiveState() ? "is not active"
+            : "has had no block report from DataNode " + String.join(", ", unreported);
+        throw new FaultException("nn restart: the NameNode on " + rpc + " " + why
+            + " after " + timeoutS + " s; log: " + dir.resolve("minicluster.log"));
+      } finally {
+        nameNodeRestarting = false;
+      }
+    }
+  }
+
+  private DnSlot slot(String verb, int index) throws FaultException {
+    if (index < 0 || index >= dnSlots.length) {
+      throw new FaultException(verb + ": no DataNode " + index + "; this cluster has "
+          + dnSlots.length + " (indexes 0.." + (dnSlots.length - 1) + ", see up --datanodes)");
+    }
+    return dnSlots[index];
+  }
+
+  /**
+   * MiniDFSCluster.stopDataNode, keeping its DataNodeProperties for `dn start`, then
+   * MiniDFSCluster.setDataNodeDead so the NameNode stops using it at once.
+   */
+  private String dataNodeStop(int index) throws FaultException {
+    synchronized (hdfsLock) {
+      DnSlot slot = slot("dn stop", index);
+      if (slot.live == null) {
+        return "datanode " + index + " (" + slot.xferAddr + ") already stopped";
+      }
+      long t0 = System.nanoTime();
+      int i = dfs.getDataNodes().indexOf(slot.live);
+      if (i < 0) {
+        throw new FaultException("dn stop: DataNode " + index + " (" + slot.xferAddr
+            + ") is not in the MiniDFSCluster's list");
+      }
+      slot.stopped = dfs.stopDataNode(i);
+      slot.live = null;
+      dataNodesRunning--;
+      // What the NameNode would conclude itself after dfs.namenode.heartbeat.recheck-interval
+      // (10.5 min by default): it stops naming this DataNode to clients (block locations,
+      // WebHDFS redirects, new pipelines) and counts its replicas as lost.
+      try {
+        dfs.setDataNodeDead(slot.stopped.getDatanode().getDatanodeId());
+      } catch (IOException e) {
+        throw new FaultException("dn stop: DataNode " + index + " (" + slot.xferAddr
+            + ") stopped, but the NameNode could not be told it is dead: " + e);
+      }
+      return String.format("datanode %d (%s) stopped (%d/%d DataNodes running, %d ms)", index,
+          slot.xferAddr, dataNodesRunning, numDataNodes, (System.nanoTime() - t0) / 1_000_000);
+    }
+  }
+
+  /**
+   * MiniDFSCluster.restartDataNode(props, keepPort=true); returns once the DataNode has
+   * registered with the NameNode and sent it a heartbeat and its full block report.
+   */
+  private String dataNodeStart(int index, int timeoutS) throws Exception {
+    synchronized (hdfsLock) {
+      DnSlot slot = slot("dn start", index);
+      if (slot.live != null) {
+        return "datanode " + index + " (" + slot.xferAddr + ") already running";
+      }
+      long t0 = System.nanoTime();
+      long since = System.currentTimeMillis();
+      long deadline = t0 + timeoutS * 1_000_000_000L;
+      dfs.restartDataNode(slot.stopped, true);
+      List<DataNode> all = dfs.getDataNodes();
+      DataNode dn = all.get(all.size() - 1); // restartDataNode appends
+      if (!ipPort(dn.getXferAddress()).equals(slot.xferAddr)) {
+        throw new FaultException("dn start: DataNode " + index + " came back on "
+            + ipPort(dn.getXferAddress()) + ", not " + slot.xferAddr);
+      }
+      slot.live = dn;
+      slot.stopped = null;
+      dataNodesRunning++;
+      while (!reported(dn, since)) {
+        if (System.nanoTime() > deadline) {
+          throw new FaultException("dn start: DataNode " + index + " (" + slot.xferAddr
+              + ") started but not registered and reported to the NameNode after " + timeoutS
+              + " s; log: " + dir.resolve("minicluster.log"));
+        }
+        Thread.sleep(100);
+      }
+      long reportedMs = (System.nanoTime() - t0) / 1_000_000;
+      // With every DataNode back, also wait for the re-replication of the blocks written while
+      // this one was away: only then can any one DataNode stop again without a block going
+      // missing (the chaos test stops them in turn). Blocks that cannot get more replicas (a
+      // file's replication above the DataNodes) stop the wait once nothing moves for 3 s.
+      FSNamesystem ns = dfs.getNameNode().getNamesystem();
+      long low = ns.getLowRedundancyBlocks();
+      if (dataNodesRunning == numDataNodes) {
+        String last = "";
+        long lastChange = System.nanoTime();
+        while (true) {
+          low = ns.getLowRedundancyBlocks();
+          long pending = ns.getPendingReconstructionBlocks();
+          if (low + pending == 0) {
+            break;
+          }
+          if (!(low + "/" + pending).equals(last)) {
+            last = low + "/" + pending;
+            lastChange = System.nanoTime();
+          } else if (pending == 0 && System.nanoTime() - lastChange > 3_000_000_000L) {
+            break;
+          }
+          if (System.nanoTime() > deadline) {
+            throw new FaultException("dn start: DataNode " + index + " (" + slot.xferAddr
+                + ") is back, but " + low + " block(s) still lack replicas after " + timeoutS
+                + " s; log: " + dir.resolve("minicluster.log"));
+          }
+          Thread.sleep(100);
+        }
+      }
+      return String.format(
+          "datanode %d (%s) started (%d/%d DataNodes running, reported in %d ms, %s)", index,
+          slot.xferAddr, dataNodesRunning, numDataNodes, reportedMs,
+          low == 0
+              ? "all blocks fully replicated in " + (System.nanoTime() - t0) / 1_000_000 + " ms"
+              : low + " block(s) under-replicated"
+                  + (dataNodesRunning == numDataNodes ? ", not re-replicating" : ""));
+    }
+  }
+
+  /** The running DataNodes the NameNode has not yet had a registration, a heartbeat since
+   * sinceMillis and a full block report from (as "INDEX (ADDR)"). */
+  private List<String> unreported(long sinceMillis) {
+    List<String> out = new ArrayList<>();
+    for (int i = 0; i < dnSlots.length; i++) {
+      if (dnSlots[i].live != null && !reported(dnSlots[i].live, sinceMillis)) {
+        out.add(i + " (" + dnSlots[i].xferAddr + ")");
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The DataNode is registered with the NameNode, which has had a heartbeat from it since
+   * sinceMillis and its full block report since that registration (a registration resets the
+   * count), so it knows the replicas on it: stopping another DataNode right after loses none.
+   */
+  private boolean reported(DataNode dn, long sinceMillis) {
+    if (!dn.isDatanodeFullyStarted(true)) {
+      return false;
+    }
+    DatanodeDescriptor d = dfs.getNameNode().getNamesystem().getBlockManager()
+        .getDatanodeManager().getDatanode(dn.getDatanodeUuid());
+    return d != null && d.isAlive() && d.getLastUpdate() >= sinceMillis
+        && d.checkBlockReportReceived();
+  }
+
+
+  /** Reads no lock a fault command holds, so it answers while one runs. */
+  private String status() {
     StringBuilder b = new StringBuilder();
-    b.append("hdfs=").append(dfs != null && dfs.isClusterUp() ? "up" : "down");
+    b.append("hdfs=").append(hdfsUp() ? "up" : "down");
+    b.append(" datanodes-running=").append(dataNodesRunning).append('/').append(numDataNodes);
+    b.append(" under-replicated=").append(underReplicated());
     long running = yarn == null ? 0 : yarn.getResourceManager().getRMContext().getRMNodes()
         .values().stream().filter(n -> n.getState() == NodeState.RUNNING).count();
     b.append(" nodemanagers-running=").append(running).append('/').append(numNodeManagers);
-    b.append(" zookeeper=").append(zk != null && zk.isRunning() ? "up" : "down");
+    ZooKeeperServer z = zk;
+    b.append(" zookeeper=").append(z != null && z.isRunning() ? "up" : "down");
     return b.toString();
+  }
+
+  /** Blocks the NameNode counts as short of replicas, "?" while it is restarting. */
+  private String underReplicated() {
+    NameNode nn = dfs == null || nameNodeRestarting ? null : dfs.getNameNode();
+    return nn == null ? "?" : Long.toString(nn.getNamesystem().getLowRedundancyBlocks());
+  }
+
+  /** The NameNode serves (active, out of safe mode) and at least one DataNode runs. */
+  private boolean hdfsUp() {
+    if (dfs == null || nameNodeRestarting || dataNodesRunning == 0) {
+      return false;
+    }
+    NameNode nn = dfs.getNameNode();
+    return nn != null && nn.isActiveState() && !nn.isInSafeMode();
   }
 
   /** Stops everything this JVM started, then halts (no JVM shutdown hooks run). */
@@ -350,6 +639,11 @@ public final class Launcher {
 
   private static String hostPort(InetSocketAddress a) {
     return a.getHostString() + ":" + a.getPort();
+  }
+
+  private static String ipPort(InetSocketAddress a) {
+    return (a.getAddress() == null ? a.getHostString() : a.getAddress().getHostAddress()) + ":"
+        + a.getPort();
   }
 
   private static int freePort() throws IOException {
