@@ -1,7 +1,9 @@
 //! Test fixture: one real mini Hadoop cluster (MiniDFSCluster + MiniYARNCluster + ZooKeeper)
 //! per test binary, started through `yarn/minicluster/run` and always torn down.
 //!
-//! * Started lazily by the first test that calls [`MiniCluster::get`].
+//! * Started lazily by the first test that calls [`MiniCluster::get`]; every test of the binary
+//!   shares it. Starting it is blocking code behind a `OnceLock` (callers wait for the first),
+//!   so the shared handle belongs to no test's tokio runtime.
 //! * Torn down at process exit (`run down`, from an `atexit` hook) and, should the test process
 //!   die without running it (SIGINT, SIGKILL), by the cluster itself: it is started with
 //!   `--watch-pid <this process>` and stops when this process is gone, containers included.
@@ -308,6 +310,10 @@ extern "C" fn teardown_at_exit() {
         }
     }
 }
+
+/// Held by each test of a binary whose tests inject faults into the shared cluster (kill AMs or
+/// containers, restart ZooKeeper): they run one at a time, and none disturbs another.
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A name unique to this process and call, for znodes, HDFS paths and job ids.
 pub fn unique(prefix: &str) -> String {

@@ -4,13 +4,11 @@
 //! through the pointers, the TaskManagers re-register with it (same processes), and the output
 //! is exactly-once.
 
-mod support;
-
 use std::collections::HashSet;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use support::MiniCluster;
+use crate::support::{self, MiniCluster};
 use yarnflow::hadoop::webhdfs::WebHdfs;
 use yarnflow::jobmanager::client::JobManagerClient;
 

@@ -1,11 +1,9 @@
 //! Smoke test of the mini cluster harness: the real ResourceManager, HDFS (through WebHDFS) and
 //! ZooKeeper that every other test stands on answer as they should.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{MiniCluster, unique};
+use crate::support::{MiniCluster, unique};
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()

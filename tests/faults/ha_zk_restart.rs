@@ -1,15 +1,13 @@
 //! A ZooKeeper server restart that sessions survive: leadership is kept with
 //! `tolerate-suspended-connections: true`, revoked (and handed over) with Flink's default
-//! `false`, and there are never two leaders. Its own test binary: restarting the server would
-//! disturb other tests sharing a cluster.
-
-mod support;
+//! `false`, and there are never two leaders. In the faults binary, under `support::ONE_AT_A_TIME`:
+//! restarting the server would disturb any test using the cluster at the same time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{self, MiniCluster, unique};
 use bytes::Bytes;
-use support::{MiniCluster, unique};
 use yarnflow::ha::LeaderElection;
 use yarnflow::ha::zookeeper::{PointerStore, ZkLeaderElection};
 use yarnflow::storage::hdfs::HdfsStore;
@@ -19,6 +17,7 @@ const SESSION: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_across_a_zookeeper_restart_follows_the_tolerate_key() {
+    let _one = support::ONE_AT_A_TIME.lock().await;
     let cluster = MiniCluster::get();
     unsafe {
         std::env::set_var(

@@ -3,20 +3,17 @@
 //! (`yarn/minicluster/run kill`) and check the committed output is exactly 0..1,999,999 once
 //! each, the final state through the RM REST API, and what is left in ZooKeeper and HDFS.
 //!
-//! The tests take a lock so one application runs at a time (2 cores).
-
-mod support;
+//! Each test takes `support::ONE_AT_A_TIME`, as every test of the faults binary does: one
+//! application runs at a time (2 cores), and no fault lands on another test's cluster use.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::MiniCluster;
+use crate::support::{self, MiniCluster};
 use yarnflow::hadoop::rest::{AppReport, RmRest};
 use yarnflow::hadoop::webhdfs::WebHdfs;
 use yarnflow::jobmanager::client::JobManagerClient;
-
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const JOB: &str = "exactly-once";
 
@@ -251,7 +248,7 @@ async fn check_no_ha_data(cluster: &MiniCluster, conf: &Path, app: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _one = support::ONE_AT_A_TIME.lock().await;
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "am-kill", "");
@@ -302,7 +299,7 @@ async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _one = support::ONE_AT_A_TIME.lock().await;
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "tm-kill", "");
@@ -374,7 +371,7 @@ async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_data() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _one = support::ONE_AT_A_TIME.lock().await;
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
     // A short ZooKeeper session, so the killed attempt's latch goes soon after the app fails.
@@ -443,7 +440,7 @@ async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taskmanager_that_never_starts_is_rate_limited_and_fails_the_job() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _one = support::ONE_AT_A_TIME.lock().await;
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(
@@ -488,7 +485,7 @@ async fn a_taskmanager_that_never_starts_is_rate_limited_and_fails_the_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_ends_the_app_killed_and_removes_its_ha_data() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _one = support::ONE_AT_A_TIME.lock().await;
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "cancel", "");

@@ -2,14 +2,12 @@
 //! eviction, fencing of deposed leaders, the pointer store on HDFS, terminal cleanup, and the
 //! checkpoint id counter.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::proxy::TcpProxy;
+use crate::support::{self, MiniCluster, unique};
 use bytes::Bytes;
-use support::proxy::TcpProxy;
-use support::{MiniCluster, unique};
 use tokio::sync::mpsc;
 use yarnflow::ha::zookeeper::{PointerStore, ZkLeaderElection, ZkLeaderRetrieval};
 use yarnflow::ha::{

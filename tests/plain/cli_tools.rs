@@ -3,12 +3,10 @@
 //! second one started; status shows attempts, says when no leader is published, and reads a
 //! leader's JobManager REST API (served by this test, `/metrics` included) when one is.
 
-mod support;
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::{MiniCluster, unique};
+use crate::support::{MiniCluster, unique};
 use yarnflow::ha::LeaderElection;
 use yarnflow::ha::zookeeper::{ZkCluster, ZkLeaderElection};
 use yarnflow::hadoop::rest::{RmRest, SubmissionContext};

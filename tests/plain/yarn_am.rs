@@ -3,11 +3,9 @@
 //! AMRMToken, allocates containers, starts them on their NodeManagers with NMTokens, collects
 //! their exit statuses and unregisters.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::MiniCluster;
+use crate::support::{self, MiniCluster};
 use yarnflow::hadoop::rest::{RmRest, SubmissionContext};
 use yarnflow::hadoop::yarn::{
     AllocateRequest, AmRmClient, AppClient, FinalApplicationStatus, LaunchContext, NmClient,

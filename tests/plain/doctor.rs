@@ -1,9 +1,7 @@
 //! `yarnflow doctor` against the real mini cluster: every check passes, the test application's
 //! AM (this very binary) succeeds, and its containers' log lines are on the NodeManagers.
 
-mod support;
-
-use support::MiniCluster;
+use crate::support::{self, MiniCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_round_trip_succeeds() {
