@@ -1,7 +1,9 @@
 //! Restart attempts on the real mini cluster: `yarnflow submit` runs `examples/exactly-once.yaml`
 //! under a yarnflow ApplicationMaster; the tests SIGKILL the AM or a TaskManager container
-//! (`yarn/minicluster/run kill`) and check the committed output is exactly 0..1,999,999 once
-//! each, the final state through the RM REST API, and what is left in ZooKeeper and HDFS.
+//! (`yarn/minicluster/run kill`), freeze a TaskManager (`pause`), kill the AM between the end
+//! and its unregistration (fault point), or cut every ZooKeeper session, and check the
+//! committed output is exactly 0..1,999,999 once each, the final state through the RM REST
+//! API, and what is left in ZooKeeper and HDFS.
 //!
 //! Each test takes `support::ONE_AT_A_TIME`, as every test of the faults binary does: one
 //! application runs at a time (2 cores), and no fault lands on another test's cluster use.
@@ -506,4 +508,203 @@ async fn cancel_ends_the_app_killed_and_removes_its_ha_data() {
         report.diagnostics
     );
     check_no_ha_data(cluster, &conf, &app).await;
+}
+
+/// A TaskManager container frozen with SIGSTOP (issue 11, item 2): YARN still reports it
+/// RUNNING, so only the JobManager's heartbeats notice. After `heartbeat.timeout` the AM stops
+/// and releases the container and asks for a replacement; the lost subtasks restore and the
+/// job finishes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_taskmanager_container_is_lost_by_heartbeat_and_replaced() {
+    let _one = support::ONE_AT_A_TIME.lock().await;
+    let cluster = MiniCluster::get();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(
+        cluster,
+        "tm-pause",
+        "heartbeat.interval: 1 s\nheartbeat.timeout: 5 s\n",
+    );
+    let app = submit(cluster, &conf, "examples/exactly-once.yaml");
+    wait_checkpoints(&rest, &app, 3).await;
+    let (_, am) = current_am_container(&rest, &app).await;
+    let before = containers_of(cluster, &app);
+    let victim = before
+        .iter()
+        .find(|c| **c != am)
+        .expect("a TaskManager container")
+        .clone();
+    let paused = Instant::now();
+    let out = cluster.run("pause", &[&victim]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Expected: the 5 s timeout, a restart delay and a replacement container: about 10 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((_, v)) = job_view(&rest, &app).await
+            && v["restarts"].as_u64().unwrap_or(0) >= 1
+            && v["status"] == "RUNNING"
+            && v["exceptions"].as_array().is_some_and(|e| {
+                e.iter()
+                    .any(|e| e.as_str().unwrap_or_default().contains("heartbeat timeout"))
+            })
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the paused TaskManager was never replaced"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "TaskManager paused -> job RUNNING again: {} ms",
+        paused.elapsed().as_millis()
+    );
+    let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
+    // The frozen container was stopped by the AM (resume it in case it was not).
+    let _ = cluster.run("resume", &[&victim]);
+    assert_eq!(
+        (report.state.as_str(), report.final_status.as_str()),
+        ("FINISHED", "SUCCEEDED"),
+        "{}",
+        report.diagnostics
+    );
+    let after = containers_of(cluster, &app);
+    assert!(
+        after.len() > before.len(),
+        "a replacement started: {after:?}"
+    );
+    check_output(cluster, &app).await;
+    check_no_ha_data(cluster, &conf, &app).await;
+}
+
+/// The AM dies after every job ended and before it unregistered (issue 11, item 8): the next
+/// attempt finds the job's result, does not run it again, and unregisters SUCCEEDED.
+#[cfg(feature = "fault-points")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_am_killed_between_the_end_and_unregister_still_ends_succeeded() {
+    let _one = support::ONE_AT_A_TIME.lock().await;
+    let cluster = MiniCluster::get();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(cluster, "end-kill", "");
+    let out = cluster
+        .yarnflow(&conf)
+        .env(
+            yarnflow::faults::ENV,
+            "pause-before-unregister:attempt=1,secs=600",
+        )
+        .args(["submit", "examples/exactly-once.yaml", "--detached"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("application ")?.split_whitespace().next())
+        .expect("the application id is printed")
+        .to_string();
+    // The job FINISHED under attempt 1, which now waits before unregistering.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Some((_, v)) = job_view(&rest, &app).await
+            && v["status"] == "FINISHED"
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (attempt, am) = current_am_container(&rest, &app).await;
+    assert_eq!(attempt, 1);
+    kill_container(cluster, &am);
+    let report = wait_final(&rest, &app, Duration::from_secs(120)).await;
+    assert_eq!(
+        (report.state.as_str(), report.final_status.as_str()),
+        ("FINISHED", "SUCCEEDED"),
+        "{}",
+        report.diagnostics
+    );
+    assert_eq!(rest.attempts(&app).await.unwrap().len(), 2);
+    assert!(
+        report.diagnostics.contains("under an earlier attempt"),
+        "{}",
+        report.diagnostics
+    );
+    check_output(cluster, &app).await;
+    check_no_ha_data(cluster, &conf, &app).await;
+}
+
+/// Every ZooKeeper session of the application expires (issue 11, item 9): the AM, its
+/// TaskManagers and a submitter reach ZooKeeper through a proxy that is cut for longer than the
+/// session timeout, so the server expires their sessions. The AM loses leadership and exits;
+/// YARN's next attempt leads. The TaskManagers do not exit: their discovery opens new
+/// sessions, finds the new leader and they re-register, and the job finishes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taskmanagers_outlive_a_zookeeper_session_expiry_and_re_register() {
+    let _one = support::ONE_AT_A_TIME.lock().await;
+    let cluster = MiniCluster::get();
+    let rest = RmRest::new(cluster.rm_rest());
+    let proxy = crate::support::proxy::TcpProxy::start(cluster.zk_quorum()).await;
+    let dir = cluster.dir.join("conf-zk-expiry");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("yarnflow.yaml"),
+        format!(
+            "high-availability.type: zookeeper\n\
+             high-availability.storageDir: {}/yarnflow/ha\n\
+             high-availability.zookeeper.quorum: {}\n\
+             high-availability.zookeeper.client.session-timeout: 4 s\n\
+             high-availability.zookeeper.client.connection-timeout: 2 s\n\
+             yarn.application-attempts: 20\n",
+            cluster.hdfs_uri(),
+            proxy.addr_string()
+        ),
+    )
+    .unwrap();
+    let app = submit(cluster, &dir, "examples/exactly-once.yaml");
+    wait_checkpoints(&rest, &app, 3).await;
+    let before = containers_of(cluster, &app);
+    let cut = Instant::now();
+    proxy.cut();
+    // Three session timeouts: the server has expired every session by then.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if current_am_container(&rest, &app).await.0 >= 2
+            && let Some((_, v)) = job_view(&rest, &app).await
+            && v["status"] == "RUNNING"
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no later attempt ran the job");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "ZooKeeper cut for 12 s -> job RUNNING under a later attempt: {} ms",
+        cut.elapsed().as_millis()
+    );
+    let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
+    assert_eq!(
+        (report.state.as_str(), report.final_status.as_str()),
+        ("FINISHED", "SUCCEEDED"),
+        "{}",
+        report.diagnostics
+    );
+    // The TaskManagers were adopted, not replaced: only AM containers are new.
+    let after = containers_of(cluster, &app);
+    let new: Vec<&String> = after.iter().filter(|c| !before.contains(c)).collect();
+    assert!(
+        new.iter().all(|c| c.ends_with("_000001")),
+        "only new AMs started: {new:?}"
+    );
+    check_output(cluster, &app).await;
+    check_no_ha_data(cluster, &dir, &app).await;
 }

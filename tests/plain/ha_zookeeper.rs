@@ -757,3 +757,89 @@ async fn ha_inspect_reports_orphans_and_clean_removes_a_dead_cluster() {
     assert!(!blobs.exists(&blob_dir).await.unwrap());
     let _ = std::fs::remove_dir_all(&conf_dir);
 }
+
+/// A standalone JobManager that loses leadership and wins it again (issue 11, item 9): the job
+/// master of the earlier term writes through services fenced by that term's grant, so none of
+/// its late writes land under the new latch, and its fenced-off writes do not clear the new
+/// term's fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_job_master_of_an_earlier_term_cannot_write_after_the_process_leads_again() {
+    let cluster = MiniCluster::get();
+    // Points libhdfs at the cluster's jars, as for the other tests here.
+    let _ = hdfs(cluster).await;
+    let mut config = yarnflow::config::Config::defaults();
+    config.set("high-availability.type", "zookeeper");
+    config.set("high-availability.zookeeper.quorum", cluster.zk_quorum());
+    config.set("high-availability.zookeeper.path.root", "/yarnflow-test");
+    config.set("high-availability.cluster-id", unique("standalone"));
+    config.set(
+        "high-availability.storageDir",
+        format!(
+            "{}/yarnflow-test-ha/{}",
+            cluster.hdfs_uri(),
+            unique("storage")
+        ),
+    );
+    config.set("high-availability.zookeeper.client.session-timeout", "4 s");
+    let ha = yarnflow::ha::HaServices::from_config(&config, "jobmanager-1")
+        .await
+        .unwrap();
+    let first = ha.election.acquire().await.unwrap();
+    let stale = ha.for_leader(&first);
+    stale
+        .job_graphs
+        .put("job-a", Bytes::from_static(b"term 1"))
+        .await
+        .unwrap();
+    // The term ends (as on a revocation) and the same process leads again.
+    ha.election.resign().await.unwrap();
+    let second = ha.election.acquire().await.unwrap();
+    assert!(second.epoch > first.epoch, "{first:?} {second:?}");
+    let current = ha.for_leader(&second);
+
+    // Every write of the earlier term's job master is fenced off, however late it comes.
+    let e = stale
+        .job_graphs
+        .put("job-a", Bytes::from_static(b"late write of term 1"))
+        .await
+        .unwrap_err();
+    assert!(e.lost_leadership(), "{e}");
+    let e = stale
+        .checkpoint_store_factory
+        .checkpoint_id_counter("job-a")
+        .get_and_increment()
+        .await
+        .unwrap_err();
+    assert!(e.lost_leadership(), "{e}");
+    let e = stale
+        .checkpoint_store_factory
+        .checkpoint_store("job-a")
+        .add(StoredCheckpoint {
+            checkpoint_id: 7,
+            metadata: Bytes::from_static(b"late checkpoint of term 1"),
+        })
+        .await
+        .unwrap_err();
+    assert!(e.lost_leadership(), "{e}");
+    assert_eq!(
+        current.job_graphs.get("job-a").await.unwrap().as_deref(),
+        Some(&b"term 1"[..]),
+        "the late write did not land"
+    );
+
+    // ... and they did not clear the new term's fence: its writes (and the process's own
+    // services, which follow the current grant) still go through.
+    current
+        .job_graphs
+        .put("job-b", Bytes::from_static(b"term 2"))
+        .await
+        .unwrap();
+    ha.job_graphs
+        .put("job-c", Bytes::from_static(b"term 2 too"))
+        .await
+        .unwrap();
+    for job in ["job-a", "job-b", "job-c"] {
+        current.remove_job_data(job).await.unwrap();
+    }
+    ha.close_and_cleanup_all_data().await.unwrap();
+}
