@@ -95,6 +95,7 @@ async fn run_job(spec: JobSpec, store: Arc<dyn BlobStore>, dir: &str) -> JobOutc
         leadership: tokio_util::sync::CancellationToken::new(),
         graph_persisted: false,
         recovery: job_master::RecoveryPolicy::default(),
+        cleanup: yarnflow::jobmanager::cleanup::RetryStrategy::None,
     };
     let (_handle, done) = job_master::start(cfg, ha);
     let outcome = done.await.expect("the job master ends");

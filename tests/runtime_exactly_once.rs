@@ -55,6 +55,7 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
         leadership: tokio_util::sync::CancellationToken::new(),
         graph_persisted: false,
         recovery: job_master::RecoveryPolicy::default(),
+        cleanup: yarnflow::jobmanager::cleanup::RetryStrategy::None,
     }
 }
 
@@ -309,6 +310,7 @@ async fn an_unreadable_checkpoint_store_suspends_recovery_instead_of_restarting_
     let restart = RestartStrategy::None;
     let cfg = JobMasterConfig {
         recovery: quick(false),
+        cleanup: yarnflow::jobmanager::cleanup::RetryStrategy::None,
         ..config(spec(to, 20_000), &dir, restart)
     };
     let job_id = cfg.spec.job_id();
@@ -355,6 +357,7 @@ async fn a_corrupt_newest_checkpoint_fails_recovery_unless_opted_in_then_output_
     let to = 60_000;
     let cfg = JobMasterConfig {
         recovery: quick(false),
+        cleanup: yarnflow::jobmanager::cleanup::RetryStrategy::None,
         ..config(spec(to, 20_000), &dir, RestartStrategy::None)
     };
     let job_id = cfg.spec.job_id();
@@ -393,6 +396,7 @@ async fn a_corrupt_newest_checkpoint_fails_recovery_unless_opted_in_then_output_
     // Opted in: the older checkpoint is restored, the newer one's committed parts removed.
     let cfg = JobMasterConfig {
         recovery: quick(true),
+        cleanup: yarnflow::jobmanager::cleanup::RetryStrategy::None,
         ..cfg
     };
     let outcome = recover(cfg, &ha).await;

@@ -203,6 +203,7 @@ async fn a_killed_subtask_resumes_at_its_checkpointed_offset() {
         leadership: tokio_util::sync::CancellationToken::new(),
         graph_persisted: false,
         recovery: job_master::RecoveryPolicy::default(),
+        cleanup: yarnflow::jobmanager::cleanup::RetryStrategy::None,
     };
     let (handle, done) = job_master::start(cfg, ha);
     // Kill subtask 1 right after the first completed checkpoint: it is mid-file by then.

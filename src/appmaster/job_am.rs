@@ -168,8 +168,21 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         .await
         .context("finishApplicationMaster")?;
     tracing::info!(final_status = ?final_status, diagnostics = %diagnostics, "unregistered");
-    if let Err(e) = ha.close_and_cleanup_all_data().await {
-        tracing::warn!(error = %e, "HA cleanup incomplete; `yarnflow ha clean` removes the rest");
+    // Never while a job's own cleanup is incomplete (its result still dirty): what is left
+    // is exactly what `yarnflow ha inspect` shows and `yarnflow ha clean` removes.
+    match ha.job_results.dirty_results().await {
+        Ok(dirty) if dirty.is_empty() => {
+            if let Err(e) = ha.close_and_cleanup_all_data().await {
+                tracing::warn!(error = %e, "HA cleanup incomplete; `yarnflow ha clean` removes the rest");
+            }
+        }
+        Ok(dirty) => {
+            let jobs: Vec<&str> = dirty.iter().map(|r| r.job_id.as_str()).collect();
+            tracing::warn!(jobs = %jobs.join(", "), "HA data kept: the cleanup of these jobs is incomplete; `yarnflow ha clean` removes it");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "HA data kept: cannot read the job result store; `yarnflow ha clean` removes it");
+        }
     }
     remove_staging().await;
     session.close().await;

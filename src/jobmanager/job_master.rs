@@ -65,6 +65,8 @@ pub struct JobMasterConfig {
     pub graph_persisted: bool,
     /// How the latest checkpoint is read at recovery.
     pub recovery: RecoveryPolicy,
+    /// Retries of the HA cleanup once the job is globally terminal (`cleanup-strategy`).
+    pub cleanup: RetryStrategy,
 }
 
 /// How a job master reads the checkpoint store when it starts: a ZooKeeper or storage error is
@@ -106,18 +108,24 @@ impl JobMasterConfig {
     ) -> Result<JobMasterConfig, crate::config::ConfigError> {
         Ok(JobMasterConfig {
             restart: RestartStrategy::from_config(config, spec.checkpoint_interval().is_some())?,
-            checkpoint_timeout: config
-                .duration("execution.checkpointing.timeout")?
-                .unwrap_or(Duration::from_secs(600)),
+            checkpoint_timeout: config.value(
+                crate::config::Config::duration,
+                "execution.checkpointing.timeout",
+            )?,
             tolerable_failed_checkpoints: config
-                .u64("execution.checkpointing.tolerable-failed-checkpoints")?
-                .unwrap_or(0) as u32,
+                .value(
+                    crate::config::Config::u64,
+                    "execution.checkpointing.tolerable-failed-checkpoints",
+                )?
+                .min(u64::from(u32::MAX)) as u32,
             recovery: RecoveryPolicy {
-                fall_back_on_corruption: config
-                    .bool("execution.checkpointing.recover-from-older-on-corruption")?
-                    .unwrap_or(false),
+                fall_back_on_corruption: config.value(
+                    crate::config::Config::bool,
+                    "execution.checkpointing.recover-from-older-on-corruption",
+                )?,
                 ..RecoveryPolicy::default()
             },
+            cleanup: RetryStrategy::cleanup(config)?,
             spec,
             run_id: RunId::random(),
             sink_dir,
@@ -683,7 +691,7 @@ impl JobMaster {
         let outcome = self.core.into_outcome();
         if outcome.status.is_globally_terminal() {
             finish_sink(&self.cfg, latest).await;
-            cleanup(&self.ha, &outcome).await;
+            cleanup(&self.ha, &outcome, &self.cfg).await;
         }
         outcome
     }
@@ -759,18 +767,34 @@ async fn finish_sink(cfg: &JobMasterConfig, latest: Option<BTreeMap<u32, serde_j
     }
 }
 
-/// Flink's order: result dirty, HA data removed, result clean.
-async fn cleanup(ha: &HaServices, outcome: &JobOutcome) {
+/// Flink's order: result dirty, HA data removed, result clean; each step retried under
+/// `cleanup-strategy` (a lost leadership stops it: the next leader finishes a dirty result).
+async fn cleanup(ha: &HaServices, outcome: &JobOutcome, cfg: &JobMasterConfig) {
     let entry = JobResultEntry {
         job_id: outcome.job_id.clone(),
         status: outcome.status,
         failure: outcome.failure.clone(),
         finished_at_ms: now_ms(),
     };
+    let job_id = outcome.job_id.as_str();
+    let retry = &cfg.cleanup;
+    let leadership = &cfg.leadership;
     let cleanup = async {
-        ha.job_results.create_dirty(&entry).await?;
-        ha.remove_job_data(&outcome.job_id).await?;
-        ha.job_results.mark_clean(&outcome.job_id).await
+        retry
+            .run("write the job result (dirty)", leadership, || {
+                ha.job_results.create_dirty(&entry)
+            })
+            .await?;
+        retry
+            .run("remove the job's HA data", leadership, || {
+                ha.remove_job_data(job_id)
+            })
+            .await?;
+        retry
+            .run("mark the job result clean", leadership, || {
+                ha.job_results.mark_clean(job_id)
+            })
+            .await
     };
     if let Err(e) = cleanup.await {
         tracing::warn!(job_id = %outcome.job_id, error = %e, "HA cleanup incomplete; the result stays dirty for a retry");
