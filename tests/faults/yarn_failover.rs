@@ -528,11 +528,21 @@ async fn a_paused_taskmanager_container_is_lost_by_heartbeat_and_replaced() {
     wait_checkpoints(&rest, &app, 3).await;
     let (_, am) = current_am_container(&rest, &app).await;
     let before = containers_of(cluster, &app);
-    let victim = before
+    // A container whose TaskManager runs a subtask now (TaskManager ids are `tm-<container>`).
+    let jm = support::jobmanager_of(&rest, &app)
+        .await
+        .expect("the JobManager");
+    let tms = JobManagerClient::new(&jm, Duration::from_secs(3))
+        .taskmanagers()
+        .await
+        .unwrap();
+    let victim = tms
         .iter()
-        .find(|c| **c != am)
-        .expect("a TaskManager container")
-        .clone();
+        .filter(|t| t.free_slots == 0)
+        .find_map(|t| t.id.strip_prefix("tm-"))
+        .filter(|c| *c != am)
+        .expect("a busy TaskManager container")
+        .to_string();
     let paused = Instant::now();
     let out = cluster.run("pause", &[&victim]);
     assert!(
