@@ -420,14 +420,9 @@ impl AllocateLoop {
     }
 
     fn on_job_ended(&mut self, outcome: JobOutcome) -> anyhow::Result<()> {
-        if outcome.recovery_failed {
+        if let Some(cause) = outcome.recovery_failure() {
             // Nothing was cleaned up: the next attempt tries again.
-            anyhow::bail!(
-                "{}",
-                outcome
-                    .failure
-                    .unwrap_or_else(|| format!("job {} could not be recovered", outcome.job_id))
-            );
+            anyhow::bail!("{cause}");
         }
         if outcome.status == JobStatus::Suspended {
             anyhow::bail!("job {} suspended: leadership lost", outcome.job_id);

@@ -76,14 +76,9 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    if outcome.recovery_failed {
+    if let Some(cause) = outcome.recovery_failure() {
         // One line, and the work directory's HA data is untouched for `yarnflow ha inspect`.
-        anyhow::bail!(
-            "{}",
-            outcome
-                .failure
-                .unwrap_or_else(|| format!("job {} could not be recovered", outcome.job_id))
-        );
+        anyhow::bail!("{cause}");
     }
     println!(
         "job {} {}: {} checkpoints, {} restarts",

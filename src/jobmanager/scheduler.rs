@@ -66,6 +66,18 @@ pub struct JobOutcome {
     pub recovery_failed: bool,
 }
 
+impl JobOutcome {
+    /// Why the job's checkpoints could not be recovered, if that is how it ended: one line
+    /// for the deployment to end with.
+    pub fn recovery_failure(&self) -> Option<String> {
+        self.recovery_failed.then(|| {
+            self.failure
+                .clone()
+                .unwrap_or_else(|| format!("job {} could not be recovered", self.job_id))
+        })
+    }
+}
+
 /// What the job master's loop must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {

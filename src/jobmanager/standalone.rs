@@ -103,8 +103,7 @@ impl StandaloneJobManager {
                     break Ok(false);
                 }
                 Some(o) = session.outcomes.recv() => {
-                    if o.recovery_failed {
-                        let cause = o.failure.unwrap_or_else(|| format!("job {} could not be recovered", o.job_id));
+                    if let Some(cause) = o.recovery_failure() {
                         tracing::error!(job_id = %o.job_id, error = %cause, "job recovery failed; exiting");
                         break Err(StandaloneError::Recovery(cause));
                     }

@@ -21,6 +21,11 @@ const JOB: &str = "exactly-once";
 
 /// A yarnflow conf dir with ZooKeeper HA on the mini cluster, plus `extra` lines.
 fn conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
+    conf_dir_on(cluster, cluster.zk_quorum(), name, extra)
+}
+
+/// [`conf_dir`] with ZooKeeper reached at `quorum` (e.g. through a proxy).
+fn conf_dir_on(cluster: &MiniCluster, quorum: &str, name: &str, extra: &str) -> PathBuf {
     let dir = cluster.dir.join(format!("conf-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -30,7 +35,7 @@ fn conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
              high-availability.storageDir: {}/yarnflow/ha\n\
              high-availability.zookeeper.quorum: {}\n{extra}",
             cluster.hdfs_uri(),
-            cluster.zk_quorum()
+            quorum
         ),
     )
     .unwrap();
@@ -39,8 +44,15 @@ fn conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
 
 /// `yarnflow submit --detached`: returns the application id once the job runs.
 fn submit(cluster: &MiniCluster, conf: &Path, spec: &str) -> String {
+    submit_with_env(cluster, conf, spec, &[])
+}
+
+/// [`submit`] with `env` in the submitter's environment (what it passes on reaches the AM
+/// and the TaskManagers, e.g. `YARNFLOW_FAULTS`).
+fn submit_with_env(cluster: &MiniCluster, conf: &Path, spec: &str, env: &[(&str, &str)]) -> String {
     let out = cluster
         .yarnflow(conf)
+        .envs(env.iter().copied())
         .args(["submit", spec, "--detached"])
         .output()
         .unwrap();
@@ -600,26 +612,15 @@ async fn an_am_killed_between_the_end_and_unregister_still_ends_succeeded() {
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "end-kill", "");
-    let out = cluster
-        .yarnflow(&conf)
-        .env(
+    let app = submit_with_env(
+        cluster,
+        &conf,
+        "examples/exactly-once.yaml",
+        &[(
             yarnflow::faults::ENV,
             "pause-before-unregister:attempt=1,secs=600",
-        )
-        .args(["submit", "examples/exactly-once.yaml", "--detached"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        )],
     );
-    let app = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("application ")?.split_whitespace().next())
-        .expect("the application id is printed")
-        .to_string();
     // The job FINISHED under attempt 1, which now waits before unregistering.
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -662,22 +663,14 @@ async fn taskmanagers_outlive_a_zookeeper_session_expiry_and_re_register() {
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
     let proxy = crate::support::proxy::TcpProxy::start(cluster.zk_quorum()).await;
-    let dir = cluster.dir.join("conf-zk-expiry");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("yarnflow.yaml"),
-        format!(
-            "high-availability.type: zookeeper\n\
-             high-availability.storageDir: {}/yarnflow/ha\n\
-             high-availability.zookeeper.quorum: {}\n\
-             high-availability.zookeeper.client.session-timeout: 4 s\n\
-             high-availability.zookeeper.client.connection-timeout: 2 s\n\
-             yarn.application-attempts: 20\n",
-            cluster.hdfs_uri(),
-            proxy.addr_string()
-        ),
-    )
-    .unwrap();
+    let dir = conf_dir_on(
+        cluster,
+        &proxy.addr_string(),
+        "zk-expiry",
+        "high-availability.zookeeper.client.session-timeout: 4 s\n\
+         high-availability.zookeeper.client.connection-timeout: 2 s\n\
+         yarn.application-attempts: 20\n",
+    );
     let app = submit(cluster, &dir, "examples/exactly-once.yaml");
     wait_checkpoints(&rest, &app, 3).await;
     let before = containers_of(cluster, &app);
