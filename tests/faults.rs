@@ -1,7 +1,9 @@
 //! The tests that inject faults into the mini cluster: they SIGKILL ApplicationMasters and
-//! TaskManager containers, or stop and restart the ZooKeeper server. One test binary, one cluster
-//! ([`support::MiniCluster::get`]), and one test at a time: each test first takes
-//! [`support::ONE_AT_A_TIME`], so no fault lands on another test.
+//! TaskManager containers, freeze containers, stop and restart the ZooKeeper server, the
+//! NameNode and DataNodes, and run the short chaos test. One test binary, one cluster
+//! ([`cluster`]: 2 DataNodes, replication 2, so stopping one degrades HDFS instead of stopping
+//! it), and one test at a time: each test first takes [`support::ONE_AT_A_TIME`], so no fault
+//! lands on another test.
 //!
 //! One module: `cargo test --test faults yarn_failover::`.
 
@@ -11,3 +13,8 @@ mod support;
 mod ha_zk_restart;
 #[path = "faults/yarn_failover.rs"]
 mod yarn_failover;
+
+/// The faults binary's cluster: 2 DataNodes.
+pub fn cluster() -> &'static support::MiniCluster {
+    support::MiniCluster::shared(2)
+}

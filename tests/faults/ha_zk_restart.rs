@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{self, MiniCluster, unique};
+use crate::support::{self, unique};
 use bytes::Bytes;
 use yarnflow::ha::LeaderElection;
 use yarnflow::ha::zookeeper::{PointerStore, ZkLeaderElection};
@@ -18,7 +18,7 @@ const SESSION: Duration = Duration::from_secs(15);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_across_a_zookeeper_restart_follows_the_tolerate_key() {
     let _one = support::ONE_AT_A_TIME.lock().await;
-    let cluster = MiniCluster::get();
+    let cluster = crate::cluster();
     unsafe {
         std::env::set_var(
             "YARNFLOW_HADOOP_CLASSPATH",

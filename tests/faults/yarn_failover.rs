@@ -8,133 +8,12 @@
 //! Each test takes `support::ONE_AT_A_TIME`, as every test of the faults binary does: one
 //! application runs at a time (2 cores), and no fault lands on another test's cluster use.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::yarn_app::*;
 use crate::support::{self, MiniCluster};
-use yarnflow::hadoop::rest::{AppReport, RmRest};
-use yarnflow::hadoop::webhdfs::WebHdfs;
-use yarnflow::jobmanager::client::JobManagerClient;
-
-const JOB: &str = "exactly-once";
-
-/// A yarnflow conf dir with ZooKeeper HA on the mini cluster, plus `extra` lines.
-fn conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
-    conf_dir_on(cluster, cluster.zk_quorum(), name, extra)
-}
-
-/// [`conf_dir`] with ZooKeeper reached at `quorum` (e.g. through a proxy).
-fn conf_dir_on(cluster: &MiniCluster, quorum: &str, name: &str, extra: &str) -> PathBuf {
-    let dir = cluster.dir.join(format!("conf-{name}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("yarnflow.yaml"),
-        format!(
-            "high-availability.type: zookeeper\n\
-             high-availability.storageDir: {}/yarnflow/ha\n\
-             high-availability.zookeeper.quorum: {}\n{extra}",
-            cluster.hdfs_uri(),
-            quorum
-        ),
-    )
-    .unwrap();
-    dir
-}
-
-/// `yarnflow submit --detached`: returns the application id once the job runs.
-fn submit(cluster: &MiniCluster, conf: &Path, spec: &str) -> String {
-    submit_with_env(cluster, conf, spec, &[])
-}
-
-/// [`submit`] with `env` in the submitter's environment (what it passes on reaches the AM
-/// and the TaskManagers, e.g. `YARNFLOW_FAULTS`).
-fn submit_with_env(cluster: &MiniCluster, conf: &Path, spec: &str, env: &[(&str, &str)]) -> String {
-    let out = cluster
-        .yarnflow(conf)
-        .envs(env.iter().copied())
-        .args(["submit", spec, "--detached"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "submit failed:\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("job exactly-once RUNNING"), "{stdout}");
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("application ")?.split_whitespace().next())
-        .expect("the application id is printed")
-        .to_string()
-}
-
-async fn wait_final(rest: &RmRest, app: &str, within: Duration) -> AppReport {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = rest.application(app).await.unwrap();
-        if r.is_final() {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "{app} still {} ", r.state);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// The JobManager's view of the job, once the current attempt serves it.
-async fn job_view(rest: &RmRest, app: &str) -> Option<(String, serde_json::Value)> {
-    let jm = support::jobmanager_of(rest, app).await?;
-    let job = JobManagerClient::new(&jm, Duration::from_secs(3))
-        .job(JOB)
-        .await
-        .ok()?;
-    Some((jm, serde_json::to_value(job).unwrap()))
-}
-
-/// Waits until the job has completed `n` checkpoints under the current attempt.
-async fn wait_checkpoints(rest: &RmRest, app: &str, n: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some((_, v)) = job_view(rest, app).await
-            && v["completed_checkpoints"].as_u64().unwrap_or(0) >= n
-        {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "no {n} checkpoints on {app}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn current_am_container(rest: &RmRest, app: &str) -> (i64, String) {
-    let attempts = rest.attempts(app).await.unwrap();
-    let a = attempts.iter().max_by_key(|a| a.id).unwrap();
-    (a.id, a.container_id.clone())
-}
-
-/// Containers of `app` that ever ran on the mini cluster's NodeManagers (their log dirs).
-fn containers_of(cluster: &MiniCluster, app: &str) -> Vec<String> {
-    fn walk(dir: &Path, app: &str, out: &mut Vec<String>, depth: u32) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name == app {
-                for c in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
-                    out.push(c.file_name().to_string_lossy().to_string());
-                }
-            } else if depth < 4 && e.path().is_dir() && name != "usercache" {
-                walk(&e.path(), app, out, depth + 1);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&cluster.dir.join("data"), app, &mut out, 0);
-    out.sort();
-    out.dedup();
-    out
-}
+use yarnflow::hadoop::rest::RmRest;
 
 /// `yarnflow <args>` with the cluster's Hadoop conf; returns stdout (asserting success).
 fn cli(cluster: &MiniCluster, conf: &Path, args: &[&str]) -> String {
@@ -199,71 +78,10 @@ fn check_logs(cluster: &MiniCluster, conf: &Path, app: &str) {
     }
 }
 
-fn kill_container(cluster: &MiniCluster, container: &str) {
-    let out = cluster.run("kill", &[container]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Every committed number of the job's output, checked exactly-once.
-async fn check_output(cluster: &MiniCluster, app: &str) {
-    let web = WebHdfs::new(cluster.webhdfs(), &support::user());
-    let dir = format!("/user/{}/yarnflow-output/{app}/{JOB}", support::user());
-    let mut seen = HashSet::new();
-    let mut count = 0u64;
-    for (name, _) in web.list(&dir).await.unwrap() {
-        if !name.starts_with("part-") {
-            continue;
-        }
-        let data = web.open(&format!("{dir}/{name}")).await.unwrap();
-        for l in std::str::from_utf8(&data).unwrap().lines() {
-            count += 1;
-            assert!(seen.insert(l.parse::<u64>().unwrap()), "duplicate {l}");
-        }
-    }
-    assert_eq!(count, 2_000_000, "records committed in {dir}");
-}
-
-/// Nothing under the cluster id in ZooKeeper, nothing in HA storage but the job result, no
-/// staging directory.
-async fn check_no_ha_data(cluster: &MiniCluster, conf: &Path, app: &str) {
-    let out = cluster
-        .yarnflow(conf)
-        .args(["ha", "inspect", "--cluster-id", app])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("(no znodes)"), "{text}");
-    let web = WebHdfs::new(cluster.webhdfs(), &support::user());
-    let ha: Vec<String> = web
-        .list("/yarnflow/ha")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    assert!(!ha.contains(&app.to_string()), "HA blobs left: {ha:?}");
-    let results = web
-        .list(&format!("/yarnflow/ha/job-result-store/{app}"))
-        .await
-        .unwrap();
-    assert_eq!(results.len(), 1, "{results:?}");
-    assert!(results[0].0.starts_with(JOB), "{results:?}");
-    assert!(
-        web.list(&format!("/user/{}/.yarnflow/{app}", support::user()))
-            .await
-            .is_err(),
-        "the staging directory is gone"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
     let _one = support::ONE_AT_A_TIME.lock().await;
-    let cluster = MiniCluster::get();
+    let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "am-kill", "");
     let app = submit(cluster, &conf, "examples/exactly-once.yaml");
@@ -314,7 +132,7 @@ async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
     let _one = support::ONE_AT_A_TIME.lock().await;
-    let cluster = MiniCluster::get();
+    let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "tm-kill", "");
     let app = submit(cluster, &conf, "examples/exactly-once.yaml");
@@ -386,7 +204,7 @@ async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_data() {
     let _one = support::ONE_AT_A_TIME.lock().await;
-    let cluster = MiniCluster::get();
+    let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     // A short ZooKeeper session, so the killed attempt's latch goes soon after the app fails.
     let conf = conf_dir(
@@ -455,7 +273,7 @@ async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taskmanager_that_never_starts_is_rate_limited_and_fails_the_job() {
     let _one = support::ONE_AT_A_TIME.lock().await;
-    let cluster = MiniCluster::get();
+    let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(
         cluster,
@@ -500,7 +318,7 @@ async fn a_taskmanager_that_never_starts_is_rate_limited_and_fails_the_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_ends_the_app_killed_and_removes_its_ha_data() {
     let _one = support::ONE_AT_A_TIME.lock().await;
-    let cluster = MiniCluster::get();
+    let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "cancel", "");
     let app = submit(cluster, &conf, "examples/exactly-once.yaml");
@@ -529,7 +347,7 @@ async fn cancel_ends_the_app_killed_and_removes_its_ha_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_taskmanager_container_is_lost_by_heartbeat_and_replaced() {
     let _one = support::ONE_AT_A_TIME.lock().await;
-    let cluster = MiniCluster::get();
+    let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(
         cluster,
@@ -538,30 +356,12 @@ async fn a_paused_taskmanager_container_is_lost_by_heartbeat_and_replaced() {
     );
     let app = submit(cluster, &conf, "examples/exactly-once.yaml");
     wait_checkpoints(&rest, &app, 3).await;
-    let (_, am) = current_am_container(&rest, &app).await;
     let before = containers_of(cluster, &app);
-    // A container whose TaskManager runs a subtask now (TaskManager ids are `tm-<container>`).
-    let jm = support::jobmanager_of(&rest, &app)
+    let victim = busy_taskmanager_container(&rest, &app)
         .await
-        .expect("the JobManager");
-    let tms = JobManagerClient::new(&jm, Duration::from_secs(3))
-        .taskmanagers()
-        .await
-        .unwrap();
-    let victim = tms
-        .iter()
-        .filter(|t| t.free_slots == 0)
-        .find_map(|t| t.id.strip_prefix("tm-"))
-        .filter(|c| *c != am)
-        .expect("a busy TaskManager container")
-        .to_string();
+        .expect("a busy TaskManager container");
     let paused = Instant::now();
-    let out = cluster.run("pause", &[&victim]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fault(cluster, "pause", &[&victim]);
     // Expected: the 5 s timeout, a restart delay and a replacement container: about 10 s.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -609,7 +409,7 @@ async fn a_paused_taskmanager_container_is_lost_by_heartbeat_and_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_am_killed_between_the_end_and_unregister_still_ends_succeeded() {
     let _one = support::ONE_AT_A_TIME.lock().await;
-    let cluster = MiniCluster::get();
+    let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "end-kill", "");
     let app = submit_with_env(
@@ -660,7 +460,7 @@ async fn an_am_killed_between_the_end_and_unregister_still_ends_succeeded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taskmanagers_outlive_a_zookeeper_session_expiry_and_re_register() {
     let _one = support::ONE_AT_A_TIME.lock().await;
-    let cluster = MiniCluster::get();
+    let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let proxy = crate::support::proxy::TcpProxy::start(cluster.zk_quorum()).await;
     let dir = conf_dir_on(

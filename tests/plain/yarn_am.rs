@@ -192,6 +192,7 @@ async fn amrm_token_rollover_keeps_the_am_working() {
     // The RM wants the rolling interval above 3x the AM expiry; Hadoop's own tests use 13 s / 4 s.
     let cluster = MiniCluster::start_with(
         "-rollover",
+        1,
         &[
             "yarn.am.liveness-monitor.expiry-interval-ms=4000",
             "yarn.resourcemanager.am-rm-tokens.master-key-rolling-interval-secs=13",

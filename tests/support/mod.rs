@@ -13,6 +13,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the fixture
 
 pub mod proxy;
+pub mod yarn_app;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,12 +43,25 @@ pub fn run_script() -> PathBuf {
 }
 
 impl MiniCluster {
-    /// The cluster of this test binary, started on first use.
+    /// The cluster of this test binary, started on first use (1 DataNode).
     pub fn get() -> &'static MiniCluster {
-        CLUSTER.get_or_init(|| match std::env::var_os("YARNFLOW_MINICLUSTER_DIR") {
+        Self::shared(1)
+    }
+
+    /// The cluster of this test binary with `datanodes` DataNodes (replication 2 from 2 on),
+    /// started on first use. A binary asks for one size only.
+    pub fn shared(datanodes: u32) -> &'static MiniCluster {
+        let cluster = CLUSTER.get_or_init(|| match std::env::var_os("YARNFLOW_MINICLUSTER_DIR") {
             Some(dir) => Self::reuse(PathBuf::from(dir)),
-            None => Self::start(),
-        })
+            None => Self::start_owned("", datanodes, &[]),
+        });
+        assert_eq!(
+            cluster.datanodes(),
+            datanodes,
+            "{} runs another number of DataNodes",
+            cluster.dir.display()
+        );
+        cluster
     }
 
     fn reuse(dir: PathBuf) -> MiniCluster {
@@ -61,17 +75,13 @@ impl MiniCluster {
         Self::load(dir)
     }
 
-    fn start() -> MiniCluster {
-        Self::start_owned("", &[])
+    /// Starts another cluster of this test binary with `datanodes` DataNodes and extra Hadoop
+    /// settings (`key=value`), owned and torn down exactly like the shared one.
+    pub fn start_with(name: &str, datanodes: u32, overrides: &[&str]) -> MiniCluster {
+        Self::start_owned(name, datanodes, overrides)
     }
 
-    /// Starts another cluster of this test binary with extra Hadoop settings
-    /// (`key=value`), owned and torn down exactly like the shared one.
-    pub fn start_with(name: &str, overrides: &[&str]) -> MiniCluster {
-        Self::start_owned(name, overrides)
-    }
-
-    fn start_owned(name: &str, overrides: &[&str]) -> MiniCluster {
+    fn start_owned(name: &str, datanodes: u32, overrides: &[&str]) -> MiniCluster {
         let exe = std::env::current_exe().expect("current exe");
         let stem = exe
             .file_stem()
@@ -91,7 +101,13 @@ impl MiniCluster {
         std::fs::create_dir_all(&dir).expect("create the cluster dir");
         OWNED_DIRS.lock().unwrap().push(dir.clone());
         let pid = std::process::id().to_string();
-        let mut tail = vec!["--watch-pid", pid.as_str()];
+        let datanodes = datanodes.to_string();
+        let mut tail = vec![
+            "--watch-pid",
+            pid.as_str(),
+            "--datanodes",
+            datanodes.as_str(),
+        ];
         for o in overrides {
             tail.push("--conf");
             tail.push(o);
@@ -137,6 +153,9 @@ impl MiniCluster {
     }
     pub fn webhdfs(&self) -> &str {
         self.env("WEBHDFS")
+    }
+    pub fn datanodes(&self) -> u32 {
+        self.env("MINICLUSTER_DATANODES").parse().unwrap()
     }
 
     /// The `yarnflow` binary set up for this cluster: `--conf conf`, its Hadoop conf, and the

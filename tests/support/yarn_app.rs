@@ -1,0 +1,318 @@
+//! Driving one yarnflow application on the mini cluster, for the fault tests and the chaos
+//! benchmark: a conf dir with ZooKeeper HA, `yarnflow submit --detached`, the JobManager's view
+//! of the job, the application's attempts and containers, and what the run left behind (its
+//! committed output, znodes, HA blobs and staging directory).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::MiniCluster;
+use yarnflow::hadoop::rest::{AppReport, RmRest};
+use yarnflow::hadoop::webhdfs::WebHdfs;
+use yarnflow::jobmanager::client::JobManagerClient;
+
+/// The job of `examples/exactly-once.yaml` (and of the specs derived from it).
+pub const JOB: &str = "exactly-once";
+
+/// A yarnflow conf dir with ZooKeeper HA on the mini cluster, plus `extra` lines.
+pub fn conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
+    conf_dir_on(cluster, cluster.zk_quorum(), name, extra)
+}
+
+/// [`conf_dir`] with ZooKeeper reached at `quorum` (e.g. through a proxy).
+pub fn conf_dir_on(cluster: &MiniCluster, quorum: &str, name: &str, extra: &str) -> PathBuf {
+    let dir = cluster.dir.join(format!("conf-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("yarnflow.yaml"),
+        format!(
+            "high-availability.type: zookeeper\n\
+             high-availability.storageDir: {}/yarnflow/ha\n\
+             high-availability.zookeeper.quorum: {}\n{extra}",
+            cluster.hdfs_uri(),
+            quorum
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// `yarnflow submit --detached`: returns the application id once the job runs.
+pub fn submit(cluster: &MiniCluster, conf: &Path, spec: &str) -> String {
+    submit_with_env(cluster, conf, spec, &[])
+}
+
+/// [`submit`] with `env` in the submitter's environment (what it passes on reaches the AM
+/// and the TaskManagers, e.g. `YARNFLOW_FAULTS`).
+pub fn submit_with_env(
+    cluster: &MiniCluster,
+    conf: &Path,
+    spec: &str,
+    env: &[(&str, &str)],
+) -> String {
+    let out = cluster
+        .yarnflow(conf)
+        .envs(env.iter().copied())
+        .args(["submit", spec, "--detached"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "submit failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("job {JOB} RUNNING")), "{stdout}");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("application ")?.split_whitespace().next())
+        .expect("the application id is printed")
+        .to_string()
+}
+
+/// The application's report once it is final (panics after `within`).
+pub async fn wait_final(rest: &RmRest, app: &str, within: Duration) -> AppReport {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = rest.application(app).await.unwrap();
+        if r.is_final() {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "{app} still {} ", r.state);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The JobManager's view of the job, once the current attempt serves it.
+pub async fn job_view(rest: &RmRest, app: &str) -> Option<(String, serde_json::Value)> {
+    let jm = super::jobmanager_of(rest, app).await?;
+    let job = JobManagerClient::new(&jm, Duration::from_secs(3))
+        .job(JOB)
+        .await
+        .ok()?;
+    Some((jm, serde_json::to_value(job).unwrap()))
+}
+
+/// Waits until the job has completed `n` checkpoints under the current attempt.
+pub async fn wait_checkpoints(rest: &RmRest, app: &str, n: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((_, v)) = job_view(rest, app).await
+            && v["completed_checkpoints"].as_u64().unwrap_or(0) >= n
+        {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no {n} checkpoints on {app}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The current attempt's number and AM container.
+pub async fn current_am_container(rest: &RmRest, app: &str) -> (i64, String) {
+    let attempts = rest.attempts(app).await.unwrap();
+    let a = attempts.iter().max_by_key(|a| a.id).unwrap();
+    (a.id, a.container_id.clone())
+}
+
+/// A container whose TaskManager runs a subtask now (TaskManager ids are `tm-<container>`),
+/// never the AM's.
+pub async fn busy_taskmanager_container(rest: &RmRest, app: &str) -> Option<String> {
+    let (_, am) = current_am_container(rest, app).await;
+    let jm = super::jobmanager_of(rest, app).await?;
+    let tms = JobManagerClient::new(&jm, Duration::from_secs(3))
+        .taskmanagers()
+        .await
+        .ok()?;
+    tms.iter()
+        .filter(|t| t.free_slots == 0)
+        .filter_map(|t| t.id.strip_prefix("tm-"))
+        .find(|c| *c != am)
+        .map(str::to_string)
+}
+
+/// Containers of `app` that ever ran on the mini cluster's NodeManagers (their log dirs).
+pub fn containers_of(cluster: &MiniCluster, app: &str) -> Vec<String> {
+    fn walk(dir: &Path, app: &str, out: &mut Vec<String>, depth: u32) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name == app {
+                for c in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                    out.push(c.file_name().to_string_lossy().to_string());
+                }
+            } else if depth < 4 && e.path().is_dir() && name != "usercache" {
+                walk(&e.path(), app, out, depth + 1);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&cluster.dir.join("data"), app, &mut out, 0);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `yarn/minicluster/run <verb> <args>`, asserting it succeeded; returns its stdout.
+pub fn fault(cluster: &MiniCluster, verb: &str, args: &[&str]) -> String {
+    let out = cluster.run(verb, args);
+    assert!(
+        out.status.success(),
+        "run {verb} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+pub fn kill_container(cluster: &MiniCluster, container: &str) {
+    fault(cluster, "kill", &[container]);
+}
+
+/// The output directory of the job of `app` (the files sink's default path).
+pub fn output_dir(app: &str) -> String {
+    format!("/user/{}/yarnflow-output/{app}/{JOB}", super::user())
+}
+
+/// What the committed part files of `app` hold, measured against the numbers `0..expected`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub records: u64,
+    pub duplicates: u64,
+    pub missing: u64,
+    /// Lines that are not a number (a torn or truncated part file).
+    pub garbled: u64,
+}
+
+impl Output {
+    pub fn exactly_once(&self) -> bool {
+        self.duplicates == 0 && self.missing == 0 && self.garbled == 0
+    }
+}
+
+/// Reads every committed part file of `app` through WebHDFS.
+pub async fn output(cluster: &MiniCluster, app: &str, expected: u64) -> Output {
+    let web = WebHdfs::new(cluster.webhdfs(), &super::user());
+    let dir = output_dir(app);
+    let mut seen = HashSet::new();
+    let mut out = Output::default();
+    for (name, _) in web.list(&dir).await.unwrap_or_default() {
+        if !name.starts_with("part-") {
+            continue;
+        }
+        let data = web.open(&format!("{dir}/{name}")).await.unwrap();
+        for l in String::from_utf8_lossy(&data).lines() {
+            out.records += 1;
+            match l.parse::<u64>() {
+                Ok(n) if n < expected => {
+                    if !seen.insert(n) {
+                        out.duplicates += 1;
+                    }
+                }
+                _ => out.garbled += 1,
+            }
+        }
+    }
+    out.missing = expected - seen.len() as u64;
+    out
+}
+
+/// Every committed number of the job's output, checked exactly-once against `0..expected`.
+pub async fn check_output_of(cluster: &MiniCluster, app: &str, expected: u64) {
+    let out = output(cluster, app, expected).await;
+    assert!(
+        out.exactly_once() && out.records == expected,
+        "{out:?} in {}",
+        output_dir(app)
+    );
+}
+
+/// [`check_output_of`] for `examples/exactly-once.yaml` (0..1,999,999).
+pub async fn check_output(cluster: &MiniCluster, app: &str) {
+    check_output_of(cluster, app, 2_000_000).await
+}
+
+/// What a finished application left in ZooKeeper and HA storage.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Znodes under the application's cluster id.
+    pub znodes: Vec<String>,
+    /// Entries of the HA storage directory but the job result store's one result.
+    pub blobs: Vec<String>,
+    /// Whether the staging directory is still there.
+    pub staging: bool,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.znodes.is_empty() && self.blobs.is_empty() && !self.staging
+    }
+}
+
+/// Reads what `app` left: `ha inspect --json`, the HA storage directory and the staging
+/// directory. The job result store keeps one result per job by design (Flink's
+/// `JobResultStore`); any other or further entry is a leftover.
+pub async fn leftovers(cluster: &MiniCluster, conf: &Path, app: &str) -> Leftovers {
+    let out = cluster
+        .yarnflow(conf)
+        .args(["ha", "inspect", "--cluster-id", app, "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ha inspect --json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let znodes = report["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["path"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let web = WebHdfs::new(cluster.webhdfs(), &super::user());
+    let mut blobs: Vec<String> = web
+        .list("/yarnflow/ha")
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n == app)
+        .map(|n| format!("/yarnflow/ha/{n}"))
+        .collect();
+    let results = web
+        .list(&format!("/yarnflow/ha/job-result-store/{app}"))
+        .await
+        .unwrap_or_default();
+    blobs.extend(
+        results
+            .iter()
+            .filter(|(n, _)| !n.starts_with(JOB))
+            .chain(results.iter().filter(|(n, _)| n.starts_with(JOB)).skip(1))
+            .map(|(n, _)| format!("/yarnflow/ha/job-result-store/{app}/{n}")),
+    );
+    if results.is_empty() {
+        blobs.push(format!(
+            "(no job result in /yarnflow/ha/job-result-store/{app})"
+        ));
+    }
+    let staging = web
+        .list(&format!("/user/{}/.yarnflow/{app}", super::user()))
+        .await
+        .is_ok();
+    Leftovers {
+        znodes,
+        blobs,
+        staging,
+    }
+}
+
+/// Nothing under the cluster id in ZooKeeper, nothing in HA storage but the job result, no
+/// staging directory.
+pub async fn check_no_ha_data(cluster: &MiniCluster, conf: &Path, app: &str) {
+    let left = leftovers(cluster, conf, app).await;
+    assert!(left.is_empty(), "{app} left {left:?}");
+}
