@@ -9,8 +9,12 @@
 
 mod support;
 
+#[path = "faults/chaos.rs"]
+mod chaos;
 #[path = "faults/ha_zk_restart.rs"]
 mod ha_zk_restart;
+#[path = "faults/hdfs_faults.rs"]
+mod hdfs_faults;
 #[path = "faults/yarn_failover.rs"]
 mod yarn_failover;
 

@@ -12,6 +12,7 @@
 //! * `YARNFLOW_KEEP_MINICLUSTER=1` keeps the stopped cluster's directory (logs, HDFS data).
 #![allow(dead_code)] // each test binary uses a different part of the fixture
 
+pub mod chaos;
 pub mod proxy;
 pub mod yarn_app;
 
