@@ -150,25 +150,16 @@ async fn wait_running(rest: &RmRest, app: &str, attempt: i64, restarts: u64) -> 
 async fn run() {
     let cluster = MiniCluster::get();
     let rest = RmRest::new(cluster.rm_rest());
-    let conf = cluster.dir.join("conf-bench");
-    std::fs::create_dir_all(&conf).unwrap();
     // Failures older than the validity interval do not count toward the 4 attempts.
-    std::fs::write(
-        conf.join("yarnflow.yaml"),
-        format!(
-            "high-availability.type: zookeeper\n\
-             high-availability.storageDir: {}/yarnflow/ha\n\
-             high-availability.zookeeper.quorum: {}\n\
-             yarn.application-attempts: 4\n\
-             yarn.application-attempt-failures-validity-interval: 4000\n\
-             restart-strategy.type: fixed-delay\n\
-             restart-strategy.fixed-delay.attempts: 1000\n\
-             restart-strategy.fixed-delay.delay: 100 ms\n",
-            cluster.hdfs_uri(),
-            cluster.zk_quorum()
-        ),
-    )
-    .unwrap();
+    let conf = support::yarn_app::conf_dir(
+        cluster,
+        "bench",
+        "yarn.application-attempts: 4\n\
+         yarn.application-attempt-failures-validity-interval: 4000\n\
+         restart-strategy.type: fixed-delay\n\
+         restart-strategy.fixed-delay.attempts: 1000\n\
+         restart-strategy.fixed-delay.delay: 100 ms\n",
+    );
     let spec = conf.join("bench.yaml");
     std::fs::write(
         &spec,

@@ -111,13 +111,7 @@ async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
         view["restored_from_checkpoint"].as_u64().is_some(),
         "{view}"
     );
-    let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
-    assert_eq!(
-        (report.state.as_str(), report.final_status.as_str()),
-        ("FINISHED", "SUCCEEDED"),
-        "{}",
-        report.diagnostics
-    );
+    wait_succeeded(&rest, &app, Duration::from_secs(180)).await;
     assert_eq!(rest.attempts(&app).await.unwrap().len(), 2);
     // Adopted, not replaced: attempt 2 started no container but its own AM.
     let after = containers_of(cluster, &app);
@@ -435,13 +429,7 @@ async fn an_am_killed_between_the_end_and_unregister_still_ends_succeeded() {
     let (attempt, am) = current_am_container(&rest, &app).await;
     assert_eq!(attempt, 1);
     kill_container(cluster, &am);
-    let report = wait_final(&rest, &app, Duration::from_secs(120)).await;
-    assert_eq!(
-        (report.state.as_str(), report.final_status.as_str()),
-        ("FINISHED", "SUCCEEDED"),
-        "{}",
-        report.diagnostics
-    );
+    let report = wait_succeeded(&rest, &app, Duration::from_secs(120)).await;
     assert_eq!(rest.attempts(&app).await.unwrap().len(), 2);
     assert!(
         report.diagnostics.contains("under an earlier attempt"),
@@ -494,13 +482,7 @@ async fn taskmanagers_outlive_a_zookeeper_session_expiry_and_re_register() {
         "ZooKeeper cut for 12 s -> job RUNNING under a later attempt: {} ms",
         cut.elapsed().as_millis()
     );
-    let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
-    assert_eq!(
-        (report.state.as_str(), report.final_status.as_str()),
-        ("FINISHED", "SUCCEEDED"),
-        "{}",
-        report.diagnostics
-    );
+    wait_succeeded(&rest, &app, Duration::from_secs(180)).await;
     // The TaskManagers were adopted, not replaced: only AM containers are new.
     let after = containers_of(cluster, &app);
     let new: Vec<&String> = after.iter().filter(|c| !before.contains(c)).collect();

@@ -84,6 +84,19 @@ pub async fn wait_final(rest: &RmRest, app: &str, within: Duration) -> AppReport
     }
 }
 
+/// Waits for the application's end and asserts it FINISHED/SUCCEEDED (with its diagnostics
+/// otherwise).
+pub async fn wait_succeeded(rest: &RmRest, app: &str, within: Duration) -> AppReport {
+    let report = wait_final(rest, app, within).await;
+    assert_eq!(
+        (report.state.as_str(), report.final_status.as_str()),
+        ("FINISHED", "SUCCEEDED"),
+        "{}",
+        report.diagnostics
+    );
+    report
+}
+
 /// The JobManager's view of the job, once the current attempt serves it.
 pub async fn job_view(rest: &RmRest, app: &str) -> Option<(String, serde_json::Value)> {
     let jm = super::jobmanager_of(rest, app).await?;
