@@ -11,6 +11,8 @@ mod support;
 
 #[path = "faults/ha_zk_restart.rs"]
 mod ha_zk_restart;
+#[path = "faults/recovery_blips.rs"]
+mod recovery_blips;
 #[path = "faults/yarn_failover.rs"]
 mod yarn_failover;
 
