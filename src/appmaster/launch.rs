@@ -21,9 +21,15 @@ pub const STAGING_ENV: &str = "YARNFLOW_STAGING_DIR";
 pub const STAGED_FILES_ENV: &str = "YARNFLOW_STAGED_FILES";
 /// Where `files` sinks without a path write (`<dir>/<job id>`).
 pub const OUTPUT_ENV: &str = "YARNFLOW_OUTPUT_DIR";
+/// Who the AM and its TaskManagers are on HDFS without Kerberos: Hadoop's client takes the
+/// user from this variable, else the container's OS user (the NodeManager's, e.g. `yarn`, with
+/// the default container executor). `yarnflow submit` sets it to the submitting user, as
+/// Flink's YARN client does.
+pub const HADOOP_USER_NAME_ENV: &str = "HADOOP_USER_NAME";
 /// Variables a yarnflow process with the `hdfs` feature needs for libhdfs (passed through from
 /// the submitter to the AM, and from the AM to its TaskManagers).
 pub const PASS_THROUGH_ENV: &[&str] = &[
+    HADOOP_USER_NAME_ENV,
     "JAVA_HOME",
     "CLASSPATH",
     "LD_LIBRARY_PATH",

@@ -50,10 +50,23 @@ impl Checks {
     }
 }
 
+/// The Hadoop user this process acts as: who stages files and whose name the AM and its
+/// TaskManagers use on HDFS ([`crate::appmaster::launch::HADOOP_USER_NAME_ENV`]).
 pub fn current_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "root".into())
+    user_from(|k| std::env::var(k).ok())
+}
+
+/// Hadoop's order without Kerberos (`UserGroupInformation`): `HADOOP_USER_NAME` first, then
+/// the login name.
+fn user_from(var: impl Fn(&str) -> Option<String>) -> String {
+    [
+        crate::appmaster::launch::HADOOP_USER_NAME_ENV,
+        "USER",
+        "LOGNAME",
+    ]
+    .into_iter()
+    .find_map(|k| var(k).filter(|v| !v.is_empty()))
+    .unwrap_or_else(|| "root".into())
 }
 
 pub async fn run(cli: &Cli, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
@@ -286,4 +299,30 @@ async fn application_round_trip(
     .await;
     let _ = webhdfs.delete(&staging).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_is_hadoop_user_name_then_the_login_name() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            user_from(env(&[("HADOOP_USER_NAME", "alice"), ("USER", "bob")])),
+            "alice"
+        );
+        assert_eq!(
+            user_from(env(&[("HADOOP_USER_NAME", ""), ("USER", "bob")])),
+            "bob"
+        );
+        assert_eq!(user_from(env(&[("LOGNAME", "carol")])), "carol");
+        assert_eq!(user_from(env(&[])), "root");
+    }
 }

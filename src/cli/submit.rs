@@ -125,7 +125,7 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     progress.status(&format!("staging {fs}{staging}"));
     let files = stage(&webhdfs, &fs, &staging, &config, spec_text).await?;
     let output = format!("{fs}/user/{user}/yarnflow-output/{app}");
-    let env = am_environment(&hadoop, &fs, &staging, &files, &output)?;
+    let env = am_environment(&hadoop, &user, &fs, &staging, &files, &output)?;
     let context = submission_context(&config, args, &spec, max, env, &files)?;
     let attempts = context.max_app_attempts;
     rest.submit_application(&SubmissionContext {
@@ -189,9 +189,10 @@ async fn stage(
 }
 
 /// The AM container's environment: where the scheduler, staging dir, staged files and output
-/// are, and what libhdfs needs.
+/// are, and what libhdfs needs (`user`'s name included: it owns the staging and output dirs).
 fn am_environment(
     hadoop: &HadoopConf,
+    user: &str,
     fs: &str,
     staging: &str,
     files: &[StagedFile],
@@ -210,6 +211,8 @@ fn am_environment(
         (launch::OUTPUT_ENV.to_string(), output.to_string()),
     ];
     env.extend(launch::pass_through_env());
+    env.retain(|(k, _)| k != launch::HADOOP_USER_NAME_ENV);
+    env.push((launch::HADOOP_USER_NAME_ENV.into(), user.into()));
     if !env.iter().any(|(k, _)| k == "LIBHDFS_OPTS") {
         env.push(("LIBHDFS_OPTS".into(), launch::DEFAULT_LIBHDFS_OPTS.into()));
     }
@@ -387,5 +390,30 @@ pub async fn cancel(args: &CancelArgs) -> anyhow::Result<ExitCode> {
             bail!("application {app} did not end within 60 s of the cancel");
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_am_acts_on_hdfs_as_the_submitting_user() {
+        let dir = std::env::temp_dir().join(format!("yarnflow-submit-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("yarn-site.xml"),
+            "<configuration><property><name>yarn.resourcemanager.scheduler.address</name><value>rm:8030</value></property></configuration>",
+        )
+        .unwrap();
+        let hadoop = HadoopConf::load(Some(&dir)).unwrap();
+        let env = am_environment(&hadoop, "alice", "hdfs://nn:8020", "/s", &[], "/o").unwrap();
+        let users: Vec<&str> = env
+            .iter()
+            .filter(|(k, _)| k == launch::HADOOP_USER_NAME_ENV)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(users, ["alice"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

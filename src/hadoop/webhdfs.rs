@@ -158,6 +158,23 @@ impl WebHdfs {
             .collect())
     }
 
+    /// `SETPERMISSION`: `permission` is octal, as `hdfs dfs -chmod` takes it (e.g. `755`).
+    pub async fn set_permission(&self, path: &str, permission: &str) -> Result<(), WebHdfsError> {
+        let url = format!(
+            "{}&permission={permission}",
+            self.url(path, "SETPERMISSION")
+        );
+        self.send(path, self.http.put(url)).await?;
+        Ok(())
+    }
+
+    /// `SETOWNER` (the NameNode allows it to a superuser only).
+    pub async fn set_owner(&self, path: &str, owner: &str) -> Result<(), WebHdfsError> {
+        let url = format!("{}&owner={owner}", self.url(path, "SETOWNER"));
+        self.send(path, self.http.put(url)).await?;
+        Ok(())
+    }
+
     /// Deletes a file or directory (recursively); a missing path is fine.
     pub async fn delete(&self, path: &str) -> Result<(), WebHdfsError> {
         let delete = format!("{}&recursive=true", self.url(path, "DELETE"));

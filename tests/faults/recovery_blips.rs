@@ -1,0 +1,320 @@
+//! Short HA outages around a running job (issue 11): a ZooKeeper server stopped for 3 s under
+//! `tolerate-suspended-connections: true`, and an HA checkpoint blob unreadable when the next
+//! attempt recovers. Neither may end the job or restart it from 0: the job keeps running (or
+//! fails over), or the attempt gives up with the HA data kept and a later attempt recovers.
+//! Each test takes `support::ONE_AT_A_TIME`, as every test of the faults binary does.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::yarn_app::*;
+use crate::support::{self, MiniCluster};
+use yarnflow::hadoop::rest::RmRest;
+use yarnflow::hadoop::webhdfs::WebHdfs;
+
+const SPEC: &str = "examples/exactly-once.yaml";
+
+/// `examples/exactly-once.yaml` with half its numbers (about 15 s at the same rate): enough to
+/// outlast each test's outage and failovers, in half the time.
+fn half_spec(cluster: &MiniCluster) -> (String, u64) {
+    let text = std::fs::read_to_string(support::repo_root().join(SPEC)).unwrap();
+    let half = text.replace("to: 2000000", "to: 1000000");
+    assert_ne!(half, text, "{SPEC} changed: derive the half spec anew");
+    let path = cluster.dir.join("exactly-once-half.yaml");
+    std::fs::write(&path, half).unwrap();
+    (path.to_string_lossy().to_string(), 1_000_000)
+}
+
+/// Polls `app` during and after the outage: never final, still attempt 1 (a tolerant leader
+/// keeps its leadership), the job never terminal. Records `attempt/RM state/job status` (`-`
+/// when the JobManager does not answer).
+async fn observe(rest: &RmRest, app: &str, seen: &mut BTreeSet<String>) {
+    let report = rest.application(app).await.unwrap();
+    assert!(!report.is_final(), "{app} ended: {report:?}");
+    let (attempt, _) = current_am_container(rest, app).await;
+    assert_eq!(attempt, 1, "leadership lost: a new attempt ({seen:?})");
+    let status = match job_view(rest, app).await {
+        Some((_, v)) => v["status"].as_str().unwrap_or_default().to_string(),
+        None => "-".into(),
+    };
+    assert!(
+        !["FINISHED", "FAILED", "CANCELED", "SUSPENDED"].contains(&status.as_str()),
+        "job of {app} {status} during the outage"
+    );
+    seen.insert(format!("{attempt}/{}/{status}", report.state));
+}
+
+/// The ZooKeeper server stops for 3 s under `tolerate-suspended-connections: true`: the AM
+/// keeps its leadership (attempt 1 throughout; with Flink's default `false` the same stop
+/// revokes it and YARN runs attempt 2), the job is never terminal, checkpoints complete again
+/// once ZooKeeper is back, and it finishes exactly once with no HA data left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3_s_zookeeper_stop_under_tolerance_never_ends_the_job() {
+    let _one = support::ONE_AT_A_TIME.lock().await;
+    let cluster = crate::cluster();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(
+        cluster,
+        "zk-blip",
+        "high-availability.zookeeper.client.tolerate-suspended-connections: true\n",
+    );
+    let (spec, numbers) = half_spec(cluster);
+    let app = submit(cluster, &conf, &spec);
+    let before = wait_checkpoints(&rest, &app, 3).await;
+    let latest = before["latest_checkpoint_id"].as_u64().unwrap();
+    let mut seen = BTreeSet::new();
+    fault(cluster, "zk", &["stop"]);
+    let stopped = Instant::now();
+    while stopped.elapsed() < Duration::from_secs(3) {
+        observe(&rest, &app, &mut seen).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    fault(cluster, "zk", &["start"]);
+    let started = Instant::now();
+    // Expected: the client reconnects within a second or two and the next checkpoint
+    // completes; 20 s is three times a generous bound.
+    let deadline = started + Duration::from_secs(20);
+    loop {
+        observe(&rest, &app, &mut seen).await;
+        if let Some((_, v)) = job_view(&rest, &app).await
+            && v["status"] == "RUNNING"
+            && v["latest_checkpoint_id"].as_u64().unwrap_or(0) > latest
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint after {latest} since ZooKeeper is back: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    println!(
+        "ZooKeeper stopped {} ms; then RUNNING with a new checkpoint after {} ms; seen {seen:?}",
+        started.duration_since(stopped).as_millis(),
+        started.elapsed().as_millis()
+    );
+    let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
+    assert_eq!(
+        (report.state.as_str(), report.final_status.as_str()),
+        ("FINISHED", "SUCCEEDED"),
+        "{}",
+        report.diagnostics
+    );
+    check_output_of(cluster, &app, numbers).await;
+    check_no_ha_data(cluster, &conf, &app).await;
+}
+
+/// Not the NameNode's superuser (the user tests run as), so HDFS permissions apply to it.
+const USER: &str = "alice";
+
+/// `/user/alice`, owned by alice; a client acting as her.
+async fn user_home(cluster: &MiniCluster) -> WebHdfs {
+    let admin = WebHdfs::new(cluster.webhdfs(), &support::user());
+    admin.mkdirs(&format!("/user/{USER}")).await.unwrap();
+    admin
+        .set_owner(&format!("/user/{USER}"), USER)
+        .await
+        .unwrap();
+    WebHdfs::new(cluster.webhdfs(), USER)
+}
+
+/// A conf dir with ZooKeeper HA whose storage is in alice's home (she cannot write
+/// `/yarnflow/ha`).
+fn user_conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
+    let dir = cluster.dir.join(format!("conf-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("yarnflow.yaml"),
+        format!(
+            "high-availability.type: zookeeper\n\
+             high-availability.storageDir: {}/user/{USER}/ha\n\
+             high-availability.zookeeper.quorum: {}\n{extra}",
+            cluster.hdfs_uri(),
+            cluster.zk_quorum()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// The blob the completed checkpoint `id`'s pointer names (`ha inspect --json`).
+fn checkpoint_blob(cluster: &MiniCluster, conf: &Path, app: &str, id: u64) -> String {
+    let out = cluster
+        .yarnflow(conf)
+        .args(["ha", "inspect", "--cluster-id", app, "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pointer = format!("{JOB}/checkpoints/{id:019}");
+    report["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["path"].as_str().is_some_and(|p| p.ends_with(&pointer)))
+        .and_then(|n| n["blob"]["path"].as_str())
+        .unwrap_or_else(|| panic!("no pointer {pointer}: {report}"))
+        .to_string()
+}
+
+/// [`output`] of a job whose files sink wrote to alice's home.
+async fn user_output(web: &WebHdfs, app: &str, expected: u64) -> Output {
+    let dir = format!("/user/{USER}/yarnflow-output/{app}/{JOB}");
+    let mut seen = BTreeSet::new();
+    let mut out = Output::default();
+    for (name, _) in web.list(&dir).await.unwrap() {
+        if !name.starts_with("part-") {
+            continue;
+        }
+        let data = web.open(&format!("{dir}/{name}")).await.unwrap();
+        for l in String::from_utf8_lossy(&data).lines() {
+            out.records += 1;
+            match l.parse::<u64>() {
+                Ok(n) if n < expected => {
+                    if !seen.insert(n) {
+                        out.duplicates += 1;
+                    }
+                }
+                _ => out.garbled += 1,
+            }
+        }
+    }
+    out.missing = expected - seen.len() as u64;
+    out
+}
+
+/// [`check_no_ha_data`] for alice's HA storage and staging directory: no znodes, one job
+/// result, nothing else.
+async fn check_no_user_ha_data(cluster: &MiniCluster, conf: &Path, web: &WebHdfs, app: &str) {
+    let out = cluster
+        .yarnflow(conf)
+        .args(["ha", "inspect", "--cluster-id", app, "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["nodes"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    let ha = format!("/user/{USER}/ha");
+    assert!(
+        web.list(&format!("{ha}/{app}")).await.is_err(),
+        "{ha}/{app}"
+    );
+    let results = web
+        .list(&format!("{ha}/job-result-store/{app}"))
+        .await
+        .unwrap();
+    assert!(
+        results.len() == 1 && results[0].0.starts_with(JOB),
+        "{results:?}"
+    );
+    let staging = format!("/user/{USER}/.yarnflow/{app}");
+    assert!(web.list(&staging).await.is_err(), "{staging} is left");
+}
+
+/// The latest completed checkpoint's blob cannot be read when attempt 2 recovers (HDFS
+/// permission denied): attempt 2 must not start the job from 0, nor fail the application; it
+/// exits with the HA data kept, and once the blob is readable again a later attempt restores
+/// the job from that checkpoint, exactly once.
+///
+/// The job runs as alice: the AM and TaskManagers act on HDFS as the submitting user
+/// (`HADOOP_USER_NAME`), so the permission applies to them. Checkpoint 4 is held back (one
+/// acknowledgement dropped; a checkpoint completes only after all arrive, and none is
+/// triggered while it is pending), so checkpoint 3 stays the latest one and its blob stays.
+#[cfg(feature = "fault-points")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_checkpoint_blob_at_recovery_never_restarts_the_job_from_0() {
+    let _one = support::ONE_AT_A_TIME.lock().await;
+    let cluster = crate::cluster();
+    let rest = RmRest::new(cluster.rm_rest());
+    let web = user_home(cluster).await;
+    let admin = WebHdfs::new(cluster.webhdfs(), &support::user());
+    let conf = user_conf_dir(
+        cluster,
+        "unreadable-checkpoint",
+        "yarn.application-attempts: 4\n",
+    );
+    let (spec, numbers) = half_spec(cluster);
+    let app = submit_with_env(
+        cluster,
+        &conf,
+        &spec,
+        &[
+            ("HADOOP_USER_NAME", USER),
+            ("USER", USER),
+            (yarnflow::faults::ENV, "drop-ack:subtask=0,checkpoint=4"),
+        ],
+    );
+    let view = wait_checkpoints(&rest, &app, 3).await;
+    assert_eq!(view["latest_checkpoint_id"], 3, "{view}");
+    let blob = checkpoint_blob(cluster, &conf, &app, 3);
+    admin.set_permission(&blob, "000").await.unwrap();
+    let (_, am) = current_am_container(&rest, &app).await;
+    let killed = Instant::now();
+    kill_container(cluster, &am);
+
+    // Attempt 2 reads checkpoint 3 once (permission denied is not transient) and exits.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempts = rest.attempts(&app).await.unwrap();
+        if attempts.iter().any(|a| a.id == 2 && a.state == "FAILED") {
+            break;
+        }
+        if attempts.iter().any(|a| a.id == 2)
+            && let Some((_, v)) = job_view(&rest, &app).await
+        {
+            assert_ne!(v["status"], "RUNNING", "attempt 2 ran the job: {v}");
+        }
+        assert!(Instant::now() < deadline, "attempt 2 never failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // HDFS's default permission of a new file (umask 022).
+    admin.set_permission(&blob, "644").await.unwrap();
+    println!(
+        "AM SIGKILL -> attempt 2 failed to recover: {} ms",
+        killed.elapsed().as_millis()
+    );
+    let report = rest.application(&app).await.unwrap();
+    assert!(!report.is_final(), "{report:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        if current_am_container(&rest, &app).await.0 >= 3
+            && let Some((_, v)) = job_view(&rest, &app).await
+            && v["status"] == "RUNNING"
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no later attempt ran the job");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "AM SIGKILL -> job RUNNING under attempt {}: {} ms",
+        current_am_container(&rest, &app).await.0,
+        killed.elapsed().as_millis()
+    );
+    assert_eq!(view["restored_from_checkpoint"], 3, "{view}");
+    let logs = cluster
+        .yarnflow(&conf)
+        .args(["logs", &app, "--attempt", "2", "--level", "error"])
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains(&blob) && logs.to_lowercase().contains("permission denied"),
+        "attempt 2 names the blob and the cause: {logs}"
+    );
+
+    let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
+    assert_eq!(
+        (report.state.as_str(), report.final_status.as_str()),
+        ("FINISHED", "SUCCEEDED"),
+        "{}",
+        report.diagnostics
+    );
+    let out = user_output(&web, &app, numbers).await;
+    assert!(out.exactly_once() && out.records == numbers, "{out:?}");
+    check_no_user_ha_data(cluster, &conf, &web, &app).await;
+}
