@@ -5,7 +5,7 @@
 //! Each test takes `support::ONE_AT_A_TIME`, as every test of the faults binary does.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::yarn_app::*;
@@ -13,16 +13,10 @@ use crate::support::{self, MiniCluster};
 use yarnflow::hadoop::rest::RmRest;
 use yarnflow::hadoop::webhdfs::WebHdfs;
 
-const SPEC: &str = "examples/exactly-once.yaml";
-
-/// `examples/exactly-once.yaml` with half its numbers (about 15 s at the same rate): enough to
-/// outlast each test's outage and failovers, in half the time.
+/// The exactly-once example with half its numbers (about 15 s at its rate): enough to outlast
+/// each test's outage and failovers, in half the time.
 fn half_spec(cluster: &MiniCluster) -> (String, u64) {
-    let text = std::fs::read_to_string(support::repo_root().join(SPEC)).unwrap();
-    let half = text.replace("to: 2000000", "to: 1000000");
-    assert_ne!(half, text, "{SPEC} changed: derive the half spec anew");
-    let path = cluster.dir.join("exactly-once-half.yaml");
-    std::fs::write(&path, half).unwrap();
+    let path = exactly_once_spec(cluster, "exactly-once-half", 1_000_000, 66_667);
     (path.to_string_lossy().to_string(), 1_000_000)
 }
 
@@ -94,13 +88,7 @@ async fn a_3_s_zookeeper_stop_under_tolerance_never_ends_the_job() {
         started.duration_since(stopped).as_millis(),
         started.elapsed().as_millis()
     );
-    let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
-    assert_eq!(
-        (report.state.as_str(), report.final_status.as_str()),
-        ("FINISHED", "SUCCEEDED"),
-        "{}",
-        report.diagnostics
-    );
+    wait_succeeded(&rest, &app, Duration::from_secs(180)).await;
     check_output_of(cluster, &app, numbers).await;
     check_no_ha_data(cluster, &conf, &app).await;
 }
@@ -108,34 +96,14 @@ async fn a_3_s_zookeeper_stop_under_tolerance_never_ends_the_job() {
 /// Not the NameNode's superuser (the user tests run as), so HDFS permissions apply to it.
 const USER: &str = "alice";
 
-/// `/user/alice`, owned by alice; a client acting as her.
-async fn user_home(cluster: &MiniCluster) -> WebHdfs {
+/// Creates `/user/alice`, owned by alice.
+async fn user_home(cluster: &MiniCluster) {
     let admin = WebHdfs::new(cluster.webhdfs(), &support::user());
     admin.mkdirs(&format!("/user/{USER}")).await.unwrap();
     admin
         .set_owner(&format!("/user/{USER}"), USER)
         .await
         .unwrap();
-    WebHdfs::new(cluster.webhdfs(), USER)
-}
-
-/// A conf dir with ZooKeeper HA whose storage is in alice's home (she cannot write
-/// `/yarnflow/ha`).
-fn user_conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
-    let dir = cluster.dir.join(format!("conf-{name}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("yarnflow.yaml"),
-        format!(
-            "high-availability.type: zookeeper\n\
-             high-availability.storageDir: {}/user/{USER}/ha\n\
-             high-availability.zookeeper.quorum: {}\n{extra}",
-            cluster.hdfs_uri(),
-            cluster.zk_quorum()
-        ),
-    )
-    .unwrap();
-    dir
 }
 
 /// The blob the completed checkpoint `id`'s pointer names (`ha inspect --json`).
@@ -157,63 +125,6 @@ fn checkpoint_blob(cluster: &MiniCluster, conf: &Path, app: &str, id: u64) -> St
         .to_string()
 }
 
-/// [`output`] of a job whose files sink wrote to alice's home.
-async fn user_output(web: &WebHdfs, app: &str, expected: u64) -> Output {
-    let dir = format!("/user/{USER}/yarnflow-output/{app}/{JOB}");
-    let mut seen = BTreeSet::new();
-    let mut out = Output::default();
-    for (name, _) in web.list(&dir).await.unwrap() {
-        if !name.starts_with("part-") {
-            continue;
-        }
-        let data = web.open(&format!("{dir}/{name}")).await.unwrap();
-        for l in String::from_utf8_lossy(&data).lines() {
-            out.records += 1;
-            match l.parse::<u64>() {
-                Ok(n) if n < expected => {
-                    if !seen.insert(n) {
-                        out.duplicates += 1;
-                    }
-                }
-                _ => out.garbled += 1,
-            }
-        }
-    }
-    out.missing = expected - seen.len() as u64;
-    out
-}
-
-/// [`check_no_ha_data`] for alice's HA storage and staging directory: no znodes, one job
-/// result, nothing else.
-async fn check_no_user_ha_data(cluster: &MiniCluster, conf: &Path, web: &WebHdfs, app: &str) {
-    let out = cluster
-        .yarnflow(conf)
-        .args(["ha", "inspect", "--cluster-id", app, "--json"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        report["nodes"].as_array().map(Vec::len),
-        Some(0),
-        "{report}"
-    );
-    let ha = format!("/user/{USER}/ha");
-    assert!(
-        web.list(&format!("{ha}/{app}")).await.is_err(),
-        "{ha}/{app}"
-    );
-    let results = web
-        .list(&format!("{ha}/job-result-store/{app}"))
-        .await
-        .unwrap();
-    assert!(
-        results.len() == 1 && results[0].0.starts_with(JOB),
-        "{results:?}"
-    );
-    let staging = format!("/user/{USER}/.yarnflow/{app}");
-    assert!(web.list(&staging).await.is_err(), "{staging} is left");
-}
-
 /// The latest completed checkpoint's blob cannot be read when attempt 2 recovers (HDFS
 /// permission denied): attempt 2 must not start the job from 0, nor fail the application; it
 /// exits with the HA data kept, and once the blob is readable again a later attempt restores
@@ -229,10 +140,12 @@ async fn an_unreadable_checkpoint_blob_at_recovery_never_restarts_the_job_from_0
     let _one = support::ONE_AT_A_TIME.lock().await;
     let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
-    let web = user_home(cluster).await;
+    user_home(cluster).await;
     let admin = WebHdfs::new(cluster.webhdfs(), &support::user());
-    let conf = user_conf_dir(
+    let ha_dir = format!("/user/{USER}/ha");
+    let conf = conf_dir_with_storage(
         cluster,
+        &ha_dir,
         "unreadable-checkpoint",
         "yarn.application-attempts: 4\n",
     );
@@ -307,14 +220,9 @@ async fn an_unreadable_checkpoint_blob_at_recovery_never_restarts_the_job_from_0
         "attempt 2 names the blob and the cause: {logs}"
     );
 
-    let report = wait_final(&rest, &app, Duration::from_secs(180)).await;
-    assert_eq!(
-        (report.state.as_str(), report.final_status.as_str()),
-        ("FINISHED", "SUCCEEDED"),
-        "{}",
-        report.diagnostics
-    );
-    let out = user_output(&web, &app, numbers).await;
+    wait_succeeded(&rest, &app, Duration::from_secs(180)).await;
+    let out = output_of(cluster, USER, &app, numbers).await;
     assert!(out.exactly_once() && out.records == numbers, "{out:?}");
-    check_no_user_ha_data(cluster, &conf, &web, &app).await;
+    let left = leftovers_of(cluster, &conf, USER, &ha_dir, &app).await;
+    assert!(left.is_empty(), "{app} left {left:?}");
 }

@@ -247,31 +247,12 @@ fn conf(cluster: &MiniCluster, plan: &Plan) -> PathBuf {
     )
 }
 
-/// The exactly-once example, longer: `0..records` at [`RATE`].
-fn spec(cluster: &MiniCluster, plan: &Plan) -> PathBuf {
-    let path = cluster.dir.join(format!("chaos-{}.yaml", plan.seed));
-    std::fs::write(
-        &path,
-        format!(
-            "name: {}\n\
-             parallelism: 4\n\
-             checkpoint-interval: 500 ms\n\
-             pipeline:\n\
-             \x20 - source: {{ kind: sequence, from: 0, to: {}, rate: {RATE} }}\n\
-             \x20 - sink: {{ kind: files }}\n",
-            yarn_app::JOB,
-            plan.records
-        ),
-    )
-    .unwrap();
-    path
-}
-
 /// Runs `plan` on `cluster` (whose every other use must wait) and reports.
 pub async fn run(cluster: &MiniCluster, plan: &Plan) -> Report {
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf(cluster, plan);
-    let spec = spec(cluster, plan);
+    let spec =
+        yarn_app::exactly_once_spec(cluster, &format!("chaos-{}", plan.seed), plan.records, RATE);
     let t0 = Instant::now();
     let app = yarn_app::submit(cluster, &conf, spec.to_str().unwrap());
     let mut chaos = Chaos {

@@ -22,20 +22,61 @@ pub fn conf_dir(cluster: &MiniCluster, name: &str, extra: &str) -> PathBuf {
 
 /// [`conf_dir`] with ZooKeeper reached at `quorum` (e.g. through a proxy).
 pub fn conf_dir_on(cluster: &MiniCluster, quorum: &str, name: &str, extra: &str) -> PathBuf {
+    write_conf(cluster, quorum, HA_DIR, name, extra)
+}
+
+/// [`conf_dir`] whose HA storage is `ha_dir` (e.g. in a user's home).
+pub fn conf_dir_with_storage(
+    cluster: &MiniCluster,
+    ha_dir: &str,
+    name: &str,
+    extra: &str,
+) -> PathBuf {
+    write_conf(cluster, cluster.zk_quorum(), ha_dir, name, extra)
+}
+
+/// The HA storage directory of [`conf_dir`].
+pub const HA_DIR: &str = "/yarnflow/ha";
+
+fn write_conf(
+    cluster: &MiniCluster,
+    quorum: &str,
+    ha_dir: &str,
+    name: &str,
+    extra: &str,
+) -> PathBuf {
     let dir = cluster.dir.join(format!("conf-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("yarnflow.yaml"),
         format!(
             "high-availability.type: zookeeper\n\
-             high-availability.storageDir: {}/yarnflow/ha\n\
-             high-availability.zookeeper.quorum: {}\n{extra}",
+             high-availability.storageDir: {}{ha_dir}\n\
+             high-availability.zookeeper.quorum: {quorum}\n{extra}",
             cluster.hdfs_uri(),
-            quorum
         ),
     )
     .unwrap();
     dir
+}
+
+/// The exactly-once example with the numbers `0..records` at `rate` per second (all
+/// subtasks), written to the cluster dir as `<name>.yaml`.
+pub fn exactly_once_spec(cluster: &MiniCluster, name: &str, records: u64, rate: u64) -> PathBuf {
+    let path = cluster.dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name: {JOB}\n\
+             parallelism: 4\n\
+             checkpoint-interval: 500 ms\n\
+             pipeline:\n\
+             \x20 - source: {{ kind: sequence, from: 0, to: {records}, rate: {rate} }}\n\
+             \x20 - sink: {{ kind: files }}\n",
+        ),
+    )
+    .unwrap();
+    path
 }
 
 /// `yarnflow submit --detached`: returns the application id once the job runs.
@@ -184,9 +225,10 @@ pub fn kill_container(cluster: &MiniCluster, container: &str) {
     fault(cluster, "kill", &[container]);
 }
 
-/// The output directory of the job of `app` (the files sink's default path).
-pub fn output_dir(app: &str) -> String {
-    format!("/user/{}/yarnflow-output/{app}/{JOB}", super::user())
+/// The output directory of the job of `app` submitted by `user` (the files sink's default
+/// path).
+pub fn output_dir(user: &str, app: &str) -> String {
+    format!("/user/{user}/yarnflow-output/{app}/{JOB}")
 }
 
 /// What the committed part files of `app` hold, measured against the numbers `0..expected`.
@@ -207,8 +249,13 @@ impl Output {
 
 /// Reads every committed part file of `app` through WebHDFS.
 pub async fn output(cluster: &MiniCluster, app: &str, expected: u64) -> Output {
-    let web = WebHdfs::new(cluster.webhdfs(), &super::user());
-    let dir = output_dir(app);
+    output_of(cluster, &super::user(), app, expected).await
+}
+
+/// [`output`] of an application `user` submitted.
+pub async fn output_of(cluster: &MiniCluster, user: &str, app: &str, expected: u64) -> Output {
+    let web = WebHdfs::new(cluster.webhdfs(), user);
+    let dir = output_dir(user, app);
     let mut seen = HashSet::new();
     let mut out = Output::default();
     for (name, _) in web.list(&dir).await.unwrap_or_default() {
@@ -238,7 +285,7 @@ pub async fn check_output_of(cluster: &MiniCluster, app: &str, expected: u64) {
     assert!(
         out.exactly_once() && out.records == expected,
         "{out:?} in {}",
-        output_dir(app)
+        output_dir(&super::user(), app)
     );
 }
 
@@ -268,6 +315,17 @@ impl Leftovers {
 /// directory. The job result store keeps one result per job by design (Flink's
 /// `JobResultStore`); any other or further entry is a leftover.
 pub async fn leftovers(cluster: &MiniCluster, conf: &Path, app: &str) -> Leftovers {
+    leftovers_of(cluster, conf, &super::user(), HA_DIR, app).await
+}
+
+/// [`leftovers`] of an application `user` submitted with HA storage `ha_dir`.
+pub async fn leftovers_of(
+    cluster: &MiniCluster,
+    conf: &Path,
+    user: &str,
+    ha_dir: &str,
+    app: &str,
+) -> Leftovers {
     let out = cluster
         .yarnflow(conf)
         .args(["ha", "inspect", "--cluster-id", app, "--json"])
@@ -286,34 +344,30 @@ pub async fn leftovers(cluster: &MiniCluster, conf: &Path, app: &str) -> Leftove
         .flatten()
         .map(|n| n["path"].as_str().unwrap_or_default().to_string())
         .collect();
-    let web = WebHdfs::new(cluster.webhdfs(), &super::user());
+    let web = WebHdfs::new(cluster.webhdfs(), user);
     let mut blobs: Vec<String> = web
-        .list("/yarnflow/ha")
+        .list(ha_dir)
         .await
         .unwrap_or_default()
         .into_iter()
         .map(|(n, _)| n)
         .filter(|n| n == app)
-        .map(|n| format!("/yarnflow/ha/{n}"))
+        .map(|n| format!("{ha_dir}/{n}"))
         .collect();
-    let results = web
-        .list(&format!("/yarnflow/ha/job-result-store/{app}"))
-        .await
-        .unwrap_or_default();
+    let result_dir = format!("{ha_dir}/job-result-store/{app}");
+    let results = web.list(&result_dir).await.unwrap_or_default();
     blobs.extend(
         results
             .iter()
             .filter(|(n, _)| !n.starts_with(JOB))
             .chain(results.iter().filter(|(n, _)| n.starts_with(JOB)).skip(1))
-            .map(|(n, _)| format!("/yarnflow/ha/job-result-store/{app}/{n}")),
+            .map(|(n, _)| format!("{result_dir}/{n}")),
     );
     if results.is_empty() {
-        blobs.push(format!(
-            "(no job result in /yarnflow/ha/job-result-store/{app})"
-        ));
+        blobs.push(format!("(no job result in {result_dir})"));
     }
     let staging = web
-        .list(&format!("/user/{}/.yarnflow/{app}", super::user()))
+        .list(&format!("/user/{user}/.yarnflow/{app}"))
         .await
         .is_ok();
     Leftovers {
