@@ -5,13 +5,11 @@
 //! Each test takes `support::ONE_AT_A_TIME`, as every test of the faults binary does.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::yarn_app::*;
 use crate::support::{self, MiniCluster};
 use yarnflow::hadoop::rest::RmRest;
-use yarnflow::hadoop::webhdfs::WebHdfs;
 
 /// The exactly-once example with half its numbers (about 15 s at its rate): enough to outlast
 /// each test's outage and failovers, in half the time.
@@ -93,12 +91,14 @@ async fn a_3_s_zookeeper_stop_under_tolerance_never_ends_the_job() {
     check_no_ha_data(cluster, &conf, &app).await;
 }
 
+#[cfg(feature = "fault-points")]
 /// Not the NameNode's superuser (the user tests run as), so HDFS permissions apply to it.
 const USER: &str = "alice";
 
+#[cfg(feature = "fault-points")]
 /// Creates `/user/alice`, owned by alice.
 async fn user_home(cluster: &MiniCluster) {
-    let admin = WebHdfs::new(cluster.webhdfs(), &support::user());
+    let admin = yarnflow::hadoop::webhdfs::WebHdfs::new(cluster.webhdfs(), &support::user());
     admin.mkdirs(&format!("/user/{USER}")).await.unwrap();
     admin
         .set_owner(&format!("/user/{USER}"), USER)
@@ -106,8 +106,9 @@ async fn user_home(cluster: &MiniCluster) {
         .unwrap();
 }
 
+#[cfg(feature = "fault-points")]
 /// The blob the completed checkpoint `id`'s pointer names (`ha inspect --json`).
-fn checkpoint_blob(cluster: &MiniCluster, conf: &Path, app: &str, id: u64) -> String {
+fn checkpoint_blob(cluster: &MiniCluster, conf: &std::path::Path, app: &str, id: u64) -> String {
     let out = cluster
         .yarnflow(conf)
         .args(["ha", "inspect", "--cluster-id", app, "--json"])
@@ -141,7 +142,7 @@ async fn an_unreadable_checkpoint_blob_at_recovery_never_restarts_the_job_from_0
     let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     user_home(cluster).await;
-    let admin = WebHdfs::new(cluster.webhdfs(), &support::user());
+    let admin = yarnflow::hadoop::webhdfs::WebHdfs::new(cluster.webhdfs(), &support::user());
     let ha_dir = format!("/user/{USER}/ha");
     let conf = conf_dir_with_storage(
         cluster,
