@@ -19,6 +19,20 @@ pub struct FileStatus {
     /// Milliseconds since the epoch: YARN's LocalResource timestamp.
     pub modification_time: i64,
     pub is_dir: bool,
+    /// The file's replication factor (0 for a directory).
+    pub replication: u16,
+}
+
+impl FileStatus {
+    /// A `FileStatus` JSON object of the WebHDFS API.
+    fn from_json(s: &serde_json::Value) -> FileStatus {
+        FileStatus {
+            length: s["length"].as_i64().unwrap_or_default(),
+            modification_time: s["modificationTime"].as_i64().unwrap_or_default(),
+            is_dir: s["type"] == "DIRECTORY",
+            replication: s["replication"].as_u64().unwrap_or_default() as u16,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -125,12 +139,7 @@ impl WebHdfs {
             .json()
             .await
             .map_err(|e| Self::failed(path, e))?;
-        let s = &v["FileStatus"];
-        Ok(FileStatus {
-            length: s["length"].as_i64().unwrap_or_default(),
-            modification_time: s["modificationTime"].as_i64().unwrap_or_default(),
-            is_dir: s["type"] == "DIRECTORY",
-        })
+        Ok(FileStatus::from_json(&v["FileStatus"]))
     }
 
     /// The names of a directory's children (`LISTSTATUS`); a missing directory is `NotFound`.
@@ -148,11 +157,7 @@ impl WebHdfs {
             .map(|s| {
                 (
                     s["pathSuffix"].as_str().unwrap_or_default().to_string(),
-                    FileStatus {
-                        length: s["length"].as_i64().unwrap_or_default(),
-                        modification_time: s["modificationTime"].as_i64().unwrap_or_default(),
-                        is_dir: s["type"] == "DIRECTORY",
-                    },
+                    FileStatus::from_json(s),
                 )
             })
             .collect())

@@ -3,7 +3,8 @@
 //!
 //! libhdfs starts a JVM on first use and reads the Hadoop jars from `CLASSPATH`. When `CLASSPATH`
 //! is unset we take `YARNFLOW_HADOOP_CLASSPATH` (what the mini cluster's `cluster.env` and
-//! `yarnflow submit` provide), so callers need not know about JNI.
+//! `yarnflow submit` provide), so callers need not know about JNI; `HADOOP_CONF_DIR` goes first
+//! on it, so the cluster's `*-site.xml` apply.
 //!
 //! hdrs maps most Java exceptions to one errno (255), so errors are classified by operation: a
 //! read is preceded by a stat, which tells "not found" apart from I/O failures.
@@ -55,6 +56,20 @@ fn ensure_classpath() {
             && let Some(cp) = std::env::var_os(HADOOP_CLASSPATH_ENV)
         {
             unsafe { std::env::set_var("CLASSPATH", cp) };
+        }
+        // The cluster's core-site.xml and hdfs-site.xml (replication, nameservices, ...) reach
+        // libhdfs's Configuration only from the classpath: put HADOOP_CONF_DIR first, as
+        // `hadoop classpath` and YARN's `yarn.application.classpath` do.
+        if let (Some(conf), Some(cp)) = (
+            std::env::var_os("HADOOP_CONF_DIR"),
+            std::env::var_os("CLASSPATH"),
+        ) && !std::env::split_paths(&cp).any(|p| p == conf)
+        {
+            let mut entries = vec![std::path::PathBuf::from(conf)];
+            entries.extend(std::env::split_paths(&cp));
+            if let Ok(joined) = std::env::join_paths(entries) {
+                unsafe { std::env::set_var("CLASSPATH", joined) };
+            }
         }
         // Our log4j settings, added to the user's LIBHDFS_OPTS unless they name their own.
         let opts = std::env::var("LIBHDFS_OPTS").unwrap_or_default();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::support::yarn_app::*;
 use crate::support::{self, MiniCluster};
 use yarnflow::hadoop::rest::RmRest;
+use yarnflow::hadoop::webhdfs::WebHdfs;
 
 /// Runs the exactly-once job on `cluster`, stops DataNode `index` once `n` checkpoints have
 /// completed, keeps it stopped for `outage`, starts it again, and checks the end: SUCCEEDED,
@@ -45,6 +46,14 @@ async fn job_through_a_datanode_stop(
     wait_succeeded(&rest, &app, Duration::from_secs(180)).await;
     check_output(cluster, &app).await;
     check_no_ha_data(cluster, &conf, &app).await;
+    // The AM and TaskManagers wrote with the cluster's hdfs-site.xml (HADOOP_CONF_DIR on
+    // libhdfs's classpath): its replication, not Hadoop's default of 3 that 2 DataNodes can
+    // never satisfy.
+    let web = WebHdfs::new(cluster.webhdfs(), &support::user());
+    let expected = cluster.datanodes().min(2) as u16;
+    for (name, status) in web.list(&output_dir(&support::user(), &app)).await.unwrap() {
+        assert_eq!(status.replication, expected, "{name}");
+    }
     app
 }
 

@@ -207,7 +207,10 @@ async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_d
         "yarn.application-attempts: 2\n\
          high-availability.zookeeper.client.session-timeout: 6 s\n",
     );
-    let app = submit(cluster, &conf, "examples/exactly-once.yaml");
+    // Ten times the example's numbers: the job must still run when the second AM is killed,
+    // however slow the restarts are.
+    let spec = exactly_once_spec(cluster, "exactly-once-long", 20_000_000, 66_667);
+    let app = submit(cluster, &conf, spec.to_str().unwrap());
     for attempt in 1..=2 {
         let deadline = Instant::now() + Duration::from_secs(60);
         while current_am_container(&rest, &app).await.0 != attempt {

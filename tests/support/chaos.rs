@@ -375,9 +375,11 @@ impl Chaos<'_> {
                 .trim_start_matches("minicluster: ")
                 .to_string(),
             FaultKind::DnStop => {
-                // Always the second one: re-replication to a restarted DataNode may stall in
-                // the mini cluster (`run dn start`), so the first must keep every block.
-                let index = "1".to_string();
+                // `dn start` waits for the re-replication, so either may stop next time.
+                let index = self
+                    .rng
+                    .random_range(0..self.cluster.datanodes())
+                    .to_string();
                 yarn_app::fault(self.cluster, "dn", &["stop", &index]);
                 tokio::time::sleep(OUTAGE).await;
                 yarn_app::fault(self.cluster, "dn", &["start", &index]);

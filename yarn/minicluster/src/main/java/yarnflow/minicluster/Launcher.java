@@ -467,10 +467,10 @@ public final class Launcher {
       }
       long reportedMs = (System.nanoTime() - t0) / 1_000_000;
       // With every DataNode back, also wait for the re-replication of the blocks written while
-      // this one was away, as long as it makes progress: under a job's write load the
-      // NameNode may stop choosing the restarted DataNode as a target after a few dozen
-      // transfers ("required storage types are unavailable"), so the wait ends once the count
-      // of under-replicated blocks has not reached a new low for 3 s.
+      // this one was away: only then can any one DataNode stop again without a block going
+      // missing (the chaos run stops them in turn). Blocks that cannot get more replicas (a
+      // file's replication above the DataNodes; a writer may ask for more) end the wait once
+      // the count of under-replicated blocks has not reached a new low for 3 s.
       FSNamesystem ns = dfs.getNameNode().getNamesystem();
       long low = ns.getLowRedundancyBlocks();
       if (dataNodesRunning == numDataNodes) {
