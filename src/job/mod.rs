@@ -1,7 +1,9 @@
 //! Jobs: the YAML spec users write, the job graph stored for it (spec and run id), the sources
-//! a subtask reads, the operators it chains, and the exactly-once file sink.
+//! a subtask reads, the operators it chains, the exactly-once file sink, and the key groups
+//! keyed records and state are spread over.
 
 pub mod graph;
+pub mod key_groups;
 pub mod operators;
 pub mod sink;
 pub mod source;
