@@ -488,6 +488,7 @@ mod tests {
                 .unwrap(),
             Some(1.5)
         );
+        assert_eq!(c.i64("pipeline.max-parallelism").unwrap(), Some(-1));
         assert!(c.unknown_keys().is_empty());
     }
 

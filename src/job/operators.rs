@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{FilterSpec, KeySpec, MapFunction, MapSpec, Step};
+use super::spec::{FilterSpec, KeyBySpec, MapFunction, MapSpec, Step};
 
 /// One record: a number (sequence source) or a line of text (text-files source).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +36,14 @@ impl Record {
 pub enum Operator {
     Map(MapSpec),
     Filter(FilterSpec),
-    /// Keyed running count per key (`value % modulus`, or the whole line for text).
+    /// Keyed running count per key (the key of the key-by before it).
     Count {
-        key: KeySpec,
+        key: KeyBySpec,
         counts: BTreeMap<String, i64>,
     },
     /// Keyed running sum per key.
     Sum {
-        key: KeySpec,
+        key: KeyBySpec,
         sums: BTreeMap<String, i64>,
     },
 }
@@ -54,29 +54,39 @@ pub struct OperatorState {
     pub keyed: BTreeMap<String, i64>,
 }
 
-fn key_of(k: &KeySpec, r: &Record) -> String {
-    match r.number() {
-        Some(n) => n.rem_euclid(k.modulus).to_string(),
-        None => r.to_line(),
+/// The key of a record under a key-by.
+pub fn key_of(k: &KeyBySpec, r: &Record) -> String {
+    match (k, r.number()) {
+        (KeyBySpec::Modulus(m), Some(n)) => n.rem_euclid(*m).to_string(),
+        (KeyBySpec::Modulus(_), None) | (KeyBySpec::Line, _) => r.to_line(),
     }
 }
 
 impl Operator {
-    /// The transform of a pipeline step (sources and sinks are not operators).
-    pub fn from_step(step: &Step) -> Option<Operator> {
-        match step {
+    /// The transform of a pipeline step (sources, sinks and key-bys are not operators);
+    /// `key` is the key-by right before it, which a keyed step needs.
+    pub fn from_step(step: &Step, key: Option<&KeyBySpec>) -> Result<Option<Operator>, String> {
+        Ok(match step {
             Step::Map(m) => Some(Operator::Map(m.clone())),
             Step::Filter(f) => Some(Operator::Filter(f.clone())),
-            Step::Count(k) => Some(Operator::Count {
-                key: k.clone(),
-                counts: BTreeMap::new(),
-            }),
-            Step::Sum(k) => Some(Operator::Sum {
-                key: k.clone(),
-                sums: BTreeMap::new(),
-            }),
-            Step::Source(_) | Step::Sink(_) => None,
-        }
+            Step::Count | Step::Sum => {
+                let key = key
+                    .ok_or_else(|| format!("{} needs a key-by right before it", step.kind()))?
+                    .clone();
+                Some(if matches!(step, Step::Count) {
+                    Operator::Count {
+                        key,
+                        counts: BTreeMap::new(),
+                    }
+                } else {
+                    Operator::Sum {
+                        key,
+                        sums: BTreeMap::new(),
+                    }
+                })
+            }
+            Step::Source(_) | Step::KeyBy(_) | Step::Sink(_) => None,
+        })
     }
 
     /// Processes one record; `None` drops it.
@@ -132,10 +142,21 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn from_steps(steps: &[Step]) -> Chain {
-        Chain {
-            operators: steps.iter().filter_map(Operator::from_step).collect(),
+    /// The operators of `steps`. A key-by is no operator here: at parallelism 1 (all a key-by
+    /// runs at until the keyed exchange exists) one subtask owns every key group, so the
+    /// records need no partitioning; it gives the keyed step after it its key.
+    pub fn from_steps(steps: &[Step]) -> Result<Chain, String> {
+        let mut operators = Vec::new();
+        let mut previous: Option<&Step> = None;
+        for step in steps {
+            let key = match previous {
+                Some(Step::KeyBy(k)) => Some(k),
+                _ => None,
+            };
+            operators.extend(Operator::from_step(step, key)?);
+            previous = Some(step);
         }
+        Ok(Chain { operators })
     }
 
     pub fn process(&mut self, mut r: Record) -> Option<Record> {
@@ -164,11 +185,11 @@ mod tests {
     #[test]
     fn chain_maps_filters_counts_and_snapshots() {
         let spec = JobSpec::parse(
-            "name: t\npipeline:\n  - source: { kind: sequence }\n  - map: { function: add, value: 1 }\n  - filter: { modulus: 2, equals: 0 }\n  - count: { modulus: 3 }\n  - sink: { kind: files }\n",
+            "name: t\npipeline:\n  - source: { kind: sequence }\n  - map: { function: add, value: 1 }\n  - filter: { modulus: 2, equals: 0 }\n  - key-by: { modulus: 3 }\n  - count\n  - sink: { kind: files }\n",
             "t.yaml",
         )
         .unwrap();
-        let mut chain = Chain::from_steps(&spec.pipeline);
+        let mut chain = Chain::from_steps(&spec.pipeline).unwrap();
         let out: Vec<String> = (0..6)
             .filter_map(|n| chain.process(Record::Int(n)))
             .map(|r| r.to_line())
@@ -176,8 +197,33 @@ mod tests {
         // 0..6 +1 = 1..7, evens 2,4,6 → keys 2,1,0.
         assert_eq!(out, vec!["2,1", "1,1", "0,1"]);
         let state = chain.snapshot();
-        let mut restored = Chain::from_steps(&spec.pipeline);
+        let mut restored = Chain::from_steps(&spec.pipeline).unwrap();
         restored.restore(&state);
         assert_eq!(restored.process(Record::Int(1)).unwrap().to_line(), "2,2");
+    }
+
+    #[test]
+    fn keyed_sum_and_line_keys() {
+        let spec = JobSpec::parse(
+            "name: t\npipeline:\n  - source: { kind: text-files, paths: [\"file:///x\"] }\n  - key-by: line\n  - sum\n  - sink: { kind: files }\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let mut chain = Chain::from_steps(&spec.pipeline).unwrap();
+        let out: Vec<String> = ["7", "7", "a", "-2"]
+            .into_iter()
+            .filter_map(|t| chain.process(Record::Text(t.into())))
+            .map(|r| r.to_line())
+            .collect();
+        assert_eq!(out, vec!["7,7", "7,14", "a,0", "-2,-2"]);
+        // Modulus keys numbers by n mod m (never negative), other lines by the line.
+        let m = KeyBySpec::Modulus(3);
+        assert_eq!(key_of(&m, &Record::Int(-1)), "2");
+        assert_eq!(key_of(&m, &Record::Text(" 4 ".into())), "1");
+        assert_eq!(key_of(&m, &Record::Text("x".into())), "x");
+        assert_eq!(key_of(&KeyBySpec::Line, &Record::Int(-1)), "-1");
+        // Without a key-by (a pipeline that skipped validation) the chain is refused.
+        let e = Chain::from_steps(&[Step::Count]).unwrap_err();
+        assert!(e.contains("count needs a key-by"), "{e}");
     }
 }

@@ -13,6 +13,23 @@
 //!
 //! A pipeline is one source, any number of transforms, one sink: each subtask runs the chain
 //! with forward edges. Errors name the file, the line and column, and the offending key.
+//!
+//! # Keyed steps
+//! `count` and `sum` keep state per key, so they need a keyed stream: a `key-by` right before
+//! them says what the key is (Flink's `keyBy(..).sum(..)`; as with a `KeyedStream`, the key-by
+//! keys only the step right after it):
+//!
+//! ```yaml
+//!   - key-by: { modulus: 10 }   # numbers by n mod 10; a line that is not a number by itself
+//!   - count                     # emits `key,count` per record (`sum`: `key,sum`)
+//! ```
+//!
+//! `key-by: line` keys by the whole record, as the line a sink would write; a later
+//! `key-by: { selector: NAME }` will name a user's key selector. A key-by hash-partitions the
+//! records into key groups (`pipeline.max-parallelism`, [`key_groups`](super::key_groups)) and
+//! starts a new stage of the execution plan ([`plan`](super::plan)). Until the keyed exchange
+//! between subtasks exists, a spec with a key-by runs at parallelism 1 only, where one subtask
+//! owns every key group, and is refused at any other.
 
 use std::path::Path;
 use std::time::Duration;
@@ -57,10 +74,12 @@ pub enum Step {
     Source(SourceSpec),
     Map(MapSpec),
     Filter(FilterSpec),
-    /// Keyed count within a subtask: emits `key,count` per record.
-    Count(KeySpec),
-    /// Keyed sum within a subtask: emits `key,sum` per record.
-    Sum(KeySpec),
+    /// Partitions the stream by key for the keyed step after it.
+    KeyBy(KeyBySpec),
+    /// Keyed running count (after a key-by): emits `key,count` per record.
+    Count,
+    /// Keyed running sum of the numbers (after a key-by): emits `key,sum` per record.
+    Sum,
     Sink(SinkSpec),
 }
 
@@ -70,10 +89,16 @@ impl Step {
             Step::Source(_) => "source",
             Step::Map(_) => "map",
             Step::Filter(_) => "filter",
-            Step::Count(_) => "count",
-            Step::Sum(_) => "sum",
+            Step::KeyBy(_) => "key-by",
+            Step::Count => "count",
+            Step::Sum => "sum",
             Step::Sink(_) => "sink",
         }
+    }
+
+    /// Keeps state per key, so it needs a keyed stream (a key-by right before it).
+    pub fn is_keyed(&self) -> bool {
+        matches!(self, Step::Count | Step::Sum)
     }
 }
 
@@ -119,11 +144,15 @@ pub struct FilterSpec {
     pub equals: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct KeySpec {
-    /// The key of a record is `value % modulus`.
-    pub modulus: i64,
+/// What a key-by keys records by (`key-by: { modulus: 10 }`, `key-by: line`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyBySpec {
+    /// A number's `n mod modulus` (never negative); a text line that is not a number is its
+    /// own key.
+    Modulus(i64),
+    /// The whole record, as the line a sink would write.
+    Line,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,10 +180,10 @@ impl JobSpec {
             SpecError {
                 file: file.to_string(),
                 location,
-                message: msg.replace("unknown variant", "unknown step or kind"),
+                message: friendlier(&msg),
             }
         })?;
-        spec.validate(file)?;
+        spec.validate(file, text)?;
         Ok(spec)
     }
 
@@ -168,10 +197,16 @@ impl JobSpec {
         JobSpec::parse(&text, &file)
     }
 
-    fn validate(&self, file: &str) -> Result<(), SpecError> {
+    fn validate(&self, file: &str, text: &str) -> Result<(), SpecError> {
         let err = |m: String| SpecError {
             file: file.to_string(),
             location: String::new(),
+            message: m,
+        };
+        // Errors about one step point at it in the text.
+        let step_err = |i: usize, m: String| SpecError {
+            file: file.to_string(),
+            location: step_location(text, i),
             message: m,
         };
         if self.parallelism == 0 {
@@ -180,70 +215,44 @@ impl JobSpec {
         match self.pipeline.first() {
             Some(Step::Source(_)) => {}
             Some(other) => {
-                return Err(err(format!(
-                    "pipeline[0]: the pipeline starts with a source, not a {}",
-                    other.kind()
-                )));
+                return Err(step_err(
+                    0,
+                    format!(
+                        "pipeline[0]: the pipeline starts with a source, not a {}",
+                        other.kind()
+                    ),
+                ));
             }
             None => return Err(err("pipeline: empty; it needs a source and a sink".into())),
         }
         match self.pipeline.last() {
             Some(Step::Sink(_)) if self.pipeline.len() >= 2 => {}
             _ => {
-                return Err(err(format!(
-                    "pipeline[{}]: the pipeline ends with a sink",
-                    self.pipeline.len().saturating_sub(1)
-                )));
+                let last = self.pipeline.len().saturating_sub(1);
+                return Err(step_err(
+                    last,
+                    format!("pipeline[{last}]: the pipeline ends with a sink"),
+                ));
             }
         }
         for (i, s) in self.pipeline.iter().enumerate() {
             let inner = i > 0 && i + 1 < self.pipeline.len();
             if inner && matches!(s, Step::Source(_) | Step::Sink(_)) {
-                return Err(err(format!(
-                    "pipeline[{i}]: a {} may only stand at the {}",
-                    s.kind(),
-                    if matches!(s, Step::Source(_)) {
-                        "start"
-                    } else {
-                        "end"
-                    }
-                )));
-            }
-            match s {
-                Step::Filter(f) if f.modulus == 0 => {
-                    return Err(err(format!("pipeline[{i}].filter.modulus: must not be 0")));
-                }
-                Step::Count(k) | Step::Sum(k) if k.modulus == 0 => {
-                    return Err(err(format!(
-                        "pipeline[{i}].{}.modulus: must not be 0",
-                        s.kind()
-                    )));
-                }
-                Step::Map(m) if m.function == MapFunction::Mod && m.value == 0 => {
-                    return Err(err(format!("pipeline[{i}].map.value: mod by 0")));
-                }
-                Step::Source(SourceSpec::Sequence {
-                    from, to: Some(to), ..
-                }) if to < from => {
-                    return Err(err(format!(
-                        "pipeline[{i}].source.to: {to} is below from {from}"
-                    )));
-                }
-                Step::Source(SourceSpec::TextFiles { paths }) => {
-                    if paths.is_empty() {
-                        return Err(err(format!(
-                            "pipeline[{i}].source.paths: empty; list at least one file URI"
-                        )));
-                    }
-                    for (j, p) in paths.iter().enumerate() {
-                        if !(p.starts_with("hdfs://") || p.starts_with("file:///")) {
-                            return Err(err(format!(
-                                "pipeline[{i}].source.paths[{j}]: '{p}' is not a file URI; write hdfs://host:port/path or file:///absolute/path"
-                            )));
+                return Err(step_err(
+                    i,
+                    format!(
+                        "pipeline[{i}]: a {} may only stand at the {}",
+                        s.kind(),
+                        if matches!(s, Step::Source(_)) {
+                            "start"
+                        } else {
+                            "end"
                         }
-                    }
-                }
-                _ => {}
+                    ),
+                ));
+            }
+            if let Some(m) = self.step_problem(i) {
+                return Err(step_err(i, m));
             }
         }
         if let Some(ci) = &self.checkpoint_interval {
@@ -251,6 +260,57 @@ impl JobSpec {
                 .map_err(|e| err(format!("checkpoint-interval: {e}")))?;
         }
         Ok(())
+    }
+
+    /// What is wrong with step `i` on its own or where it stands, if anything.
+    fn step_problem(&self, i: usize) -> Option<String> {
+        let s = &self.pipeline[i];
+        let previous = i.checked_sub(1).map(|p| &self.pipeline[p]);
+        Some(match s {
+            Step::Filter(f) if f.modulus == 0 => {
+                format!("pipeline[{i}].filter.modulus: must not be 0")
+            }
+            Step::KeyBy(KeyBySpec::Modulus(0)) => {
+                format!("pipeline[{i}].key-by.modulus: must not be 0")
+            }
+            Step::Map(m) if m.function == MapFunction::Mod && m.value == 0 => {
+                format!("pipeline[{i}].map.value: mod by 0")
+            }
+            Step::Source(SourceSpec::Sequence {
+                from, to: Some(to), ..
+            }) if to < from => format!("pipeline[{i}].source.to: {to} is below from {from}"),
+            Step::Source(SourceSpec::TextFiles { paths }) if paths.is_empty() => {
+                format!("pipeline[{i}].source.paths: empty; list at least one file URI")
+            }
+            Step::Source(SourceSpec::TextFiles { paths }) => {
+                let (j, p) = paths
+                    .iter()
+                    .enumerate()
+                    .find(|(_, p)| !(p.starts_with("hdfs://") || p.starts_with("file:///")))?;
+                format!(
+                    "pipeline[{i}].source.paths[{j}]: '{p}' is not a file URI; write hdfs://host:port/path or file:///absolute/path"
+                )
+            }
+            s if s.is_keyed() && !matches!(previous, Some(Step::KeyBy(_))) => {
+                let earlier = self.pipeline[..i]
+                    .iter()
+                    .rposition(|s| matches!(s, Step::KeyBy(_)))
+                    .map(|j| {
+                        format!("; the key-by at pipeline[{j}] keys only the step right after it")
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "pipeline[{i}]: {} keeps state per key, so it needs a key-by right before it (e.g. `- key-by: {{ modulus: 10 }}` or `- key-by: line`){earlier}",
+                    s.kind()
+                )
+            }
+            // Until the keyed exchange exists each subtask would count only its own records.
+            Step::KeyBy(_) if self.parallelism > 1 => format!(
+                "pipeline[{i}]: key-by needs the keyed exchange between subtasks, which yarnflow does not have yet: run this job with parallelism: 1 (it has {})",
+                self.parallelism
+            ),
+            _ => return None,
+        })
     }
 
     /// The checkpoint interval, if checkpointing is on.
@@ -276,6 +336,106 @@ impl JobSpec {
                 .collect();
             slug.trim_matches('-').to_string()
         })
+    }
+}
+
+/// serde's wording made to read as spec errors.
+fn friendlier(msg: &str) -> String {
+    let msg = msg.replace("unknown variant", "unknown step or kind");
+    let bare = "invalid type: map, expected unit variant";
+    if !msg.contains(bare) {
+        return msg;
+    }
+    let msg = msg.replace(bare, "expected a bare word, not settings");
+    // `- count: { modulus: 3 }`: the key moved to the key-by.
+    if msg.starts_with("pipeline[") && msg.contains("]: expected a bare word") {
+        format!(
+            "{msg} (`- count` and `- sum` take no settings: the key-by before them sets the key)"
+        )
+    } else {
+        msg
+    }
+}
+
+/// Where step `index` of the pipeline starts in `text` (":line:column"), or "" if not found. The
+/// parsed spec keeps no positions, so this reads the text again up to that step and refuses
+/// it: the parser's error carries the position.
+fn step_location(text: &str, index: usize) -> String {
+    use serde::de::DeserializeSeed;
+    match PipelineProbe(index).deserialize(serde_yaml_ng::Deserializer::from_str(text)) {
+        Err(e) => e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default(),
+        Ok(()) => String::new(),
+    }
+}
+
+/// Finds the top-level `pipeline` of a spec, then its step `.0`.
+struct PipelineProbe(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for PipelineProbe {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PipelineProbe {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a job spec")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "pipeline" {
+                return map.next_value_seed(StepProbe(self.0));
+            }
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+/// Skips `.0` steps, then refuses the next one (every `visit_*` left at its default).
+struct StepProbe(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StepProbe {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StepProbe {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("pipeline steps")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        for _ in 0..self.0 {
+            if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+        }
+        seq.next_element::<Refused>()?;
+        Ok(())
+    }
+}
+
+/// Deserializes from nothing: the error names where it stood.
+struct Refused;
+
+impl<'de> Deserialize<'de> for Refused {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Refused, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Refused;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("nothing")
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -353,6 +513,147 @@ mod tests {
         );
         assert!(JobSpec::parse("[1", "j").is_err());
         assert!(JobSpec::parse("", "j").is_err());
+    }
+
+    fn keyed(steps: &str) -> String {
+        format!(
+            "name: k\npipeline:\n  - source: {{ kind: sequence, to: 10 }}\n{steps}  - sink: {{ kind: files }}\n"
+        )
+    }
+
+    #[test]
+    fn key_by_parses_in_both_shapes() {
+        let s = JobSpec::parse(
+            &keyed("  - key-by: { modulus: 3 }\n  - count\n  - key-by: line\n  - sum\n"),
+            "k.yaml",
+        )
+        .unwrap();
+        assert_eq!(s.pipeline[1], Step::KeyBy(KeyBySpec::Modulus(3)));
+        assert_eq!(s.pipeline[2], Step::Count);
+        assert_eq!(s.pipeline[3], Step::KeyBy(KeyBySpec::Line));
+        assert_eq!(s.pipeline[4], Step::Sum);
+        assert!(s.pipeline[4].is_keyed() && !s.pipeline[3].is_keyed());
+        // A key-by before a sink (no keyed step) is fine too.
+        assert!(JobSpec::parse(&keyed("  - key-by: line\n"), "k.yaml").is_ok());
+        // The job graph (JSON) and a deployment's pipeline round-trip.
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<JobSpec>(&json).unwrap(), s);
+        let steps = serde_json::to_string(&s.pipeline).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Vec<Step>>(&steps).unwrap(),
+            s.pipeline
+        );
+    }
+
+    #[test]
+    fn keyed_steps_need_a_key_by_right_before_them() {
+        let e = JobSpec::parse(&keyed("  - count\n"), "k.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("k.yaml:4:5: pipeline[1]: count keeps state per key"),
+            "{e}"
+        );
+        assert!(
+            e.contains("key-by right before it") && !e.contains('\n'),
+            "{e}"
+        );
+        let e = JobSpec::parse(
+            &keyed("  - key-by: line\n  - map: { function: add, value: 1 }\n  - sum\n"),
+            "k.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("k.yaml:6:5: pipeline[3]: sum keeps state"),
+            "{e}"
+        );
+        assert!(
+            e.contains("the key-by at pipeline[1] keys only the step right after it"),
+            "{e}"
+        );
+        // The old shape, with the key on the count, says where the key went.
+        let e = JobSpec::parse(&keyed("  - count: { modulus: 3 }\n"), "k.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("k.yaml:4:"), "{e}");
+        assert!(
+            e.contains("pipeline[1]: expected a bare word") && e.contains("key-by"),
+            "{e}"
+        );
+        let e = JobSpec::parse(&keyed("  - key-by: { modulus: 0 }\n  - count\n"), "k.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("k.yaml:4:5: pipeline[1].key-by.modulus: must not be 0"),
+            "{e}"
+        );
+        let e = JobSpec::parse(&keyed("  - key-by: lines\n"), "k.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lines") && e.contains("`modulus`") && e.contains("`line`"),
+            "{e}"
+        );
+        // A key-by can stand neither first nor last.
+        let e = JobSpec::parse(
+            "name: k\npipeline:\n  - key-by: line\n  - sink: { kind: files }\n",
+            "k.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "k.yaml:3:5: pipeline[0]: the pipeline starts with a source, not a key-by"
+            ),
+            "{e}"
+        );
+        let e = JobSpec::parse(
+            "name: k\npipeline:\n  - source: { kind: sequence }\n  - key-by: line\n",
+            "k.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("k.yaml:4:5: pipeline[1]: the pipeline ends with a sink"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn key_by_runs_at_parallelism_one_only_until_the_keyed_exchange_exists() {
+        let spec = keyed("  - key-by: { modulus: 3 }\n  - count\n")
+            .replace("name: k\n", "name: k\nparallelism: 2\n");
+        let e = JobSpec::parse(&spec, "k.yaml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("k.yaml:5:5: pipeline[1]: key-by needs the keyed exchange"),
+            "{e}"
+        );
+        assert!(e.contains("parallelism: 1 (it has 2)"), "{e}");
+    }
+
+    #[test]
+    fn step_errors_point_at_the_step_in_flow_and_block_style() {
+        let e = JobSpec::parse(
+            "name: t\npipeline: [ { source: { kind: sequence } }, { filter: { modulus: 0 } }, { sink: { kind: files } } ]\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("t.yaml:2:45: pipeline[1].filter.modulus"),
+            "{e}"
+        );
+        let e = JobSpec::parse(
+            "name: t\npipeline:\n  - source: { kind: sequence }\n  - sink: { kind: files }\n  - sink: { kind: files }\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("t.yaml:4:5: pipeline[1]: a sink may only stand at the end"),
+            "{e}"
+        );
     }
 }
 

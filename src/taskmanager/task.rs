@@ -119,7 +119,7 @@ async fn run(
         }
         SourceSpec::TextFiles { .. } => None,
     };
-    let mut chain = Chain::from_steps(&cfg.pipeline);
+    let mut chain = Chain::from_steps(&cfg.pipeline).map_err(RuntimeError::InvalidJob)?;
     let mut sink = FileSink::new(cfg.sink_dir.clone(), cfg.run_id.clone(), cfg.subtask);
     if let Some(state) = restore {
         source.restore(state.source).map_err(RuntimeError::Source)?;
