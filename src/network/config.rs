@@ -114,3 +114,24 @@ impl NetworkConfig {
         self.max_frame_size - 64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiled_in_defaults_are_flinks() {
+        assert_eq!(
+            NetworkConfig::from_config(&Config::defaults()).unwrap(),
+            NetworkConfig::default()
+        );
+    }
+
+    #[test]
+    fn a_zero_credit_is_refused_with_its_key() {
+        let mut c = Config::defaults();
+        c.set(BUFFERS_PER_CHANNEL, "0");
+        let e = NetworkConfig::from_config(&c).unwrap_err().to_string();
+        assert!(e.contains(BUFFERS_PER_CHANNEL), "{e}");
+    }
+}
