@@ -24,6 +24,8 @@
 //!   machine;
 //! * [`logging`]: stderr + JSON-lines logs stamped with application, attempt and container;
 //! * [`logs`]: one merged timeline of every attempt's and container's logs;
+//! * [`network`]: the TaskManager ↔ TaskManager data plane: result partitions, input gates,
+//!   credit-based flow control over one TCP connection per TaskManager pair;
 //! * [`taskmanager`]: subtasks (source → chain → sink) driven by barriers, the TaskManager process;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
 //! * [`hadoop`]: Hadoop IPC + SASL, credentials files, YARN AM/NM protocols, RM REST, WebHDFS;
@@ -41,5 +43,6 @@ pub mod jobmanager;
 pub mod local;
 pub mod logging;
 pub mod logs;
+pub mod network;
 pub mod storage;
 pub mod taskmanager;
