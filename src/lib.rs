@@ -24,6 +24,7 @@
 //!   machine;
 //! * [`logging`]: stderr + JSON-lines logs stamped with application, attempt and container;
 //! * [`logs`]: one merged timeline of every attempt's and container's logs;
+//! * [`state`]: keyed state: the heap state backend, `ValueState`/`MapState`, snapshot files;
 //! * [`taskmanager`]: subtasks (source → chain → sink) driven by barriers, the TaskManager process;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
 //! * [`hadoop`]: Hadoop IPC + SASL, credentials files, YARN AM/NM protocols, RM REST, WebHDFS;
@@ -41,5 +42,6 @@ pub mod jobmanager;
 pub mod local;
 pub mod logging;
 pub mod logs;
+pub mod state;
 pub mod storage;
 pub mod taskmanager;
