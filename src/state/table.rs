@@ -15,9 +15,72 @@ use hashbrown::HashMap;
 use super::codec::{Reader, put_varint};
 use super::error::StateError;
 
-/// A serialized key. `Box<[u8]>` (not `Vec`): 16 bytes, looked up by `&[u8]` without
-/// allocating.
-pub type Key = Box<[u8]>;
+/// A serialized key, looked up by `&[u8]` without allocating. Keys of up to
+/// [`Key::INLINE`] bytes (most words, every integer) are held inline: no allocation per key
+/// and no pointer to follow on a lookup; longer ones on the heap.
+#[derive(Clone)]
+pub enum Key {
+    Inline { len: u8, bytes: [u8; Key::INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Key {
+    pub const INLINE: usize = 22;
+
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..*len as usize],
+            Key::Heap(b) => b,
+        }
+    }
+}
+
+impl From<&[u8]> for Key {
+    #[inline]
+    fn from(key: &[u8]) -> Key {
+        if key.len() <= Key::INLINE {
+            let mut bytes = [0; Key::INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            Key::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            Key::Heap(key.into())
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    #[inline]
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+// Hash and equality are the slice's, as `Borrow` requires.
+impl std::hash::Hash for Key {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
+    }
+}
+
+impl PartialEq for Key {
+    #[inline]
+    fn eq(&self, other: &Key) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_slice())
+    }
+}
 
 /// The kinds of keyed state, as the snapshot file records them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +137,7 @@ pub fn write_entries<V>(
     for (key, value) in map {
         scratch.clear();
         encode(value, scratch).map_err(|e| e.to_string())?;
+        let key = key.as_slice();
         put_varint(out, key.len() as u64);
         out.extend_from_slice(key);
         put_varint(out, scratch.len() as u64);
@@ -174,5 +238,29 @@ impl RawTable {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_keys_are_inline_and_every_key_finds_itself() {
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+        let mut m: HashMap<Key, u32> = HashMap::new();
+        let long = [7u8; Key::INLINE + 1];
+        for (i, k) in [&b""[..], b"a", &[9; Key::INLINE], &long]
+            .into_iter()
+            .enumerate()
+        {
+            let key = Key::from(k);
+            assert_eq!(matches!(key, Key::Inline { .. }), k.len() <= Key::INLINE);
+            assert_eq!(key.as_slice(), k);
+            m.insert(key, i as u32);
+        }
+        assert_eq!(m.get(&long[..]), Some(&3));
+        assert_eq!(m.get(&b""[..]), Some(&0));
+        assert_eq!(m.get(&[9u8; Key::INLINE - 1][..]), None);
     }
 }

@@ -354,11 +354,45 @@ async fn damaged_files_are_one_error_naming_the_file_and_the_damage() {
         );
     }
 
-    // A value the registered type cannot decode (the file's counts are not strings).
-    LocalStore
-        .write(&path, Bytes::from(bytes.clone()))
+    // A block offset that points outside the body (the checksum resealed over it).
+    let mut index = bytes.clone();
+    let index_at = n - 16 - 8 * 8;
+    index[index_at..index_at + 8].copy_from_slice(&(n as u64).to_le_bytes());
+    let (index, h) = reseal(index);
+    let e = restore_bytes(&h, index).await.unwrap_err().to_string();
+    assert!(
+        e.contains(&path) && e.contains("key group 0: block offset"),
+        "{e}"
+    );
+
+    // A missing file is the storage layer's error, naming it.
+    let gone = KeyedStateHandle {
+        path: format!("{dir}/gone"),
+        ..handle.clone()
+    };
+    let e = HeapKeyedStateBackend::new(range(0, 7))
+        .restore(&LocalStore, &[gone])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StateError::Storage(s) if s.is_not_found()),
+        "{e}"
+    );
+    assert!(e.to_string().contains("gone"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn values_of_another_type_are_corrupt_or_incompatible() {
+    let dir = temp_dir("other-type");
+    let path = format!("{dir}/count-0");
+    let handle = filled(range(0, 7))
+        .snapshot()
+        .unwrap()
+        .write(&LocalStore, &path)
         .await
         .unwrap();
+    // A value the registered type cannot decode (the file's counts are not strings).
     let mut b = HeapKeyedStateBackend::new(range(0, 7));
     b.restore(&LocalStore, std::slice::from_ref(&handle))
         .await
@@ -393,31 +427,6 @@ async fn damaged_files_are_one_error_naming_the_file_and_the_damage() {
         .unwrap_err();
     assert!(matches!(e, StateError::Incompatible { .. }), "{e}");
 
-    // A block offset that points outside the body (the checksum resealed over it).
-    let mut index = bytes.clone();
-    let index_at = n - 16 - 8 * 8;
-    index[index_at..index_at + 8].copy_from_slice(&(n as u64).to_le_bytes());
-    let (index, h) = reseal(index);
-    let e = restore_bytes(&h, index).await.unwrap_err().to_string();
-    assert!(
-        e.contains(&path) && e.contains("key group 0: block offset"),
-        "{e}"
-    );
-
-    // A missing file is the storage layer's error, naming it.
-    let gone = KeyedStateHandle {
-        path: format!("{dir}/gone"),
-        ..handle.clone()
-    };
-    let e = HeapKeyedStateBackend::new(range(0, 7))
-        .restore(&LocalStore, &[gone])
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&e, StateError::Storage(s) if s.is_not_found()),
-        "{e}"
-    );
-    assert!(e.to_string().contains("gone"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -460,40 +469,40 @@ fn no_resealed_damage_panics() {
 }
 
 /// `cargo test --release --lib state::tests::bench_value_state_updates -- --ignored --nocapture`
+///
+/// A keyed count: set the current key, add one to its `ValueState<u64>`. Records arrive in
+/// stream order; their keys land all over the hash tables.
 #[test]
 #[ignore]
 fn bench_value_state_updates() {
-    const KEYS: u64 = 1_000_000;
-    const UPDATES: u64 = 20_000_000;
     const MAX: u32 = 128;
-    let keys: Vec<([u8; 8], u32)> = (0..KEYS)
-        .map(|i| {
-            let k = i.to_be_bytes();
-            (k, key_group(&k, MAX))
-        })
-        .collect();
-    let mut b = HeapKeyedStateBackend::new(range(0, MAX - 1));
-    let count = b.state(&counts()).unwrap();
-    let mut run = |updates: u64| {
-        let start = Instant::now();
-        // A stride coprime to KEYS visits the keys in a cache-unfriendly order.
-        let mut i = 0u64;
-        for _ in 0..updates {
-            let (k, kg) = &keys[i as usize];
-            b.set_current_key(k, *kg).unwrap();
-            *count.get_or_insert_with(&mut b, || 0) += 1;
-            i = (i + 7_919) % KEYS;
-        }
-        start.elapsed()
-    };
-    let first = run(KEYS);
-    let steady = run(UPDATES);
-    println!(
-        "ValueState<u64> count over {KEYS} keys: first touch {:.2} M updates/s, then {:.2} M updates/s ({UPDATES} updates in {steady:.2?})",
-        KEYS as f64 / first.as_secs_f64() / 1e6,
-        UPDATES as f64 / steady.as_secs_f64() / 1e6,
-    );
-    assert_eq!(b.entries("count"), Some(KEYS));
+    const UPDATES: usize = 20_000_000;
+    for distinct in [1_000_000u64, 10_000] {
+        let keys: Vec<([u8; 8], u32)> = (0..distinct)
+            .map(|i| {
+                let k = i.to_be_bytes();
+                (k, key_group(&k, MAX))
+            })
+            .collect();
+        let mut b = HeapKeyedStateBackend::new(range(0, MAX - 1));
+        let count = b.state(&counts()).unwrap();
+        let mut run = |updates: usize| {
+            let start = Instant::now();
+            for (k, kg) in keys.iter().cycle().take(updates) {
+                b.set_current_key(k, *kg).unwrap();
+                *count.get_or_insert_with(&mut b, || 0) += 1;
+            }
+            start.elapsed()
+        };
+        let first = run(keys.len());
+        let steady = run(UPDATES);
+        println!(
+            "ValueState<u64> count over {distinct} keys: first touch {:.2} M updates/s, then {:.2} M updates/s ({UPDATES} updates in {steady:.2?})",
+            distinct as f64 / first.as_secs_f64() / 1e6,
+            UPDATES as f64 / steady.as_secs_f64() / 1e6,
+        );
+        assert_eq!(b.entries("count"), Some(distinct));
+    }
 }
 
 /// `cargo test --release --lib state::tests::bench_snapshot_and_restore -- --ignored --nocapture`
