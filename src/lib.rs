@@ -26,6 +26,7 @@
 //! * [`logs`]: one merged timeline of every attempt's and container's logs;
 //! * [`network`]: the TaskManager ↔ TaskManager data plane: result partitions, input gates,
 //!   credit-based flow control over one TCP connection per TaskManager pair;
+//! * [`state`]: keyed state: the heap state backend, `ValueState`/`MapState`, snapshot files;
 //! * [`taskmanager`]: subtasks (source → chain → sink) driven by barriers, the TaskManager process;
 //! * [`storage`]: blob storage (HDFS, local files) behind one trait;
 //! * [`hadoop`]: Hadoop IPC + SASL, credentials files, YARN AM/NM protocols, RM REST, WebHDFS;
@@ -44,5 +45,6 @@ pub mod local;
 pub mod logging;
 pub mod logs;
 pub mod network;
+pub mod state;
 pub mod storage;
 pub mod taskmanager;

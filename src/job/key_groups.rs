@@ -110,6 +110,18 @@ impl KeyGroupRange {
     pub fn iter(&self) -> std::ops::RangeInclusive<u32> {
         self.start..=self.end
     }
+
+    /// The position of `key_group` in this range, if it is in it.
+    pub fn index_of(&self, key_group: u32) -> Option<usize> {
+        self.contains(key_group)
+            .then(|| (key_group - self.start) as usize)
+    }
+
+    /// The key groups in both ranges; `None` if they share none.
+    pub fn intersection(&self, other: &KeyGroupRange) -> Option<KeyGroupRange> {
+        let common = KeyGroupRange::new(self.start.max(other.start), self.end.min(other.end));
+        (!common.is_empty()).then_some(common)
+    }
 }
 
 impl IntoIterator for KeyGroupRange {
