@@ -27,7 +27,6 @@ use super::event::Event;
 use super::gate::{GateShared, RemoteConnection};
 use super::ids::ChannelId;
 use super::protocol::{CONNECTION, FrameError, Message, MessageCodec, ReceiverId};
-use super::server::frame_error;
 
 /// Connections to peers, one each, made on first use and replaced once closed.
 pub(crate) struct ConnectionManager {
@@ -268,7 +267,7 @@ impl ClientConnection {
                     detail: "the peer closed the connection".into(),
                 });
             }
-            Some(frame) => frame.map_err(|e| frame_error(self.peer, e))?,
+            Some(frame) => frame.map_err(|e| e.with_peer(self.peer))?,
         };
         match message {
             Message::Buffer {
@@ -351,12 +350,12 @@ async fn write_loop(
             return Ok(());
         };
         loop {
-            sink.feed(message).await.map_err(|e| frame_error(peer, e))?;
+            sink.feed(message).await.map_err(|e| e.with_peer(peer))?;
             match outbound.try_recv() {
                 Ok(m) => message = m,
                 Err(_) => break,
             }
         }
-        sink.flush().await.map_err(|e| frame_error(peer, e))?;
+        sink.flush().await.map_err(|e| e.with_peer(peer))?;
     }
 }

@@ -20,6 +20,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+use super::error::NetworkError;
 use super::event::Event;
 use super::ids::{ChannelId, ResultPartitionId};
 
@@ -70,6 +71,19 @@ pub(crate) enum FrameError {
     Io(std::io::Error),
     /// Not our protocol: what is wrong.
     Invalid(String),
+}
+
+impl FrameError {
+    /// The connection error this is, on the connection with `peer`.
+    pub(crate) fn with_peer(self, peer: std::net::SocketAddr) -> NetworkError {
+        match self {
+            FrameError::Io(e) => NetworkError::ConnectionLost {
+                peer,
+                detail: e.to_string(),
+            },
+            FrameError::Invalid(detail) => NetworkError::Protocol { peer, detail },
+        }
+    }
 }
 
 impl From<std::io::Error> for FrameError {

@@ -32,17 +32,6 @@ use super::protocol::{CONNECTION, FrameError, Message, MessageCodec, ReceiverId}
 /// Writes are coalesced up to this many bytes before the codec flushes on its own.
 const WRITE_COALESCE: usize = 128 * 1024;
 
-/// Maps a codec failure on the connection with `peer` to the data plane's error.
-pub(crate) fn frame_error(peer: SocketAddr, e: FrameError) -> NetworkError {
-    match e {
-        FrameError::Io(e) => NetworkError::ConnectionLost {
-            peer,
-            detail: e.to_string(),
-        },
-        FrameError::Invalid(detail) => NetworkError::Protocol { peer, detail },
-    }
-}
-
 /// Accepts data connections until cancelled.
 pub(crate) struct DataServer {
     pub(crate) listener: TcpListener,
@@ -175,7 +164,7 @@ impl ServerConnection {
     }
 
     fn on_frame(&mut self, frame: Result<Message, FrameError>) -> Result<(), NetworkError> {
-        match frame.map_err(|e| frame_error(self.peer, e))? {
+        match frame.map_err(|e| e.with_peer(self.peer))? {
             Message::PartitionRequest {
                 receiver,
                 channel,
@@ -332,7 +321,7 @@ impl ServerConnection {
             self.sink
                 .feed(message)
                 .await
-                .map_err(|e| frame_error(self.peer, e))?;
+                .map_err(|e| e.with_peer(self.peer))?;
             // Encoded (copied) now: its slot in the subpartition is free.
             drop(buffer);
             wrote = true;
@@ -341,7 +330,7 @@ impl ServerConnection {
             self.sink
                 .flush()
                 .await
-                .map_err(|e| frame_error(self.peer, e))?;
+                .map_err(|e| e.with_peer(self.peer))?;
         }
         Ok(())
     }
