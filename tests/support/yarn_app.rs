@@ -116,11 +116,12 @@ pub fn submit_with_env(
 pub async fn wait_final(rest: &RmRest, app: &str, within: Duration) -> AppReport {
     let deadline = Instant::now() + within;
     loop {
-        let r = rest.application(app).await.unwrap();
-        if r.is_final() {
-            return r;
+        // A failed read (the RM's REST API has transient 503s) is tried again.
+        match rest.application(app).await {
+            Ok(r) if r.is_final() => return r,
+            Ok(r) => assert!(Instant::now() < deadline, "{app} still {} ", r.state),
+            Err(e) => assert!(Instant::now() < deadline, "{app}: {e}"),
         }
-        assert!(Instant::now() < deadline, "{app} still {} ", r.state);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -162,11 +163,24 @@ pub async fn wait_checkpoints(rest: &RmRest, app: &str, n: u64) -> serde_json::V
     }
 }
 
-/// The current attempt's number and AM container.
+/// The current attempt's number and AM container. The RM's REST API fails now and then while
+/// attempts change (a 503 from a ConcurrentModificationException), so a failed read is tried
+/// again for up to 10 s.
 pub async fn current_am_container(rest: &RmRest, app: &str) -> (i64, String) {
-    let attempts = rest.attempts(app).await.unwrap();
-    let a = attempts.iter().max_by_key(|a| a.id).unwrap();
-    (a.id, a.container_id.clone())
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match rest.attempts(app).await {
+            Ok(attempts) if !attempts.is_empty() => {
+                let a = attempts.iter().max_by_key(|a| a.id).unwrap();
+                return (a.id, a.container_id.clone());
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "the attempts of {app}: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A container whose TaskManager runs a subtask now (TaskManager ids are `tm-<container>`),
