@@ -109,12 +109,7 @@ async fn user_home(cluster: &MiniCluster) {
 #[cfg(feature = "fault-points")]
 /// The blob the completed checkpoint `id`'s pointer names (`ha inspect --json`).
 fn checkpoint_blob(cluster: &MiniCluster, conf: &std::path::Path, app: &str, id: u64) -> String {
-    let out = cluster
-        .yarnflow(conf)
-        .args(["ha", "inspect", "--cluster-id", app, "--json"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = ha_inspect(cluster, conf, app);
     let pointer = format!("{JOB}/checkpoints/{id:019}");
     report["nodes"]
         .as_array()

@@ -340,18 +340,7 @@ pub async fn leftovers_of(
     ha_dir: &str,
     app: &str,
 ) -> Leftovers {
-    let out = cluster
-        .yarnflow(conf)
-        .args(["ha", "inspect", "--cluster-id", app, "--json"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "ha inspect --json: {e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report = ha_inspect(cluster, conf, app);
     let znodes = report["nodes"]
         .as_array()
         .into_iter()
@@ -389,6 +378,23 @@ pub async fn leftovers_of(
         blobs,
         staging,
     }
+}
+
+/// `yarnflow ha inspect --cluster-id APP --json`: the znodes of `app`, each with the blob its
+/// pointer names.
+pub fn ha_inspect(cluster: &MiniCluster, conf: &Path, app: &str) -> serde_json::Value {
+    let out = cluster
+        .yarnflow(conf)
+        .args(["ha", "inspect", "--cluster-id", app, "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ha inspect --json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 /// Nothing under the cluster id in ZooKeeper, nothing in HA storage but the job result, no
