@@ -7,16 +7,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support;
+#[cfg(feature = "fault-points")]
+use crate::support::MiniCluster;
 use crate::support::yarn_app::*;
-use crate::support::{self, MiniCluster};
 use yarnflow::hadoop::rest::RmRest;
-
-/// The exactly-once example with half its numbers (about 15 s at its rate): enough to outlast
-/// each test's outage and failovers, in half the time.
-fn half_spec(cluster: &MiniCluster) -> (String, u64) {
-    let path = exactly_once_spec(cluster, "exactly-once-half", 1_000_000, 66_667);
-    (path.to_string_lossy().to_string(), 1_000_000)
-}
 
 /// Polls `app` during and after the outage: never final, still attempt 1 (a tolerant leader
 /// keeps its leadership), the job never terminal. Records `attempt/RM state/job status` (`-`
@@ -51,9 +46,9 @@ async fn a_3_s_zookeeper_stop_under_tolerance_never_ends_the_job() {
         "zk-blip",
         "high-availability.zookeeper.client.tolerate-suspended-connections: true\n",
     );
-    let (spec, numbers) = half_spec(cluster);
+    let spec = half_spec(cluster);
     let app = submit(cluster, &conf, &spec);
-    let before = wait_checkpoints(&rest, &app, 3).await;
+    let before = wait_checkpoints(cluster, &rest, &app, 3).await;
     let latest = before["latest_checkpoint_id"].as_u64().unwrap();
     let mut seen = BTreeSet::new();
     fault(cluster, "zk", &["stop"]);
@@ -87,7 +82,7 @@ async fn a_3_s_zookeeper_stop_under_tolerance_never_ends_the_job() {
         started.elapsed().as_millis()
     );
     wait_succeeded(&rest, &app, Duration::from_secs(180)).await;
-    check_output_of(cluster, &app, numbers).await;
+    check_output_of(cluster, &app, HALF_RECORDS).await;
     check_no_ha_data(cluster, &conf, &app).await;
 }
 
@@ -145,7 +140,7 @@ async fn an_unreadable_checkpoint_blob_at_recovery_never_restarts_the_job_from_0
         "unreadable-checkpoint",
         "yarn.application-attempts: 4\n",
     );
-    let (spec, numbers) = half_spec(cluster);
+    let spec = half_spec(cluster);
     let app = submit_with_env(
         cluster,
         &conf,
@@ -156,7 +151,7 @@ async fn an_unreadable_checkpoint_blob_at_recovery_never_restarts_the_job_from_0
             (yarnflow::faults::ENV, "drop-ack:subtask=0,checkpoint=4"),
         ],
     );
-    let view = wait_checkpoints(&rest, &app, 3).await;
+    let view = wait_checkpoints(cluster, &rest, &app, 3).await;
     assert_eq!(view["latest_checkpoint_id"], 3, "{view}");
     let blob = checkpoint_blob(cluster, &conf, &app, 3);
     admin.set_permission(&blob, "000").await.unwrap();
@@ -217,8 +212,8 @@ async fn an_unreadable_checkpoint_blob_at_recovery_never_restarts_the_job_from_0
     );
 
     wait_succeeded(&rest, &app, Duration::from_secs(180)).await;
-    let out = output_of(cluster, USER, &app, numbers).await;
-    assert!(out.exactly_once() && out.records == numbers, "{out:?}");
+    let out = output_of(cluster, USER, &app, HALF_RECORDS).await;
+    assert!(out.exactly_once() && out.records == HALF_RECORDS, "{out:?}");
     let left = leftovers_of(cluster, &conf, USER, &ha_dir, &app).await;
     assert!(left.is_empty(), "{app} left {left:?}");
 }

@@ -1,8 +1,9 @@
-//! Restart attempts on the real mini cluster: `yarnflow submit` runs `examples/exactly-once.yaml`
-//! under a yarnflow ApplicationMaster; the tests SIGKILL the AM or a TaskManager container
+//! Restart attempts on the real mini cluster: `yarnflow submit` runs the exactly-once example
+//! (most tests its half-length [`half_spec`], which outlasts one fault) under a yarnflow
+//! ApplicationMaster; the tests SIGKILL the AM or a TaskManager container
 //! (`yarn/minicluster/run kill`), freeze a TaskManager (`pause`), kill the AM between the end
 //! and its unregistration (fault point), or cut every ZooKeeper session, and check the
-//! committed output is exactly 0..1,999,999 once each, the final state through the RM REST
+//! committed output holds every number exactly once, the final state through the RM REST
 //! API, and what is left in ZooKeeper and HDFS.
 //!
 //! Each test takes `support::ONE_AT_A_TIME`, as every test of the faults binary does: one
@@ -84,8 +85,8 @@ async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
     let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "am-kill", "");
-    let app = submit(cluster, &conf, "examples/exactly-once.yaml");
-    wait_checkpoints(&rest, &app, 5).await;
+    let app = submit(cluster, &conf, &half_spec(cluster));
+    wait_checkpoints(cluster, &rest, &app, 5).await;
     let (attempt, am) = current_am_container(&rest, &app).await;
     assert_eq!(attempt, 1);
     let before = containers_of(cluster, &app);
@@ -118,7 +119,7 @@ async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
     let new: Vec<&String> = after.iter().filter(|c| !before.contains(c)).collect();
     assert_eq!(new.len(), 1, "attempt 2 started only its AM: {new:?}");
     assert!(new[0].ends_with("_02_000001"), "{new:?}");
-    check_output(cluster, &app).await;
+    check_output_of(cluster, &app, HALF_RECORDS).await;
     check_no_ha_data(cluster, &conf, &app).await;
     check_logs(cluster, &conf, &app);
 }
@@ -129,8 +130,8 @@ async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
     let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "tm-kill", "");
-    let app = submit(cluster, &conf, "examples/exactly-once.yaml");
-    wait_checkpoints(&rest, &app, 5).await;
+    let app = submit(cluster, &conf, &half_spec(cluster));
+    wait_checkpoints(cluster, &rest, &app, 5).await;
     let (_, am) = current_am_container(&rest, &app).await;
     let before = containers_of(cluster, &app);
     let victim = before
@@ -191,7 +192,7 @@ async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
         after.len() > before.len(),
         "a replacement container was started: before {before:?}, after {after:?}"
     );
-    check_output(cluster, &app).await;
+    check_output_of(cluster, &app, HALF_RECORDS).await;
     check_no_ha_data(cluster, &conf, &app).await;
 }
 
@@ -217,7 +218,7 @@ async fn killing_the_am_beyond_the_allowed_attempts_fails_the_app_and_keeps_ha_d
             assert!(Instant::now() < deadline, "attempt {attempt} never started");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        wait_checkpoints(&rest, &app, 2).await;
+        wait_checkpoints(cluster, &rest, &app, 2).await;
         let (_, am) = current_am_container(&rest, &app).await;
         kill_container(cluster, &am);
     }
@@ -318,8 +319,8 @@ async fn cancel_ends_the_app_killed_and_removes_its_ha_data() {
     let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "cancel", "");
-    let app = submit(cluster, &conf, "examples/exactly-once.yaml");
-    wait_checkpoints(&rest, &app, 2).await;
+    let app = submit(cluster, &conf, &half_spec(cluster));
+    wait_checkpoints(cluster, &rest, &app, 2).await;
     let out = cli(cluster, &conf, &["cancel", &app]);
     assert!(out.contains("KILLED"), "{out}");
     let report = rest.application(&app).await.unwrap();
@@ -351,8 +352,8 @@ async fn a_paused_taskmanager_container_is_lost_by_heartbeat_and_replaced() {
         "tm-pause",
         "heartbeat.interval: 1 s\nheartbeat.timeout: 5 s\n",
     );
-    let app = submit(cluster, &conf, "examples/exactly-once.yaml");
-    wait_checkpoints(&rest, &app, 3).await;
+    let app = submit(cluster, &conf, &half_spec(cluster));
+    wait_checkpoints(cluster, &rest, &app, 3).await;
     let before = containers_of(cluster, &app);
     let victim = busy_taskmanager_container(&rest, &app)
         .await
@@ -396,7 +397,7 @@ async fn a_paused_taskmanager_container_is_lost_by_heartbeat_and_replaced() {
         after.len() > before.len(),
         "a replacement started: {after:?}"
     );
-    check_output(cluster, &app).await;
+    check_output_of(cluster, &app, HALF_RECORDS).await;
     check_no_ha_data(cluster, &conf, &app).await;
 }
 
@@ -412,7 +413,7 @@ async fn an_am_killed_between_the_end_and_unregister_still_ends_succeeded() {
     let app = submit_with_env(
         cluster,
         &conf,
-        "examples/exactly-once.yaml",
+        &half_spec(cluster),
         &[(
             yarnflow::faults::ENV,
             "pause-before-unregister:attempt=1,secs=600",
@@ -439,7 +440,7 @@ async fn an_am_killed_between_the_end_and_unregister_still_ends_succeeded() {
         "{}",
         report.diagnostics
     );
-    check_output(cluster, &app).await;
+    check_output_of(cluster, &app, HALF_RECORDS).await;
     check_no_ha_data(cluster, &conf, &app).await;
 }
 
@@ -462,8 +463,8 @@ async fn taskmanagers_outlive_a_zookeeper_session_expiry_and_re_register() {
          high-availability.zookeeper.client.connection-timeout: 2 s\n\
          yarn.application-attempts: 20\n",
     );
-    let app = submit(cluster, &dir, "examples/exactly-once.yaml");
-    wait_checkpoints(&rest, &app, 3).await;
+    let app = submit(cluster, &dir, &half_spec(cluster));
+    wait_checkpoints(cluster, &rest, &app, 3).await;
     let before = containers_of(cluster, &app);
     let cut = Instant::now();
     proxy.cut();
@@ -493,6 +494,6 @@ async fn taskmanagers_outlive_a_zookeeper_session_expiry_and_re_register() {
         new.iter().all(|c| c.ends_with("_000001")),
         "only new AMs started: {new:?}"
     );
-    check_output(cluster, &app).await;
+    check_output_of(cluster, &app, HALF_RECORDS).await;
     check_no_ha_data(cluster, &dir, &app).await;
 }

@@ -92,8 +92,9 @@ impl Plan {
         while faults.len() < n {
             faults.push(*FaultKind::ALL.choose(&mut rng).unwrap());
         }
-        // About 12 s of running per fault (recovery and a checkpoint), and 60 s at least.
-        let records = RATE * (12 * n as u64).max(60);
+        // About 9 s of running per fault (a gap, recovery and a checkpoint: the faults take
+        // 2-4 s of the job's running time each), and 60 s at least.
+        let records = RATE * (9 * n as u64).max(60);
         Plan {
             seed,
             faults,

@@ -324,9 +324,28 @@ fn pid_alive(pid: i32) -> bool {
 extern "C" fn teardown_at_exit() {
     let dirs = OWNED_DIRS.lock().map(|d| d.clone()).unwrap_or_default();
     for dir in dirs {
-        let _ = script(&["down", "--dir"], &dir, &[]);
-        if std::env::var_os("YARNFLOW_KEEP_MINICLUSTER").is_none() {
-            let _ = std::fs::remove_dir_all(&dir);
+        teardown(&dir);
+    }
+}
+
+/// `down`, then the directory goes (unless `YARNFLOW_KEEP_MINICLUSTER` is set).
+fn teardown(dir: &Path) {
+    let _ = script(&["down", "--dir"], dir, &[]);
+    if std::env::var_os("YARNFLOW_KEEP_MINICLUSTER").is_none() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A cluster of [`MiniCluster::start_with`] goes when its test is done with it, so its JVM
+/// does not slow the binary's later tests. (The shared cluster lives in a static, never
+/// dropped: the exit hook takes it down.)
+impl Drop for MiniCluster {
+    fn drop(&mut self) {
+        let mut owned = OWNED_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = owned.iter().position(|d| *d == self.dir) {
+            owned.remove(i);
+            drop(owned);
+            teardown(&self.dir);
         }
     }
 }

@@ -60,6 +60,16 @@ fn write_conf(
     dir
 }
 
+/// The numbers of [`half_spec`].
+pub const HALF_RECORDS: u64 = 1_000_000;
+
+/// The exactly-once example with half its numbers (about 15 s at its rate), for a test whose
+/// job only has to outlast one fault and its recovery: the same checks in half the time.
+pub fn half_spec(cluster: &MiniCluster) -> String {
+    let path = exactly_once_spec(cluster, "exactly-once-half", HALF_RECORDS, 66_667);
+    path.to_string_lossy().into_owned()
+}
+
 /// The exactly-once example with the numbers `0..records` at `rate` per second (all
 /// subtasks), written to the cluster dir as `<name>.yaml`.
 pub fn exactly_once_spec(cluster: &MiniCluster, name: &str, records: u64, rate: u64) -> PathBuf {
@@ -149,16 +159,34 @@ pub async fn job_view(rest: &RmRest, app: &str) -> Option<(String, serde_json::V
     Some((jm, serde_json::to_value(job).unwrap()))
 }
 
-/// Waits until the job has completed `n` checkpoints under the current attempt.
-pub async fn wait_checkpoints(rest: &RmRest, app: &str, n: u64) -> serde_json::Value {
+/// Waits until the job has completed `n` checkpoints under the current attempt. On a timeout
+/// it panics with what it last saw: the app report, the job's view and the app's warnings.
+pub async fn wait_checkpoints(
+    cluster: &MiniCluster,
+    rest: &RmRest,
+    app: &str,
+    n: u64,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
     loop {
-        if let Some((_, v)) = job_view(rest, app).await
-            && v["completed_checkpoints"].as_u64().unwrap_or(0) >= n
-        {
-            return v;
+        if let Some((_, v)) = job_view(rest, app).await {
+            if v["completed_checkpoints"].as_u64().unwrap_or(0) >= n {
+                return v;
+            }
+            last = Some(v);
         }
-        assert!(Instant::now() < deadline, "no {n} checkpoints on {app}");
+        if Instant::now() >= deadline {
+            let report = rest.application(app).await;
+            let logs = cluster.client(&["logs", app, "--level", "warn"]);
+            let logs = String::from_utf8_lossy(&logs.stdout);
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            panic!(
+                "no {n} checkpoints on {app} within 60 s\nreport: {report:?}\njob: {last:?}\n\
+                 warnings and errors (last 60):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -301,11 +329,6 @@ pub async fn check_output_of(cluster: &MiniCluster, app: &str, expected: u64) {
         "{out:?} in {}",
         output_dir(&super::user(), app)
     );
-}
-
-/// [`check_output_of`] for `examples/exactly-once.yaml` (0..1,999,999).
-pub async fn check_output(cluster: &MiniCluster, app: &str) {
-    check_output_of(cluster, app, 2_000_000).await
 }
 
 /// What a finished application left in ZooKeeper and HA storage.
