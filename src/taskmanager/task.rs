@@ -140,6 +140,7 @@ async fn run(
     let mut emitted: u64 = 0;
     let mut finished_reported = false;
     let mut batch = Vec::with_capacity(per_tick);
+    let mut outputs = Vec::new();
     loop {
         tokio::select! {
             biased;
@@ -165,7 +166,8 @@ async fn run(
                 batch.clear();
                 source.poll(per_tick, &mut batch).await.map_err(RuntimeError::Source)?;
                 for r in batch.drain(..) {
-                    if let Some(out) = chain.process(r) {
+                    chain.process(r, None, &mut outputs)?;
+                    for out in outputs.drain(..) {
                         sink.write_line(&out.to_line());
                     }
                     emitted += 1;
