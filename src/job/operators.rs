@@ -229,15 +229,20 @@ impl Chain {
     /// runs at until the keyed exchange exists) one subtask owns every key group, so the
     /// records need no partitioning; it gives the keyed step after it its key.
     pub fn from_steps(steps: &[Step]) -> Result<Chain, String> {
+        Chain::from_stage(steps, None)
+    }
+
+    /// The operators of a stage's `steps`; `input_key` is the key-by of its keyed input edge,
+    /// which the stage's first step follows.
+    pub fn from_stage(steps: &[Step], input_key: Option<&KeyBySpec>) -> Result<Chain, String> {
         let mut operators = Vec::new();
-        let mut previous: Option<&Step> = None;
+        let mut key = input_key;
         for step in steps {
-            let key = match previous {
-                Some(Step::KeyBy(k)) => Some(k),
+            operators.extend(Operator::from_step(step, key)?);
+            key = match step {
+                Step::KeyBy(k) => Some(k),
                 _ => None,
             };
-            operators.extend(Operator::from_step(step, key)?);
-            previous = Some(step);
         }
         Ok(Chain {
             operators,
