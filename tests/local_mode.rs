@@ -655,3 +655,127 @@ fn a_corrupt_checkpoint_at_recovery_exits_non_zero_with_one_line_and_keeps_the_h
     assert!(blob.exists(), "the HA data is kept");
     let _ = std::fs::remove_dir_all(&run.dir);
 }
+
+/// The keyed exchange between `yarnflow local`'s TaskManager processes: a word count
+/// (`text-files` → `key-by: line` → `count` → files) at parallelism 2 on 2 processes, one of
+/// them SIGKILLed mid-job. The whole job restarts from its latest checkpoint; the highest
+/// count per word is its true count, and no `word,count` line is committed twice.
+#[test]
+fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
+    let dir = support::workdir("local-keyed-kill");
+    // A Zipf-like corpus: word i drawn with weight 1/(i+1), from a fixed-seed LCG.
+    let words = 20_000usize;
+    let cumulative: Vec<f64> = (0..words)
+        .scan(0.0, |acc, i| {
+            *acc += 1.0 / (i as f64 + 1.0);
+            Some(*acc)
+        })
+        .collect();
+    let total = cumulative[words - 1];
+    let mut seed = 42u64;
+    let mut truth: BTreeMap<String, u64> = BTreeMap::new();
+    let mut paths = Vec::new();
+    for f in 0..4 {
+        let mut text = String::new();
+        for _ in 0..200_000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (seed >> 11) as f64 / (1u64 << 53) as f64 * total;
+            let w = format!("w{}", cumulative.partition_point(|c| *c < u).min(words - 1));
+            text.push_str(&w);
+            text.push('\n');
+            *truth.entry(w).or_default() += 1;
+        }
+        let path = dir.join(format!("corpus-{f}.txt"));
+        std::fs::write(&path, text).unwrap();
+        paths.push(format!("\"file://{}\"", path.display()));
+    }
+    let spec = dir.join("wordcount.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: keyed-kill\nparallelism: 2\ncheckpoint-interval: 200 ms\npipeline:\n  - source: {{ kind: text-files, paths: [{}] }}\n  - key-by: line\n  - count\n  - sink: {{ kind: files }}\n",
+            paths.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut child = support::yarnflow(&["local"])
+        .arg(&spec)
+        .args(["--taskmanagers", "2", "--workdir"])
+        .arg(dir.join("work"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut transcript = String::new();
+    let (mut rest, mut victim) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        transcript.push_str(&line);
+        transcript.push('\n');
+        if let Some(url) = line.strip_prefix("REST API: ") {
+            rest = Some(url.to_string());
+        }
+        if let Some(pid) = line
+            .strip_prefix("taskmanager 0 started (pid ")
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            victim = Some(pid.parse::<i32>().unwrap());
+            break;
+        }
+    }
+    let client = JobManagerClient::new(&rest.expect("REST address"), Duration::from_secs(10));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !client
+            .job("keyed-kill")
+            .await
+            .is_ok_and(|j| j.completed_checkpoints >= 1)
+        {
+            assert!(Instant::now() < deadline, "no checkpoint within 60 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    unsafe {
+        libc::kill(victim.expect("TaskManager pids are printed"), libc::SIGKILL);
+    }
+    for line in lines {
+        transcript.push_str(&line.unwrap());
+        transcript.push('\n');
+    }
+    assert!(child.wait().unwrap().success(), "{transcript}");
+    assert!(transcript.contains("FINISHED"), "{transcript}");
+    assert!(!transcript.contains(" 0 restarts"), "{transcript}");
+    let committed = support::committed(&dir.join("work/output"));
+    let duplicated: Vec<_> = committed
+        .counts()
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .take(5)
+        .collect();
+    assert!(
+        duplicated.is_empty(),
+        "duplicated lines {duplicated:?}\n{transcript}"
+    );
+    let mut highest: BTreeMap<String, u64> = BTreeMap::new();
+    for l in &committed.lines {
+        let (word, count) = l.rsplit_once(',').expect("word,count");
+        let c = highest.entry(word.to_string()).or_default();
+        *c = (*c).max(count.parse().unwrap());
+    }
+    let wrong: Vec<_> = truth
+        .iter()
+        .filter(|(w, n)| highest.get(*w) != Some(n))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "wrong counts (word, true) {wrong:?}\n{transcript}"
+    );
+    assert_eq!(highest.len(), truth.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -51,7 +51,8 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
         restart,
         checkpoint_timeout: Duration::from_secs(10),
         tolerable_failed_checkpoints: 0,
-        runtime: Arc::new(job_master::InProcess),
+        max_parallelism: -1,
+        runtime: Arc::new(job_master::InProcess::default()),
         leadership: tokio_util::sync::CancellationToken::new(),
         graph_persisted: false,
         recovery: job_master::RecoveryPolicy::default(),
@@ -200,7 +201,7 @@ async fn a_recovered_job_keeps_its_run_id() {
     let (dispatcher, mut outcomes) = Dispatcher::new(
         ha,
         Arc::new(Config::defaults()),
-        Arc::new(job_master::InProcess),
+        Arc::new(job_master::InProcess::default()),
         None,
         tokio_util::sync::CancellationToken::new(),
     );

@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::ha::LeaderRetrieval;
 use crate::ha::config::{HaConfig, HaType};
 use crate::ha::zookeeper::{ZkCluster, ZkLeaderRetrieval};
+use crate::network::{NetworkConfig, NetworkEnvironment};
+use crate::taskmanager::exchange::TaskNetwork;
 use crate::taskmanager::executor::{self, LeaderSource, TaskManagerConfig};
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +46,7 @@ pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<Exi
         .clone()
         .unwrap_or_else(|| format!("taskmanager-{}", std::process::id()));
     let shutdown = CancellationToken::new();
+    let network = start_network(&config, &shutdown).await?;
     // Background work that ends with this function (dropping the set aborts it).
     let mut background = tokio::task::JoinSet::new();
     // Start libhdfs's JVM now, not when the first subtask opens its HDFS sink: a replacement
@@ -89,6 +92,7 @@ pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<Exi
                 .unwrap_or_default(),
             heartbeat_interval: config.value(Config::duration, "heartbeat.interval")?,
             heartbeat_timeout: config.value(Config::duration, "heartbeat.timeout")?,
+            network: Some(network),
         },
         shutdown.clone(),
     );
@@ -101,4 +105,26 @@ pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The TaskManager's data server for the keyed exchange, on `taskmanager.data.port` (0: any
+/// free port), advertised under the host YARN names (`NM_HOST`), else the loopback address
+/// (local mode's child processes).
+async fn start_network(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<TaskNetwork> {
+    let port = config.value(Config::u64, "taskmanager.data.port")?;
+    let port = u16::try_from(port)
+        .map_err(|_| anyhow::anyhow!("taskmanager.data.port: {port} is not a port (0..65535)"))?;
+    let network_config = NetworkConfig::from_config(config)?;
+    let env =
+        NetworkEnvironment::start(network_config, ([0, 0, 0, 0], port).into(), shutdown).await?;
+    let host = std::env::var("NM_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let address = format!("{host}:{}", env.data_address().port());
+    tracing::info!(data_address = %address, "data server listening");
+    Ok(TaskNetwork {
+        env: std::sync::Arc::new(env),
+        address,
+    })
 }

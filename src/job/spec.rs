@@ -304,11 +304,6 @@ impl JobSpec {
                     s.kind()
                 )
             }
-            // Until the keyed exchange exists each subtask would count only its own records.
-            Step::KeyBy(_) if self.parallelism > 1 => format!(
-                "pipeline[{i}]: key-by needs the keyed exchange between subtasks, which yarnflow does not have yet: run this job with parallelism: 1 (it has {})",
-                self.parallelism
-            ),
             _ => return None,
         })
     }
@@ -621,15 +616,10 @@ mod tests {
     }
 
     #[test]
-    fn key_by_runs_at_parallelism_one_only_until_the_keyed_exchange_exists() {
+    fn key_by_runs_at_any_parallelism() {
         let spec = keyed("  - key-by: { modulus: 3 }\n  - count\n")
             .replace("name: k\n", "name: k\nparallelism: 2\n");
-        let e = JobSpec::parse(&spec, "k.yaml").unwrap_err().to_string();
-        assert!(
-            e.starts_with("k.yaml:5:5: pipeline[1]: key-by needs the keyed exchange"),
-            "{e}"
-        );
-        assert!(e.contains("parallelism: 1 (it has 2)"), "{e}");
+        assert_eq!(JobSpec::parse(&spec, "k.yaml").unwrap().parallelism, 2);
     }
 
     #[test]

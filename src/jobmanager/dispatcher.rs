@@ -314,7 +314,7 @@ mod tests {
         Dispatcher::new(
             ha,
             Arc::new(Config::defaults()),
-            Arc::new(InProcess),
+            Arc::new(InProcess::default()),
             None,
             CancellationToken::new(),
         )

@@ -48,6 +48,13 @@ pub enum RuntimeError {
     /// The source failed (a missing input file, ...); its message names what and where.
     #[error("{0}")]
     Source(String),
+    /// The keyed exchange failed (a lost data connection, a producer gone, a record that does
+    /// not decode): the subtask fails, and with it its connected region.
+    #[error("keyed exchange: {0}")]
+    Network(#[from] crate::network::NetworkError),
+    /// An operator failed on a record (its keyed state refused it, a value does not decode).
+    #[error("operator {operator}: {message}")]
+    Operator { operator: String, message: String },
     /// The sink's storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

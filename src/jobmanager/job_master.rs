@@ -1,7 +1,11 @@
 //! One job master: runs a job's subtasks, triggers checkpoints, completes them through the HA
-//! checkpoint store, restarts a failed subtask alone (region failover: every subtask is its own
-//! region with forward edges) under the restart strategy, and cleans up when the job is
-//! globally terminal.
+//! checkpoint store, restarts a failed subtask's region under the restart strategy (the
+//! subtask alone in a single-stage job; every subtask once a keyed edge connects them all),
+//! and cleans up when the job is globally terminal.
+//!
+//! A job's subtasks are its [`ExecutionPlan`]'s stages' subtasks, numbered over all stages
+//! (stage `s`'s subtask `i` is execution vertex `s × parallelism + i`). Deployments go out
+//! stage by stage, so that each consumer's deployment names where its producers run.
 //!
 //! The decisions are the [`Scheduler`]'s (pure, unit-tested); this module is the I/O around it:
 //! a `JobMaster` task owning the job's deployments, whose `select!` loop feeds the scheduler
@@ -37,9 +41,11 @@ use crate::ha::{
     StoredCheckpoint,
 };
 use crate::job::graph::{JobGraph, RunId};
+use crate::job::plan::{ExecutionPlan, StageInput};
 use crate::job::sink;
 use crate::job::spec::JobSpec;
 use crate::storage::Location;
+use crate::taskmanager::exchange::{Exchange, KeyedInput, KeyedOutput};
 use crate::taskmanager::task::{SubtaskState, TaskCommand, TaskConfig, TaskEvent};
 
 // Where they used to live; callers name them through here.
@@ -67,6 +73,8 @@ pub struct JobMasterConfig {
     pub recovery: RecoveryPolicy,
     /// Retries of the HA cleanup once the job is globally terminal (`cleanup-strategy`).
     pub cleanup: RetryStrategy,
+    /// `pipeline.max-parallelism` (-1: derived from the parallelism).
+    pub max_parallelism: i64,
 }
 
 /// How a job master reads the checkpoint store when it starts: a ZooKeeper or storage error is
@@ -126,6 +134,10 @@ impl JobMasterConfig {
                 ..RecoveryPolicy::default()
             },
             cleanup: RetryStrategy::cleanup(config)?,
+            max_parallelism: config.value(
+                crate::config::Config::i64,
+                crate::job::key_groups::MAX_PARALLELISM_KEY,
+            )?,
             spec,
             run_id: RunId::random(),
             sink_dir,
@@ -372,6 +384,8 @@ struct JobMaster {
     counter: Arc<dyn CheckpointIdCounter>,
     /// The decisions: which subtasks run, restarts, checkpoints, the job's status.
     core: Scheduler,
+    /// The job's stages (or why it has none: a bad `pipeline.max-parallelism`).
+    plan: Result<ExecutionPlan, String>,
     /// Deployed subtasks; each is stopped and awaited before the job master ends.
     tasks: BTreeMap<u32, Deployed>,
     /// Every deployment reports its subtask's events here.
@@ -401,7 +415,11 @@ impl JobMaster {
             cfg.checkpoint_timeout,
             cfg.tolerable_failed_checkpoints,
         );
-        let core = Scheduler::new(&job_id, cfg.spec.parallelism, cfg.restart.clone(), tracker);
+        let plan = ExecutionPlan::new(&cfg.spec, cfg.max_parallelism).map_err(|e| e.to_string());
+        let stages = plan.as_ref().map_or(1, |p| p.stages.len() as u32);
+        let parallelism = cfg.spec.parallelism;
+        let core = Scheduler::new(&job_id, parallelism * stages, cfg.restart.clone(), tracker)
+            .with_topology(parallelism, stages > 1);
         let interval = cfg
             .spec
             .checkpoint_interval()
@@ -418,6 +436,7 @@ impl JobMaster {
             cfg,
             ha,
             core,
+            plan,
             tasks: BTreeMap::new(),
             events_tx,
             events,
@@ -428,7 +447,10 @@ impl JobMaster {
     }
 
     async fn run(mut self) -> JobOutcome {
-        let start = if self.prepare().await {
+        let start = if let Err(e) = &self.plan {
+            let e = RuntimeError::InvalidJob(e.clone());
+            self.core.on_fatal("cannot plan the job", e)
+        } else if self.prepare().await {
             self.core.start()
         } else {
             Vec::new()
@@ -608,6 +630,16 @@ impl JobMaster {
                     self.broadcast(command).await;
                     Vec::new()
                 }
+                Action::Trigger {
+                    checkpoint_id,
+                    subtasks,
+                } => {
+                    let barrier = TaskCommand::Barrier(checkpoint_id);
+                    for t in subtasks.iter().filter_map(|s| self.tasks.get(s)) {
+                        self.send(t, &barrier);
+                    }
+                    Vec::new()
+                }
                 Action::Store(metadata) => {
                     let checkpoint_id = metadata.checkpoint_id;
                     let stored = StoredCheckpoint {
@@ -632,27 +664,45 @@ impl JobMaster {
         None
     }
 
-    /// Deploys subtasks at once and reports each result to the scheduler.
-    async fn deploy(&mut self, batch: Vec<(u32, Option<SubtaskState>)>) -> Vec<Action> {
-        let deployments = batch.into_iter().map(|(subtask, restore)| {
-            let runtime = self.cfg.runtime.clone();
-            let config = self.task_config(subtask);
-            let events = self.events_tx.clone();
-            async move { (subtask, runtime.deploy(config, restore, events).await) }
-        });
-        let results = futures::future::join_all(deployments).await;
+    /// Deploys subtasks, each stage's at once, stage after stage (a consumer's deployment
+    /// names where its producers run), and reports each result to the scheduler.
+    async fn deploy(&mut self, mut batch: Vec<(u32, Option<SubtaskState>)>) -> Vec<Action> {
+        let parallelism = self.cfg.spec.parallelism.max(1);
+        batch.sort_by_key(|(subtask, _)| *subtask);
         let mut actions = Vec::new();
-        for (subtask, result) in results {
-            let result = result.map(|d| {
-                self.tasks.insert(subtask, d);
-            });
-            actions.extend(self.core.on_deployed(subtask, result, Instant::now()));
+        let attempt = self.core.attempt();
+        while !batch.is_empty() {
+            let stage = batch[0].0 / parallelism;
+            let split = batch
+                .iter()
+                .position(|(s, _)| s / parallelism != stage)
+                .unwrap_or(batch.len());
+            let rest = batch.split_off(split);
+            let deployments =
+                std::mem::replace(&mut batch, rest)
+                    .into_iter()
+                    .map(|(subtask, restore)| {
+                        let runtime = self.cfg.runtime.clone();
+                        let config = self.task_config(subtask, attempt);
+                        let events = self.events_tx.clone();
+                        async move { (subtask, runtime.deploy(config, restore, events).await) }
+                    });
+            let results = futures::future::join_all(deployments).await;
+            for (subtask, result) in results {
+                let result = result.map(|d| {
+                    self.tasks.insert(subtask, d);
+                });
+                actions.extend(self.core.on_deployed(subtask, result, Instant::now()));
+            }
         }
         actions
     }
 
-    fn task_config(&self, subtask: u32) -> TaskConfig {
-        TaskConfig {
+    /// The deployment of execution vertex `subtask` in deployment round `attempt`.
+    fn task_config(&self, subtask: u32, attempt: u32) -> TaskConfig {
+        let parallelism = self.cfg.spec.parallelism.max(1);
+        let (stage, index) = (subtask / parallelism, subtask % parallelism);
+        let mut config = TaskConfig {
             job_id: self.job_id.clone(),
             run_id: self.cfg.run_id.clone(),
             subtask,
@@ -660,7 +710,53 @@ impl JobMaster {
             pipeline: self.cfg.spec.pipeline.clone(),
             sink_dir: self.cfg.sink_dir.clone(),
             batch: 10_000,
+            exchange: Exchange::single(subtask),
+        };
+        let Ok(plan) = &self.plan else {
+            return config;
+        };
+        if plan.stages.len() <= 1 {
+            return config;
         }
+        let keyed = |input: Option<&StageInput>| match input {
+            Some(StageInput::Keyed {
+                key,
+                max_parallelism,
+            }) => Some((key.clone(), *max_parallelism)),
+            _ => None,
+        };
+        let this = &plan.stages[stage as usize];
+        config.pipeline = this.steps.clone();
+        config.exchange = Exchange {
+            stage,
+            index,
+            attempt,
+            input: keyed(Some(&this.input)).map(|(key, max_parallelism)| {
+                // Producers of a failed deployment have no address: the consumer fails, and
+                // the region restarts.
+                let producers = (0..parallelism)
+                    .map(|i| {
+                        self.tasks
+                            .get(&((stage - 1) * parallelism + i))
+                            .and_then(|t| t.data_address.clone())
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                KeyedInput {
+                    key,
+                    max_parallelism,
+                    producers,
+                }
+            }),
+            output: keyed(plan.output_of(stage as usize)).map(|(key, max_parallelism)| {
+                KeyedOutput {
+                    key,
+                    max_parallelism,
+                    consumers: parallelism,
+                }
+            }),
+        };
+        config
     }
 
     async fn broadcast(&self, command: TaskCommand) {
@@ -668,14 +764,19 @@ impl JobMaster {
             if command == TaskCommand::Stop {
                 // A closed inbox: the subtask ended, and its failure is on its way as an event.
                 let _ = t.commands.send(command.clone()).await;
-            } else if let Err(mpsc::error::TrySendError::Full(_)) =
-                t.commands.try_send(command.clone())
-            {
-                // Its TaskManager reads nothing (frozen, partitioned) until the heartbeat
-                // timeout says it is lost; the job master does not wait for it. A barrier
-                // missed expires its checkpoint; a completion missed is caught up by the next.
-                tracing::warn!(job_id = %self.job_id, command = ?command, "a subtask's command queue is full; command not sent");
+            } else {
+                self.send(t, &command);
             }
+        }
+    }
+
+    /// Sends a command without waiting.
+    fn send(&self, t: &Deployed, command: &TaskCommand) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = t.commands.try_send(command.clone()) {
+            // Its TaskManager reads nothing (frozen, partitioned) until the heartbeat
+            // timeout says it is lost; the job master does not wait for it. A barrier
+            // missed expires its checkpoint; a completion missed is caught up by the next.
+            tracing::warn!(job_id = %self.job_id, command = ?command, "a subtask's command queue is full; command not sent");
         }
     }
 
@@ -1025,7 +1126,7 @@ mod tests {
             events: mpsc::Sender<TaskEvent>,
         ) -> Result<Deployed, RuntimeError> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            InProcess.deploy(config, restore, events).await
+            InProcess::default().deploy(config, restore, events).await
         }
     }
 

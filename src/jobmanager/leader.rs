@@ -142,7 +142,7 @@ impl LeaderSession {
             config.value(Config::duration, "heartbeat.timeout")?,
         );
         let runtime: Arc<dyn TaskRuntime> = if options.in_process {
-            Arc::new(job_master::InProcess)
+            Arc::new(job_master::InProcess::default())
         } else {
             Arc::new(pool.clone())
         };

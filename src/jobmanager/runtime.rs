@@ -6,6 +6,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::error::RuntimeError;
+use crate::network::{NetworkConfig, NetworkEnvironment};
+use crate::taskmanager::exchange::{Exchange, TaskNetwork};
 use crate::taskmanager::task::{self, SubtaskState, TaskCommand, TaskConfig, TaskEvent};
 
 /// A deployed subtask as the job master sees it.
@@ -14,6 +16,8 @@ pub struct Deployed {
     /// Ends when the subtask (or, remotely, its forwarder) ends; aborting it kills the subtask.
     /// The job master owns it and awaits it before it ends.
     pub handle: JoinHandle<()>,
+    /// The data address of the TaskManager it runs in (what its consumers connect to).
+    pub data_address: Option<String>,
 }
 
 /// Where subtasks run: in this process, or on TaskManagers.
@@ -33,8 +37,33 @@ pub trait TaskRuntime: Send + Sync {
     ) -> Result<Deployed, RuntimeError>;
 }
 
-/// Subtasks as tasks of this process.
-pub struct InProcess;
+/// Subtasks as tasks of this process, with one network environment (started by the first
+/// deployment, in its runtime) whose channels are all local.
+#[derive(Default)]
+pub struct InProcess {
+    network: tokio::sync::OnceCell<TaskNetwork>,
+}
+
+impl InProcess {
+    async fn network(&self) -> Result<TaskNetwork, RuntimeError> {
+        self.network
+            .get_or_try_init(|| async {
+                let env = NetworkEnvironment::start(
+                    NetworkConfig::default(),
+                    ([127, 0, 0, 1], 0).into(),
+                    &tokio_util::sync::CancellationToken::new(),
+                )
+                .await?;
+                let address = env.data_address().to_string();
+                Ok::<_, RuntimeError>(TaskNetwork {
+                    env: std::sync::Arc::new(env),
+                    address,
+                })
+            })
+            .await
+            .cloned()
+    }
+}
 
 #[async_trait::async_trait]
 impl TaskRuntime for InProcess {
@@ -44,12 +73,20 @@ impl TaskRuntime for InProcess {
         restore: Option<SubtaskState>,
         events: mpsc::Sender<TaskEvent>,
     ) -> Result<Deployed, RuntimeError> {
+        let single = config.exchange == Exchange::single(config.subtask);
+        let network = if single {
+            None
+        } else {
+            Some(self.network().await?)
+        };
+        let data_address = network.as_ref().map(|n| n.address.clone());
         let (tx, rx) = mpsc::channel(64);
         // The handle goes to the job master, which awaits (or aborts) it.
-        let handle = tokio::spawn(task::run_task(config, restore, rx, events));
+        let handle = tokio::spawn(task::run_task(config, restore, rx, events, network));
         Ok(Deployed {
             commands: tx,
             handle,
+            data_address,
         })
     }
 }

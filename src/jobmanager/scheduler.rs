@@ -5,8 +5,13 @@
 //! (every call that cares takes `now`), so every rule is unit-tested.
 //!
 //! Rules:
-//! * every subtask is its own failover region (forward edges only): a failed subtask alone is
-//!   restarted, after the restart strategy's delay, from the latest completed checkpoint;
+//! * in a single-stage job every subtask is its own failover region (forward edges only): a
+//!   failed subtask alone is restarted, after the restart strategy's delay, from the latest
+//!   completed checkpoint; in a job with a keyed (all-to-all) edge the connected region is the
+//!   whole job ([`Scheduler::with_topology`]): any failure restarts every subtask;
+//! * in a job of several stages a checkpoint's barriers go to the source subtasks (and to
+//!   finished ones, whose inputs ended) only ([`Action::Trigger`]); the others align them in
+//!   band, and every subtask acknowledges;
 //! * the first failure takes the job RUNNING → FAILING → RESTARTING (or FAILED when the strategy
 //!   allows no more restarts); a failure while RESTARTING only extends the pending restarts; the
 //!   job is RUNNING again once every pending restart is deployed;
@@ -94,6 +99,12 @@ pub enum Action {
     DrawCheckpointId { final_checkpoint: bool },
     /// Send this command to every deployed subtask.
     Broadcast(TaskCommand),
+    /// Send this checkpoint's barrier to these subtasks only (the sources and the finished
+    /// ones, of a job with several stages).
+    Trigger {
+        checkpoint_id: u64,
+        subtasks: Vec<u32>,
+    },
     /// Store this all-acknowledged checkpoint in the HA checkpoint store; then report
     /// [`Scheduler::on_stored`].
     Store(CheckpointMetadata),
@@ -135,7 +146,12 @@ enum FinalCheckpoint {
 #[derive(Debug)]
 pub struct Scheduler {
     job_id: String,
+    /// The number of subtasks (execution vertices over all stages).
     parallelism: u32,
+    /// Subtasks `0..sources` read the source: they get the JobManager's barriers.
+    sources: u32,
+    /// One failover region for the whole job (it has an all-to-all edge).
+    whole_job_region: bool,
     lifecycle: JobLifecycle,
     restart: RestartStrategy,
     tracker: CheckpointTracker,
@@ -165,6 +181,8 @@ impl Scheduler {
         Scheduler {
             job_id: job_id.to_string(),
             parallelism,
+            sources: parallelism,
+            whole_job_region: false,
             lifecycle: JobLifecycle::new(job_id),
             restart,
             tracker,
@@ -187,6 +205,20 @@ impl Scheduler {
             unknown: BTreeMap::new(),
             final_checkpoint: FinalCheckpoint::NotYet,
         }
+    }
+
+    /// A job of several stages: subtasks `0..sources` read the source (they alone get the
+    /// JobManager's barriers), and a failure restarts every subtask (`whole_job_region`).
+    pub fn with_topology(mut self, sources: u32, whole_job_region: bool) -> Scheduler {
+        self.sources = sources.min(self.parallelism);
+        self.whole_job_region = whole_job_region;
+        self
+    }
+
+    /// The deployment round: it changes with every restart, so that partitions of subtasks
+    /// deployed before a failover never feed those deployed after it.
+    pub fn attempt(&self) -> u32 {
+        self.outcome.restarts
     }
 
     /// The latest completed checkpoint (recovered or stored), if any.
@@ -331,6 +363,11 @@ impl Scheduler {
         self.outcome
             .failures
             .push(format!("subtask {subtask}: {error}"));
+        if self.whole_job_region {
+            let mut actions = Vec::new();
+            self.restart_region(Some(subtask), error, now, &mut actions);
+            return actions;
+        }
         let mut actions = vec![Action::Release { subtask }];
         // Nothing pending can complete without this subtask.
         self.abort_checkpoints();
@@ -478,7 +515,7 @@ impl Scheduler {
                     };
                 }
                 self.tracker.start(id, self.parallelism, now);
-                actions.push(Action::Broadcast(TaskCommand::Barrier(id)));
+                actions.push(self.trigger(id));
             }
             Err(e) if e.is_lost_leadership() => self.transition(JobStatus::Suspended, &mut actions),
             Err(e) if final_checkpoint => {
@@ -492,6 +529,25 @@ impl Scheduler {
             }
         }
         actions
+    }
+
+    /// How checkpoint `id`'s barriers go out: to every subtask in a single-stage job; else to
+    /// the sources and the finished subtasks (whose inputs ended, so no barrier reaches them in
+    /// band), as Flink triggers the tasks whose predecessors are all finished.
+    fn trigger(&self, id: u64) -> Action {
+        if self.sources >= self.parallelism {
+            return Action::Broadcast(TaskCommand::Barrier(id));
+        }
+        let subtasks = self
+            .subtasks
+            .iter()
+            .filter(|(i, s)| **i < self.sources || **s == SubtaskStatus::Finished)
+            .map(|(i, _)| *i)
+            .collect();
+        Action::Trigger {
+            checkpoint_id: id,
+            subtasks,
+        }
     }
 
     /// A subtask acknowledged a checkpoint with its state.
@@ -694,8 +750,10 @@ impl Scheduler {
             return Ok(None);
         };
         let mut state = task::subtask_state(v)?;
-        if self.fell_back_to == Some(latest.checkpoint_id) {
-            state.sink.remove_committed_after = Some(latest.checkpoint_id);
+        if self.fell_back_to == Some(latest.checkpoint_id)
+            && let Some(sink) = state.sink.as_mut()
+        {
+            sink.remove_committed_after = Some(latest.checkpoint_id);
         }
         Ok(Some(state))
     }
@@ -719,6 +777,19 @@ impl Scheduler {
         }
         tracing::warn!(job_id = %self.job_id, error = %cause, "failing the job over");
         self.outcome.failures.push(format!("job: {cause}"));
+        self.restart_region(None, cause, now, actions);
+    }
+
+    /// Restarts every subtask (the job's one region): the deployed ones are released, and all
+    /// are redeployed after the restart strategy's delay from the latest completed checkpoint;
+    /// one restart. `subtask` is the failed one (`None`: the job failed over as a whole).
+    fn restart_region(
+        &mut self,
+        subtask: Option<u32>,
+        cause: RuntimeError,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
         for (subtask, status) in &self.subtasks {
             if !matches!(status, SubtaskStatus::Restarting { .. }) {
                 actions.push(Action::Release { subtask: *subtask });
@@ -739,9 +810,16 @@ impl Scheduler {
                 }
             }
             None => {
-                let e = RuntimeError::JobFailoverRefused {
-                    strategy: self.restart.name(),
-                    cause: Box::new(cause),
+                let e = match subtask {
+                    Some(subtask) => RuntimeError::NoMoreRestarts {
+                        subtask,
+                        strategy: self.restart.name(),
+                        cause: Box::new(cause),
+                    },
+                    None => RuntimeError::JobFailoverRefused {
+                        strategy: self.restart.name(),
+                        cause: Box::new(cause),
+                    },
                 };
                 self.fail_job(e.to_string(), actions);
             }
@@ -991,7 +1069,10 @@ mod tests {
             let Action::Deploy { restore, .. } = a else {
                 panic!("{actions:?}")
             };
-            assert_eq!(restore.as_ref().unwrap().sink.pending, vec![1]);
+            assert_eq!(
+                restore.as_ref().unwrap().sink.as_ref().unwrap().pending,
+                vec![1]
+            );
         }
         s.on_deployed(0, Ok(()), due + SECOND);
         s.on_deployed(1, Ok(()), due + SECOND);
@@ -1031,7 +1112,7 @@ mod tests {
             panic!("{actions:?}")
         };
         let restore = restore.as_ref().expect("restored from checkpoint 1");
-        assert_eq!(restore.sink.pending, vec![1]);
+        assert_eq!(restore.sink.as_ref().unwrap().pending, vec![1]);
         assert!(s.on_deployed(1, Ok(()), now + SECOND).is_empty());
         assert_eq!(s.status(), JobStatus::Running);
         let o = s.outcome();
@@ -1040,6 +1121,66 @@ mod tests {
             o.failures,
             vec!["subtask 1: the subtask was killed".to_string()]
         );
+    }
+
+    /// A job of two stages of two subtasks (a keyed edge between them): vertices 0 and 1 read
+    /// the source; one region.
+    #[test]
+    fn a_keyed_job_triggers_its_sources_and_restarts_as_one_region() {
+        let now = Instant::now();
+        let tracker = CheckpointTracker::new("j", Duration::from_secs(10), 0);
+        let mut s = Scheduler::new("j", 4, fixed(3), tracker).with_topology(2, true);
+        assert_eq!(s.start().len(), 4);
+        for i in 0..4 {
+            assert!(s.on_deployed(i, Ok(()), now).is_empty());
+        }
+        assert_eq!(s.on_tick(now).len(), 1);
+        // Barriers go to the sources; every vertex acknowledges.
+        assert_eq!(
+            s.on_checkpoint_id(false, Ok(1), now),
+            vec![Action::Trigger {
+                checkpoint_id: 1,
+                subtasks: vec![0, 1]
+            }]
+        );
+        for i in 0..3 {
+            assert!(s.on_ack(i, 1, state(i, 1)).is_empty());
+        }
+        assert!(matches!(
+            &s.on_ack(3, 1, state(3, 1))[..],
+            [Action::Store(_)]
+        ));
+        s.on_stored(1, Ok(()), now);
+        // A source finished (its end of partition sent): finished ones get barriers too.
+        assert!(s.on_finished(0).is_empty());
+        s.on_tick(now);
+        assert_eq!(
+            s.on_checkpoint_id(false, Ok(2), now),
+            vec![Action::Trigger {
+                checkpoint_id: 2,
+                subtasks: vec![0, 1]
+            }]
+        );
+        assert!(s.on_finished(2).is_empty());
+        // A consumer fails: every subtask restarts, from checkpoint 1, in a new attempt.
+        assert_eq!(s.attempt(), 0);
+        let actions = s.on_failed(3, RuntimeError::Killed, now);
+        assert_eq!(
+            actions,
+            (0..4)
+                .map(|subtask| Action::Release { subtask })
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(s.status(), JobStatus::Restarting);
+        assert_eq!(s.attempt(), 1);
+        // The others' failures (their channels broke) are moot now.
+        assert!(s.on_failed(2, RuntimeError::Killed, now).is_empty());
+        let deploys = s.on_restart_due(now + SECOND);
+        assert_eq!(deploys.len(), 4);
+        assert!(deploys.iter().all(
+            |a| matches!(a, Action::Deploy { restore: Some(r), .. } if r.sink.as_ref().unwrap().pending == vec![1])
+        ));
+        assert_eq!(s.outcome().restarts, 1);
     }
 
     #[test]
@@ -1293,7 +1434,9 @@ mod tests {
         let removals: Vec<_> = deploys
             .iter()
             .filter_map(|a| match a {
-                Action::Deploy { restore, .. } => restore.as_ref()?.sink.remove_committed_after,
+                Action::Deploy { restore, .. } => {
+                    restore.as_ref()?.sink.as_ref()?.remove_committed_after
+                }
                 _ => None,
             })
             .collect();
@@ -1310,12 +1453,21 @@ mod tests {
         let [Action::Deploy { restore, .. }] = &s.on_restart_due(now + SECOND)[..] else {
             panic!("one redeployment")
         };
-        assert_eq!(restore.as_ref().unwrap().sink.remove_committed_after, None);
+        assert_eq!(
+            restore
+                .as_ref()
+                .unwrap()
+                .sink
+                .as_ref()
+                .unwrap()
+                .remove_committed_after,
+            None
+        );
         // Without a fallback, never.
         let mut s = scheduler(1, fixed(3));
         s.recover(metadata(4), false);
         assert!(
-            matches!(&s.start()[..], [Action::Deploy { restore: Some(r), .. }] if r.sink.remove_committed_after.is_none())
+            matches!(&s.start()[..], [Action::Deploy { restore: Some(r), .. }] if r.sink.as_ref().unwrap().remove_committed_after.is_none())
         );
     }
 

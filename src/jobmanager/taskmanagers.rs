@@ -49,11 +49,21 @@ struct TaskManager {
     resource_id: String,
     slots: u32,
     used: u32,
+    /// Its data server for the keyed exchange (empty: none).
+    data_address: String,
     outbox: Outbox,
     /// Cancelled when the session ends (see [`SessionEnd::ended`]).
     ended: CancellationToken,
-    /// (job, subtask) deployed here.
-    deployed: Vec<(String, u32)>,
+    /// (job, subtask) deployed here, with the slot-sharing group each occupies.
+    deployed: Vec<Deployment>,
+}
+
+/// A subtask deployed on a TaskManager.
+struct Deployment {
+    job: String,
+    subtask: u32,
+    /// Its slot-sharing group (its index in its stage).
+    group: u32,
 }
 
 /// Flink's `HeartbeatMonitor` for one TaskManager (pure): when it was last heard from, and
@@ -231,17 +241,37 @@ impl TaskManagerPool {
     }
 
     /// Takes a free slot, waiting for one up to the slot timeout.
-    async fn take_slot(&self, job: &str, subtask: u32) -> Result<Slot, RuntimeError> {
+    /// Takes a free slot, waiting for one up to the slot timeout. Subtasks of one job with the
+    /// same `group` (their index in their stage) share a slot, as in Flink's default slot
+    /// sharing: a job needs as many slots as its parallelism, whatever its number of stages.
+    async fn take_slot(&self, job: &str, subtask: u32, group: u32) -> Result<Slot, RuntimeError> {
         let deadline = tokio::time::Instant::now() + self.slot_timeout;
         loop {
             let notified = self.slots_changed.notified();
             {
                 let mut s = self.state.lock().expect("pool lock");
-                if let Some((sid, tm)) = s.tms.iter_mut().find(|(_, t)| t.used < t.slots) {
-                    tm.used += 1;
-                    tm.deployed.push((job.to_string(), subtask));
+                let shares =
+                    |t: &TaskManager| t.deployed.iter().any(|d| d.job == job && d.group == group);
+                let found = match s.tms.iter_mut().find(|(_, t)| shares(t)) {
+                    Some(found) => Some(found),
+                    None => s
+                        .tms
+                        .iter_mut()
+                        .find(|(_, t)| t.used < t.slots)
+                        .map(|(sid, tm)| {
+                            tm.used += 1;
+                            (sid, tm)
+                        }),
+                };
+                if let Some((sid, tm)) = found {
+                    tm.deployed.push(Deployment {
+                        job: job.to_string(),
+                        subtask,
+                        group,
+                    });
                     return Ok(Slot {
                         session: *sid,
+                        data_address: tm.data_address.clone(),
                         outbox: tm.outbox.clone(),
                         ended: tm.ended.clone(),
                     });
@@ -261,10 +291,17 @@ impl TaskManagerPool {
             && let Some(i) = tm
                 .deployed
                 .iter()
-                .position(|(j, st)| j == job && *st == subtask)
+                .position(|d| d.job == job && d.subtask == subtask)
         {
-            tm.deployed.remove(i);
-            tm.used = tm.used.saturating_sub(1);
+            let gone = tm.deployed.remove(i);
+            // The slot frees up with the last subtask of its sharing group.
+            if !tm
+                .deployed
+                .iter()
+                .any(|d| d.job == gone.job && d.group == gone.group)
+            {
+                tm.used = tm.used.saturating_sub(1);
+            }
         }
         drop(s);
         self.slots_changed.notify_waiters();
@@ -371,7 +408,12 @@ impl TaskManagerPool {
             }
         }
         if let Some(lost) = lost {
-            for (job_id, subtask) in lost.deployed {
+            for Deployment {
+                job: job_id,
+                subtask,
+                ..
+            } in lost.deployed
+            {
                 let error = RuntimeError::TaskManagerLost {
                     taskmanager: tm.id.clone(),
                     cause,
@@ -432,8 +474,9 @@ impl TaskRuntime for TaskManagerPool {
             .expect("pool lock")
             .jobs
             .insert(job.clone(), events);
-        let slot = self.take_slot(&job, subtask).await?;
+        let slot = self.take_slot(&job, subtask, config.exchange.index).await?;
         let session = slot.session;
+        let data_address = (!slot.data_address.is_empty()).then(|| slot.data_address.clone());
         let deploy = self.message(job_manager_message::Kind::Deploy(deploy));
         if !slot.send(Ok(deploy)).await {
             self.release_slot(session, &job, subtask);
@@ -451,6 +494,7 @@ impl TaskRuntime for TaskManagerPool {
         Ok(Deployed {
             commands: tx,
             handle,
+            data_address,
         })
     }
 }
@@ -458,6 +502,7 @@ impl TaskRuntime for TaskManagerPool {
 /// A slot taken on one TaskManager's session.
 struct Slot {
     session: u64,
+    data_address: String,
     outbox: Outbox,
     ended: CancellationToken,
 }
@@ -541,6 +586,7 @@ impl JobManagerGateway for TaskManagerPool {
                     resource_id: reg.resource_id.clone(),
                     slots: reg.slots.max(1),
                     used: 0,
+                    data_address: reg.data_address.clone(),
                     outbox: tx.clone(),
                     ended: ended.clone(),
                     deployed: Vec::new(),
@@ -616,6 +662,7 @@ mod tests {
             slots: 1,
             resource_id: "container_1".into(),
             known_epoch: 0,
+            data_address: String::new(),
         };
         out.send(tm_message(task_manager_message::Kind::Register(register)))
             .await
@@ -645,6 +692,7 @@ mod tests {
                 path: "/tmp/yarnflow-pool-test".into(),
             },
             batch: 1,
+            exchange: crate::taskmanager::exchange::Exchange::single(0),
         };
         let deployed = pool.deploy(config, None, events_tx).await.unwrap();
         assert!(matches!(
@@ -726,6 +774,7 @@ mod tests {
             slots: 1,
             resource_id: resource_id.into(),
             known_epoch: 0,
+            data_address: String::new(),
         };
         out.send(tm_message(task_manager_message::Kind::Register(register)))
             .await
@@ -780,6 +829,7 @@ mod tests {
                 path: "/tmp/yarnflow-pool-test".into(),
             },
             batch: 1,
+            exchange: crate::taskmanager::exchange::Exchange::single(subtask),
         };
         let _d0 = pool
             .deploy(config(0), None, events_tx.clone())

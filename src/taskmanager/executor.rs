@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::exchange::TaskNetwork;
 use super::task::{self, TaskCommand, TaskConfig, TaskEvent};
 use super::wire::{self, JobEvent, SubtaskCommand};
 use crate::control::job_manager_gateway_client::JobManagerGatewayClient;
@@ -44,6 +45,9 @@ pub struct TaskManagerConfig {
     /// that this TaskManager is alive; it does not rely on these pings.)
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
+    /// The data plane of the keyed exchange, started with the process (`None`: this
+    /// TaskManager runs single-stage subtasks only).
+    pub network: Option<TaskNetwork>,
 }
 
 /// Runs until `shutdown`; reconnects after every lost session.
@@ -126,6 +130,11 @@ async fn session(
             slots: cfg.slots,
             resource_id: cfg.resource_id.clone(),
             known_epoch: *known_epoch,
+            data_address: cfg
+                .network
+                .as_ref()
+                .map(|n| n.address.clone())
+                .unwrap_or_default(),
         })),
     })
     .await
@@ -140,6 +149,7 @@ async fn session(
         tasks: TaskTracker::new(),
         ended: shutdown.child_token(),
         out,
+        network: cfg.network.clone(),
     };
     // Set by `Registered`: the JobManager heartbeats us at least every interval, so silence for
     // its timeout means it is frozen, stuck or cut off even if the connection looks fine.
@@ -261,6 +271,8 @@ struct Subtasks {
     ended: CancellationToken,
     /// To the JobManager.
     out: mpsc::Sender<TaskManagerMessage>,
+    /// The TaskManager's data plane, which every keyed subtask uses.
+    network: Option<TaskNetwork>,
 }
 
 impl Subtasks {
@@ -302,11 +314,17 @@ impl Subtasks {
             pipeline,
             sink_dir,
             batch: 10_000,
+            exchange: wire::exchange(d)?,
         };
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (ev_tx, mut ev_rx) = mpsc::channel::<TaskEvent>(64);
-        self.tasks
-            .spawn(task::run_task(config, restore, cmd_rx, ev_tx));
+        self.tasks.spawn(task::run_task(
+            config,
+            restore,
+            cmd_rx,
+            ev_tx,
+            self.network.clone(),
+        ));
         let job_id = d.job_id.clone();
         let out = self.out.clone();
         let ended = self.ended.clone();
@@ -459,6 +477,7 @@ mod tests {
             // The connection's own keepalive would not notice for a minute.
             heartbeat_interval: Duration::from_secs(60),
             heartbeat_timeout: Duration::from_secs(60),
+            network: None,
         };
         let shutdown = CancellationToken::new();
         let taskmanager = tokio::spawn(run(cfg, shutdown.clone()));

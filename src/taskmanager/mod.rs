@@ -2,6 +2,7 @@
 //! registers with the JobManager over gRPC and runs what it deploys ([`executor`]), and the
 //! conversions between subtask commands/events and the gRPC messages ([`wire`]).
 
+pub mod exchange;
 pub mod executor;
 pub mod task;
 pub mod wire;

@@ -6,6 +6,7 @@
 //! On the wire every message names its job and subtask; in the runtime a subtask's channel
 //! already does, so [`SubtaskCommand`] and [`JobEvent`] add the address back.
 
+use super::exchange::Exchange;
 use super::task::{SubtaskState, TaskCommand, TaskConfig, TaskEvent};
 use crate::control::{self, job_manager_message, task_manager_message};
 use crate::job::graph::RunId;
@@ -208,6 +209,12 @@ pub fn deploy_message(
             .map_err(|e| RuntimeError::bad_state("restore state", format!("bad: {e}")))?,
         None => String::new(),
     };
+    let exchange_json = if config.exchange == Exchange::single(config.subtask) {
+        String::new()
+    } else {
+        serde_json::to_string(&config.exchange)
+            .map_err(|e| RuntimeError::InvalidJob(format!("bad exchange: {e}")))?
+    };
     Ok(control::Deploy {
         job_id: config.job_id.clone(),
         subtask: config.subtask,
@@ -216,7 +223,17 @@ pub fn deploy_message(
         sink_uri: config.sink_dir.uri(),
         restore_json,
         run_id: config.run_id.to_string(),
+        exchange_json,
     })
+}
+
+/// A received deployment's stage and edges.
+pub fn exchange(d: &control::Deploy) -> Result<Exchange, RuntimeError> {
+    if d.exchange_json.is_empty() {
+        return Ok(Exchange::single(d.subtask));
+    }
+    serde_json::from_str(&d.exchange_json)
+        .map_err(|e| RuntimeError::InvalidJob(format!("bad exchange in the deployment: {e}")))
 }
 
 /// The pipeline and restore state of a received deployment (opening the sink is the caller's
