@@ -14,6 +14,7 @@
 
 pub mod chaos;
 pub mod proxy;
+pub mod wordcount;
 pub mod yarn_app;
 
 use std::collections::HashMap;
@@ -162,7 +163,13 @@ impl MiniCluster {
     /// The `yarnflow` binary set up for this cluster: `--conf conf`, its Hadoop conf, and the
     /// JVM and Hadoop client jars libhdfs needs (for this process and for what it submits).
     pub fn yarnflow(&self, conf: &Path) -> Command {
-        let mut c = yarnflow(&["--conf"]);
+        self.command(Path::new(env!("CARGO_BIN_EXE_yarnflow")), conf)
+    }
+
+    /// [`MiniCluster::yarnflow`] for another binary built on yarnflow (a user's job, such as
+    /// `wordcount`): it has every yarnflow subcommand.
+    pub fn command(&self, exe: &Path, conf: &Path) -> Command {
+        let mut c = command(exe, &["--conf"]);
         c.arg(conf)
             .env("HADOOP_CONF_DIR", self.env("HADOOP_CONF_DIR"))
             .env("JAVA_HOME", self.env("JAVA_HOME"))
@@ -192,7 +199,12 @@ impl MiniCluster {
 /// The `yarnflow` binary under test with `args`, as a user runs it: from the repository root,
 /// stdin closed, no `YARNFLOW_CONF_DIR` from this process's environment.
 pub fn yarnflow(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_yarnflow"));
+    command(Path::new(env!("CARGO_BIN_EXE_yarnflow")), args)
+}
+
+/// [`yarnflow`] for another binary built on yarnflow.
+pub fn command(exe: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(exe);
     c.args(args)
         .current_dir(repo_root())
         .env_remove("YARNFLOW_CONF_DIR")

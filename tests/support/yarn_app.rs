@@ -102,9 +102,15 @@ pub fn submit_with_env(
     spec: &str,
     env: &[(&str, &str)],
 ) -> String {
-    let out = cluster
-        .yarnflow(conf)
-        .envs(env.iter().copied())
+    let mut command = cluster.yarnflow(conf);
+    command.envs(env.iter().copied());
+    submit_job(command, spec, JOB)
+}
+
+/// `<binary> submit SPEC --detached` with `command` (a binary set up for the cluster, see
+/// [`MiniCluster::command`]): returns the application id once its job `job` runs.
+pub fn submit_job(mut command: std::process::Command, spec: &str, job: &str) -> String {
+    let out = command
         .args(["submit", spec, "--detached"])
         .output()
         .unwrap();
@@ -114,7 +120,7 @@ pub fn submit_with_env(
         "submit failed:\n{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains(&format!("job {JOB} RUNNING")), "{stdout}");
+    assert!(stdout.contains(&format!("job {job} RUNNING")), "{stdout}");
     stdout
         .lines()
         .find_map(|l| l.strip_prefix("application ")?.split_whitespace().next())
@@ -149,13 +155,13 @@ pub async fn wait_succeeded(rest: &RmRest, app: &str, within: Duration) -> AppRe
     report
 }
 
-/// The JobManager's view of the job, once the current attempt serves it.
+/// The JobManager's view of the application's job (an application runs one), once the
+/// current attempt serves it.
 pub async fn job_view(rest: &RmRest, app: &str) -> Option<(String, serde_json::Value)> {
     let jm = super::jobmanager_of(rest, app).await?;
-    let job = JobManagerClient::new(&jm, Duration::from_secs(3))
-        .job(JOB)
-        .await
-        .ok()?;
+    let client = JobManagerClient::new(&jm, Duration::from_secs(3));
+    let id = client.jobs().await.ok()?.into_iter().next()?.id;
+    let job = client.job(&id).await.ok()?;
     Some((jm, serde_json::to_value(job).unwrap()))
 }
 
@@ -270,7 +276,32 @@ pub fn kill_container(cluster: &MiniCluster, container: &str) {
 /// The output directory of the job of `app` submitted by `user` (the files sink's default
 /// path).
 pub fn output_dir(user: &str, app: &str) -> String {
-    format!("/user/{user}/yarnflow-output/{app}/{JOB}")
+    output_dir_of(user, app, JOB)
+}
+
+/// [`output_dir`] of the job named `job`.
+pub fn output_dir_of(user: &str, app: &str, job: &str) -> String {
+    format!("/user/{user}/yarnflow-output/{app}/{job}")
+}
+
+/// Every line of the committed part files of job `job` of `app` (submitted by `user`),
+/// through WebHDFS.
+pub async fn committed_lines(
+    cluster: &MiniCluster,
+    user: &str,
+    app: &str,
+    job: &str,
+) -> Vec<String> {
+    let web = WebHdfs::new(cluster.webhdfs(), user);
+    let dir = output_dir_of(user, app, job);
+    let mut lines = Vec::new();
+    for (name, _) in web.list(&dir).await.unwrap_or_default() {
+        if name.starts_with("part-") {
+            let data = web.open(&format!("{dir}/{name}")).await.unwrap();
+            lines.extend(String::from_utf8_lossy(&data).lines().map(String::from));
+        }
+    }
+    lines
 }
 
 /// What the committed part files of `app` hold, measured against the numbers `0..expected`.
@@ -296,25 +327,17 @@ pub async fn output(cluster: &MiniCluster, app: &str, expected: u64) -> Output {
 
 /// [`output`] of an application `user` submitted.
 pub async fn output_of(cluster: &MiniCluster, user: &str, app: &str, expected: u64) -> Output {
-    let web = WebHdfs::new(cluster.webhdfs(), user);
-    let dir = output_dir(user, app);
     let mut seen = HashSet::new();
     let mut out = Output::default();
-    for (name, _) in web.list(&dir).await.unwrap_or_default() {
-        if !name.starts_with("part-") {
-            continue;
-        }
-        let data = web.open(&format!("{dir}/{name}")).await.unwrap();
-        for l in String::from_utf8_lossy(&data).lines() {
-            out.records += 1;
-            match l.parse::<u64>() {
-                Ok(n) if n < expected => {
-                    if !seen.insert(n) {
-                        out.duplicates += 1;
-                    }
+    for l in committed_lines(cluster, user, app, JOB).await {
+        out.records += 1;
+        match l.parse::<u64>() {
+            Ok(n) if n < expected => {
+                if !seen.insert(n) {
+                    out.duplicates += 1;
                 }
-                _ => out.garbled += 1,
             }
+            _ => out.garbled += 1,
         }
     }
     out.missing = expected - seen.len() as u64;
@@ -382,11 +405,11 @@ pub async fn leftovers_of(
         .collect();
     let result_dir = format!("{ha_dir}/job-result-store/{app}");
     let results = web.list(&result_dir).await.unwrap_or_default();
+    // An application runs one job: one result, whatever the job's name.
     blobs.extend(
         results
             .iter()
-            .filter(|(n, _)| !n.starts_with(JOB))
-            .chain(results.iter().filter(|(n, _)| n.starts_with(JOB)).skip(1))
+            .skip(1)
             .map(|(n, _)| format!("{result_dir}/{n}")),
     );
     if results.is_empty() {
