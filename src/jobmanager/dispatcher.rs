@@ -261,6 +261,13 @@ impl Dispatcher {
     /// Starts a job master for a job whose graph is in the job graph store.
     async fn start(&self, graph: JobGraph) -> Result<(), DispatchError> {
         let spec = graph.spec;
+        // A recovered graph may name operators this binary lacks (another binary submitted
+        // it): one line, before anything is deployed.
+        spec.check("its stored job graph")
+            .map_err(|e| DispatchError::BadJob {
+                job: spec.job_id(),
+                message: e.to_string(),
+            })?;
         let cfg = JobMasterConfig {
             graph_persisted: true,
             run_id: graph.run_id,
