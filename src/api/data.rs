@@ -11,7 +11,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::de::value::{Error as ValueError, I64Deserializer, StringDeserializer};
+use serde::de::value::Error as ValueError;
 use serde::ser::{self, Impossible};
 
 use crate::job::record::Record;
@@ -37,11 +37,11 @@ pub(crate) fn from_record<T: DeserializeOwned>(record: Record) -> Result<T, Stri
     let (what, result) = match record {
         Record::Text(t) => (
             "a text record",
-            T::deserialize(StringDeserializer::<ValueError>::new(t)).map_err(|e| e.to_string()),
+            T::deserialize(ScalarDe::Text(t)).map_err(|e| e.to_string()),
         ),
         Record::Int(n) => (
             "a number record",
-            T::deserialize(I64Deserializer::<ValueError>::new(n)).map_err(|e| e.to_string()),
+            T::deserialize(ScalarDe::Int(n)).map_err(|e| e.to_string()),
         ),
         Record::Data(d) => (
             "a value record",
@@ -54,6 +54,37 @@ pub(crate) fn from_record<T: DeserializeOwned>(record: Record) -> Result<T, Stri
             std::any::type_name::<T>()
         )
     })
+}
+
+/// A text or number record as a deserializer: the value itself, through newtypes (the mirror
+/// of [`Scalar`]).
+enum ScalarDe {
+    Text(String),
+    Int(i64),
+}
+
+impl<'de> serde::Deserializer<'de> for ScalarDe {
+    type Error = ValueError;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, ValueError> {
+        match self {
+            ScalarDe::Text(t) => v.visit_string(t),
+            ScalarDe::Int(n) => v.visit_i64(n),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, ValueError> {
+        v.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
 }
 
 /// A serializer that takes strings and integers only (through newtypes); anything else is

@@ -86,3 +86,6 @@ pub use error::OperatorError;
 pub use function::ProcessFunction;
 pub use operator::UserOperator;
 pub use registry::Operators;
+
+#[cfg(test)]
+mod tests;
