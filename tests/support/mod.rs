@@ -14,6 +14,7 @@
 
 pub mod chaos;
 pub mod proxy;
+pub mod wordcount;
 pub mod yarn_app;
 
 use std::collections::HashMap;

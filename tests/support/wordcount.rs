@@ -1,0 +1,102 @@
+//! Word count fixtures shared by yarnflow's tests and the `wordcount` example's (which includes
+//! this file by path): a Zipf-like corpus with its true counts, and the check that the highest
+//! count per word of `word,count` lines is the true count. Only std, so either crate can use it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Text files of words `w0`, `w1`, ... drawn with weight 1/(i+1) from a fixed-seed LCG.
+pub struct Corpus {
+    pub paths: Vec<PathBuf>,
+    /// Each (lowercase) word's number of occurrences over all files.
+    pub truth: BTreeMap<String, u64>,
+}
+
+/// The corpus's shape.
+pub struct Shape {
+    pub files: usize,
+    pub lines_per_file: usize,
+    pub words_per_line: usize,
+    /// Distinct words to draw from.
+    pub vocabulary: usize,
+    /// Every third word capitalized (`W12`) and words separated by `", "`, for a tokenizer;
+    /// otherwise lowercase, separated by one space.
+    pub mixed: bool,
+}
+
+impl Corpus {
+    /// Writes `corpus-<i>.txt` files into `dir`.
+    pub fn zipf(dir: &Path, shape: &Shape) -> Corpus {
+        let cumulative: Vec<f64> = (0..shape.vocabulary)
+            .scan(0.0, |acc, i| {
+                *acc += 1.0 / (i as f64 + 1.0);
+                Some(*acc)
+            })
+            .collect();
+        let total = cumulative[shape.vocabulary - 1];
+        let mut seed = 42u64;
+        let mut truth: BTreeMap<String, u64> = BTreeMap::new();
+        let mut paths = Vec::new();
+        let mut drawn = 0u64;
+        for f in 0..shape.files {
+            let mut text = String::new();
+            for _ in 0..shape.lines_per_file {
+                for k in 0..shape.words_per_line {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let u = (seed >> 11) as f64 / (1u64 << 53) as f64 * total;
+                    let i = cumulative
+                        .partition_point(|c| *c < u)
+                        .min(shape.vocabulary - 1);
+                    drawn += 1;
+                    if k > 0 {
+                        text.push_str(if shape.mixed { ", " } else { " " });
+                    }
+                    let capital = shape.mixed && drawn % 3 == 0;
+                    text.push_str(&format!("{}{i}", if capital { 'W' } else { 'w' }));
+                    *truth.entry(format!("w{i}")).or_default() += 1;
+                }
+                text.push('\n');
+            }
+            let path = dir.join(format!("corpus-{f}.txt"));
+            std::fs::write(&path, text).unwrap();
+            paths.push(path);
+        }
+        Corpus { paths, truth }
+    }
+
+    /// The files as a YAML flow list of `file://` URIs (`[ "file:///..", .. ]`).
+    pub fn yaml_paths(&self) -> String {
+        let uris: Vec<String> = self
+            .paths
+            .iter()
+            .map(|p| format!("\"file://{}\"", p.display()))
+            .collect();
+        format!("[{}]", uris.join(", "))
+    }
+
+    /// Words whose highest count in the `word,count` `lines` is not their true count (at most
+    /// 5: word, true count, highest seen), and how many distinct words the lines have.
+    pub fn wrong_counts<'a>(
+        &self,
+        lines: impl IntoIterator<Item = &'a str>,
+    ) -> (Vec<(String, u64, Option<u64>)>, usize) {
+        let mut highest: BTreeMap<String, u64> = BTreeMap::new();
+        for l in lines {
+            let (word, count) = l
+                .rsplit_once(',')
+                .unwrap_or_else(|| panic!("not word,count: {l:?}"));
+            let c = highest.entry(word.to_string()).or_default();
+            *c = (*c).max(count.parse().unwrap());
+        }
+        let wrong = self
+            .truth
+            .iter()
+            .filter(|(w, n)| highest.get(*w) != Some(n))
+            .take(5)
+            .map(|(w, n)| (w.clone(), *n, highest.get(w).copied()))
+            .collect();
+        (wrong, highest.len())
+    }
+}
