@@ -13,6 +13,19 @@
 //!
 //! A pipeline is one source, any number of transforms, one sink: each subtask runs the chain
 //! with forward edges. Errors name the file, the line and column, and the offending key.
+//! `text-files` paths are URIs; [`JobSpec::load`] also takes paths relative to the spec file.
+//!
+//! # User operators
+//! A binary's registered operators ([`crate::api`]) are steps too, by name, with an optional
+//! `config` the operator reads in `open`:
+//!
+//! ```yaml
+//!   - operator: tokenize
+//!   - key-by: line
+//!   - operator: { name: count, config: { emit-every: 1 } }   # a keyed one: after a key-by
+//! ```
+//!
+//! A name the binary has not registered is refused when the spec is read, with the names it has.
 //!
 //! # Keyed steps
 //! `count` and `sum` keep state per key, so they need a keyed stream: a `key-by` right before

@@ -53,7 +53,7 @@ impl Corpus {
                     if k > 0 {
                         text.push_str(if shape.mixed { ", " } else { " " });
                     }
-                    let capital = shape.mixed && drawn % 3 == 0;
+                    let capital = shape.mixed && drawn.is_multiple_of(3);
                     text.push_str(&format!("{}{i}", if capital { 'W' } else { 'w' }));
                     *truth.entry(format!("w{i}")).or_default() += 1;
                 }

@@ -156,3 +156,33 @@ fn a_keyed_count_without_key_by_is_one_line() {
         "bad.yaml:5:5: pipeline[2]: count keeps state per key, so it needs a key-by right before it",
     );
 }
+
+/// `throttle` passes every record on unchanged, at its pace: 40 numbers over 2 subtasks at 20
+/// records/s each take at least a second.
+#[test]
+fn throttle_passes_records_on_at_its_pace() {
+    let dir = workdir("throttle");
+    let spec = dir.join("throttle.yaml");
+    std::fs::write(
+        &spec,
+        "name: throttle\nparallelism: 2\npipeline:\n  - source: { kind: sequence, from: 0, to: 40 }\n  - operator: { name: throttle, config: { records-per-second: 20 } }\n  - sink: { kind: files }\n",
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let out = wordcount(&["local"])
+        .arg(&spec)
+        .args(["--taskmanagers", "0", "--workdir"])
+        .arg(dir.join("work"))
+        .output()
+        .unwrap();
+    let elapsed = t0.elapsed();
+    assert!(out.status.success(), "{}", transcript(&out));
+    let mut numbers: Vec<u64> = committed_lines(&dir.join("work/output"))
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..40).collect::<Vec<_>>());
+    assert!(elapsed.as_secs_f64() >= 0.95, "{elapsed:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
