@@ -67,7 +67,9 @@ pub mod taskmanager;
 /// Error messages call the binary by its file name (or `Operators::named`); a staged binary
 /// in YARN keeps the name it was submitted under (`YARNFLOW_PROGRAM`).
 pub fn main(operators: api::Operators) -> std::process::ExitCode {
-    let operators = if operators.program() == "yarnflow" {
+    let operators = if operators.is_named() {
+        operators
+    } else {
         let program = std::env::var(appmaster::launch::PROGRAM_ENV)
             .ok()
             .or_else(|| {
@@ -77,8 +79,6 @@ pub fn main(operators: api::Operators) -> std::process::ExitCode {
             })
             .unwrap_or_else(|| "yarnflow".into());
         operators.named(&program)
-    } else {
-        operators
     };
     // The first installation wins; a second `main` in one process keeps the first registry.
     let _ = operators.install();

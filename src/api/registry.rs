@@ -102,6 +102,11 @@ impl Operators {
         self
     }
 
+    /// Whether [`named`](Self::named) gave it a name.
+    pub fn is_named(&self) -> bool {
+        !self.program.is_empty()
+    }
+
     pub fn program(&self) -> &str {
         if self.program.is_empty() {
             "yarnflow"

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! <staging> = <fs.defaultFS>/user/<user>/.yarnflow/<application id>/
-//!     yarnflow        the binary (AM and TaskManagers)
+//!     yarnflow        the submitting binary (AM and TaskManagers): `yarnflow`, or a job
+//!                     binary with its operators (its own name in YARNFLOW_PROGRAM)
 //!     yarnflow.yaml   the effective configuration (submit's conf dir + -D overrides)
 //!     job.yaml        the job spec (read by attempt 1; later attempts recover from HA)
 //! ```
