@@ -192,7 +192,7 @@ async fn user_operators_chain_keep_keyed_state_and_it_restores() {
 
     // The backend's snapshot holds the user's states; a new subtask restores and goes on.
     let dir = std::env::temp_dir().join(format!("yarnflow-api-{}", std::process::id()));
-    let path = format!("file://{}/keyed-0", dir.display());
+    let path = format!("{}/keyed-0", dir.display());
     let handle = backend
         .snapshot()
         .unwrap()
