@@ -7,7 +7,8 @@
 //!
 //! It also sets the rpath to libjvm when the `hdfs` feature links libhdfs (hdfs-sys passes it
 //! to its direct dependents as `DEP_HDFS_METADATA=JVM_PATH=...`), so the binary starts without
-//! LD_LIBRARY_PATH.
+//! LD_LIBRARY_PATH, and passes the directory on to crates depending on yarnflow
+//! (`DEP_YARNFLOW_JVM_PATH`, see `examples/wordcount/build.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +75,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|m| m.strip_prefix("JVM_PATH=").map(str::to_string));
     if let Some(path) = jvm {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{path}");
+        // For binaries of crates that depend on yarnflow (`links = "yarnflow"`):
+        // DEP_YARNFLOW_JVM_PATH in their build scripts.
+        println!("cargo:JVM_PATH={path}");
     }
     Ok(())
 }

@@ -11,8 +11,13 @@
 //! * **TaskManagers** (`yarnflow taskmanager`, in YARN containers or as local processes) run the
 //!   subtasks the JobManager deploys.
 //!
+//! A job's own operators: a binary that depends on this crate registers them and calls
+//! [`main`] (see [`api`]); the stock `yarnflow` binary is `main(Operators::new())`.
+//!
 //! Modules, one concept each:
 //!
+//! * [`api`]: the operator API: `ProcessFunction`, keyed state handles, the `Operators`
+//!   registry;
 //! * [`appmaster`]: the ApplicationMaster: TaskManager containers, the allocate loop;
 //! * [`cli`]: clap subcommands, the thin layer between argv and the library;
 //! * [`faults`]: test-only fault points (cargo feature `fault-points`), armed by `YARNFLOW_FAULTS`;
@@ -32,6 +37,7 @@
 //! * [`hadoop`]: Hadoop IPC + SASL, credentials files, YARN AM/NM protocols, RM REST, WebHDFS;
 //! * [`ha`]: leader election, discovery and the fenced job-graph/checkpoint/result stores.
 
+pub mod api;
 pub mod appmaster;
 pub mod cli;
 pub mod config;
@@ -48,3 +54,33 @@ pub mod network;
 pub mod state;
 pub mod storage;
 pub mod taskmanager;
+
+/// Runs the command line (every subcommand, the ApplicationMaster and TaskManager roles
+/// included) with `operators` as this binary's registry; a job binary's whole `main`:
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     yarnflow::main(yarnflow::api::Operators::new())
+/// }
+/// ```
+///
+/// Error messages call the binary by its file name (or `Operators::named`); a staged binary
+/// in YARN keeps the name it was submitted under (`YARNFLOW_PROGRAM`).
+pub fn main(operators: api::Operators) -> std::process::ExitCode {
+    let operators = if operators.is_named() {
+        operators
+    } else {
+        let program = std::env::var(appmaster::launch::PROGRAM_ENV)
+            .ok()
+            .or_else(|| {
+                let argv0 = std::env::args_os().next()?;
+                let stem = std::path::Path::new(&argv0).file_stem()?;
+                Some(stem.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "yarnflow".into());
+        operators.named(&program)
+    };
+    // The first installation wins; a second `main` in one process keeps the first registry.
+    let _ = operators.install();
+    cli::main()
+}

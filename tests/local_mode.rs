@@ -663,40 +663,23 @@ fn a_corrupt_checkpoint_at_recovery_exits_non_zero_with_one_line_and_keeps_the_h
 #[test]
 fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
     let dir = support::workdir("local-keyed-kill");
-    // A Zipf-like corpus: word i drawn with weight 1/(i+1), from a fixed-seed LCG.
-    let words = 20_000usize;
-    let cumulative: Vec<f64> = (0..words)
-        .scan(0.0, |acc, i| {
-            *acc += 1.0 / (i as f64 + 1.0);
-            Some(*acc)
-        })
-        .collect();
-    let total = cumulative[words - 1];
-    let mut seed = 42u64;
-    let mut truth: BTreeMap<String, u64> = BTreeMap::new();
-    let mut paths = Vec::new();
-    for f in 0..4 {
-        let mut text = String::new();
-        for _ in 0..200_000 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = (seed >> 11) as f64 / (1u64 << 53) as f64 * total;
-            let w = format!("w{}", cumulative.partition_point(|c| *c < u).min(words - 1));
-            text.push_str(&w);
-            text.push('\n');
-            *truth.entry(w).or_default() += 1;
-        }
-        let path = dir.join(format!("corpus-{f}.txt"));
-        std::fs::write(&path, text).unwrap();
-        paths.push(format!("\"file://{}\"", path.display()));
-    }
+    // A Zipf-like corpus: word i drawn with weight 1/(i+1), one per line.
+    let corpus = support::wordcount::Corpus::zipf(
+        &dir,
+        &support::wordcount::Shape {
+            files: 4,
+            lines_per_file: 200_000,
+            words_per_line: 1,
+            vocabulary: 20_000,
+            mixed: false,
+        },
+    );
     let spec = dir.join("wordcount.yaml");
     std::fs::write(
         &spec,
         format!(
-            "name: keyed-kill\nparallelism: 2\ncheckpoint-interval: 200 ms\npipeline:\n  - source: {{ kind: text-files, paths: [{}] }}\n  - key-by: line\n  - count\n  - sink: {{ kind: files }}\n",
-            paths.join(", ")
+            "name: keyed-kill\nparallelism: 2\ncheckpoint-interval: 200 ms\npipeline:\n  - source: {{ kind: text-files, paths: {} }}\n  - key-by: line\n  - count\n  - sink: {{ kind: files }}\n",
+            corpus.yaml_paths()
         ),
     )
     .unwrap();
@@ -761,21 +744,11 @@ fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
         duplicated.is_empty(),
         "duplicated lines {duplicated:?}\n{transcript}"
     );
-    let mut highest: BTreeMap<String, u64> = BTreeMap::new();
-    for l in &committed.lines {
-        let (word, count) = l.rsplit_once(',').expect("word,count");
-        let c = highest.entry(word.to_string()).or_default();
-        *c = (*c).max(count.parse().unwrap());
-    }
-    let wrong: Vec<_> = truth
-        .iter()
-        .filter(|(w, n)| highest.get(*w) != Some(n))
-        .take(5)
-        .collect();
+    let (wrong, words) = corpus.wrong_counts(committed.lines.iter().map(String::as_str));
     assert!(
         wrong.is_empty(),
-        "wrong counts (word, true) {wrong:?}\n{transcript}"
+        "wrong counts (word, true, highest) {wrong:?}\n{transcript}"
     );
-    assert_eq!(highest.len(), truth.len());
+    assert_eq!(words, corpus.truth.len());
     let _ = std::fs::remove_dir_all(&dir);
 }

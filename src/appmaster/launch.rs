@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! <staging> = <fs.defaultFS>/user/<user>/.yarnflow/<application id>/
-//!     yarnflow        the binary (AM and TaskManagers)
+//!     yarnflow        the submitting binary (AM and TaskManagers): `yarnflow`, or a job
+//!                     binary with its operators (its own name in YARNFLOW_PROGRAM)
 //!     yarnflow.yaml   the effective configuration (submit's conf dir + -D overrides)
 //!     job.yaml        the job spec (read by attempt 1; later attempts recover from HA)
 //! ```
@@ -26,6 +27,8 @@ pub const OUTPUT_ENV: &str = "YARNFLOW_OUTPUT_DIR";
 /// the default container executor). `yarnflow submit` sets it to the submitting user, as
 /// Flink's YARN client does.
 pub const HADOOP_USER_NAME_ENV: &str = "HADOOP_USER_NAME";
+/// The name the job binary was submitted under (it is staged as `yarnflow`), for messages.
+pub const PROGRAM_ENV: &str = "YARNFLOW_PROGRAM";
 /// Variables a yarnflow process with the `hdfs` feature needs for libhdfs (passed through from
 /// the submitter to the AM, and from the AM to its TaskManagers).
 pub const PASS_THROUGH_ENV: &[&str] = &[
@@ -36,6 +39,7 @@ pub const PASS_THROUGH_ENV: &[&str] = &[
     "LIBHDFS_OPTS",
     "RUST_LOG",
     "RUST_BACKTRACE",
+    PROGRAM_ENV,
     // Fault points a test armed (read only by builds with the `fault-points` feature).
     crate::faults::ENV,
 ];

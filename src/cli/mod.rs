@@ -16,7 +16,7 @@ mod taskmanager;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// yarnflow: highly available stream processing on YARN.
 #[derive(Debug, Parser)]
@@ -106,13 +106,24 @@ impl Cli {
 
 /// Parses argv, runs the subcommand and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The binary's own name in usage and errors (`wordcount submit ...`): a job binary is
+    // this command line with its operators.
+    let program = crate::api::Operators::installed().program();
+    let cli = match Cli::command()
+        .name(program)
+        .bin_name(program)
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let identity = crate::logging::ProcessIdentity::from_env(cli.command.component());
     crate::logging::init(identity, crate::logging::log_dir_from_env().as_deref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("yarnflow: cannot start the async runtime: {e}");
+            eprintln!("{program}: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -120,7 +131,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // One line: the error and its causes, outermost first.
-            eprintln!("yarnflow: {e:#}");
+            eprintln!("{program}: {e:#}");
             ExitCode::FAILURE
         }
     }

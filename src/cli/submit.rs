@@ -164,7 +164,8 @@ async fn stage(
     config: &crate::config::Config,
     spec_text: String,
 ) -> anyhow::Result<Vec<StagedFile>> {
-    let exe = std::env::current_exe().context("find the yarnflow binary")?;
+    // This very binary, with its registered operators, is the AM's and TaskManagers'.
+    let exe = std::env::current_exe().context("find this binary")?;
     let binary = tokio::fs::read(&exe)
         .await
         .with_context(|| format!("read {}", exe.display()))?;
@@ -209,6 +210,10 @@ fn am_environment(
             launch::encode_staged_files(files),
         ),
         (launch::OUTPUT_ENV.to_string(), output.to_string()),
+        (
+            launch::PROGRAM_ENV.to_string(),
+            crate::api::Operators::installed().program().to_string(),
+        ),
     ];
     env.extend(launch::pass_through_env());
     env.retain(|(k, _)| k != launch::HADOOP_USER_NAME_ENV);

@@ -1,102 +1,16 @@
-//! The built-in operators a subtask chains (forward edges), with their checkpointed state, and
-//! the [`Record`]s they pass on, with their byte codec for the keyed exchange.
+//! The operators a subtask chains (forward edges): the built-in ones with their checkpointed
+//! state, and users' registered ones ([`crate::api`]). The [`Record`]s they pass on are in
+//! `record.rs`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::record::{Record, RecordDecodeError};
 use super::spec::{FilterSpec, KeyBySpec, MapFunction, MapSpec, Step};
+use crate::api::{Operators, UserOperator};
 use crate::jobmanager::error::RuntimeError;
 use crate::state::HeapKeyedStateBackend;
-
-/// One record: a number (sequence source), a line of text (text-files source), or a value of
-/// a user's type in its postcard encoding (user operators).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    Int(i64),
-    Text(String),
-    Data(Vec<u8>),
-}
-
-/// The tag bytes of [`Record::encode`].
-const TAG_INT: u8 = 0;
-const TAG_TEXT: u8 = 1;
-const TAG_DATA: u8 = 2;
-
-/// A frame that is no [`Record::encode`] output.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordDecodeError {
-    #[error("an empty record frame (no tag byte)")]
-    Empty,
-    #[error("record frame with unknown tag {0}")]
-    UnknownTag(u8),
-    #[error("number record with {0} payload bytes instead of 8")]
-    IntLength(usize),
-    #[error("text record that is not UTF-8: {0}")]
-    NotUtf8(std::str::Utf8Error),
-}
-
-impl Record {
-    fn number(&self) -> Option<i64> {
-        match self {
-            Record::Int(n) => Some(*n),
-            Record::Text(t) => t.trim().parse().ok(),
-            Record::Data(_) => None,
-        }
-    }
-
-    /// The line a sink writes. A [`Record::Data`] is written as lowercase hex of its encoding
-    /// (lossy: a job whose sink should read well maps its values to text before the sink).
-    pub fn to_line(&self) -> String {
-        match self {
-            Record::Int(n) => n.to_string(),
-            Record::Text(t) => t.clone(),
-            Record::Data(d) => d
-                .iter()
-                .fold(String::with_capacity(d.len() * 2), |mut s, b| {
-                    let _ = write!(s, "{b:02x}");
-                    s
-                }),
-        }
-    }
-
-    /// Appends the record's wire form to `out`: a tag byte, then the payload (a number as 8
-    /// bytes little-endian, a text's UTF-8, a value's bytes). The frame around it (the network
-    /// layer's length prefix) delimits it, so no length is written.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Record::Int(n) => {
-                out.push(TAG_INT);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-            Record::Text(t) => {
-                out.push(TAG_TEXT);
-                out.extend_from_slice(t.as_bytes());
-            }
-            Record::Data(d) => {
-                out.push(TAG_DATA);
-                out.extend_from_slice(d);
-            }
-        }
-    }
-
-    /// The record of one [`Record::encode`] frame.
-    pub fn decode(frame: &[u8]) -> Result<Record, RecordDecodeError> {
-        let (&tag, payload) = frame.split_first().ok_or(RecordDecodeError::Empty)?;
-        match tag {
-            TAG_INT => payload
-                .try_into()
-                .map(|b| Record::Int(i64::from_le_bytes(b)))
-                .map_err(|_| RecordDecodeError::IntLength(payload.len())),
-            TAG_TEXT => std::str::from_utf8(payload)
-                .map(|t| Record::Text(t.to_owned()))
-                .map_err(RecordDecodeError::NotUtf8),
-            TAG_DATA => Ok(Record::Data(payload.to_vec())),
-            other => Err(RecordDecodeError::UnknownTag(other)),
-        }
-    }
-}
 
 /// A transform and its state.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +27,9 @@ pub enum Operator {
         key: KeyBySpec,
         sums: BTreeMap<String, i64>,
     },
+    /// A user's registered operator (`- operator: NAME`); its keyed state lives in the
+    /// subtask's backend.
+    User(UserOperator),
 }
 
 /// The checkpointed state of one operator (keyed counts and sums; map and filter have none).
@@ -133,7 +50,21 @@ impl Operator {
     /// The transform of a pipeline step (sources, sinks and key-bys are not operators);
     /// `key` is the key-by right before it, which a keyed step needs.
     pub fn from_step(step: &Step, key: Option<&KeyBySpec>) -> Result<Option<Operator>, String> {
+        Operator::from_step_in(step, key, Operators::installed())
+    }
+
+    /// [`from_step`](Self::from_step) with user operators from `operators`.
+    pub fn from_step_in(
+        step: &Step,
+        key: Option<&KeyBySpec>,
+        operators: &Operators,
+    ) -> Result<Option<Operator>, String> {
         Ok(match step {
+            Step::Operator(spec) => Some(Operator::User(operators.create(
+                &spec.name,
+                &spec.config,
+                key.is_some(),
+            )?)),
             Step::Map(m) => Some(Operator::Map(m.clone())),
             Step::Filter(f) => Some(Operator::Filter(f.clone())),
             Step::Count | Step::Sum => {
@@ -164,6 +95,9 @@ impl Operator {
         _keyed: Option<&mut HeapKeyedStateBackend>,
         out: &mut Vec<Record>,
     ) -> Result<(), RuntimeError> {
+        if let Operator::User(user) = self {
+            return user.process(r, _keyed, out);
+        }
         out.extend(self.apply(r));
         Ok(())
     }
@@ -195,6 +129,7 @@ impl Operator {
                 *s = s.wrapping_add(r.number().unwrap_or(0));
                 Some(Record::Text(format!("{k},{s}")))
             }
+            Operator::User(_) => unreachable!("user operators run in process"),
         }
     }
 
@@ -235,10 +170,19 @@ impl Chain {
     /// The operators of a stage's `steps`; `input_key` is the key-by of its keyed input edge,
     /// which the stage's first step follows.
     pub fn from_stage(steps: &[Step], input_key: Option<&KeyBySpec>) -> Result<Chain, String> {
+        Chain::from_stage_in(steps, input_key, Operators::installed())
+    }
+
+    /// [`from_stage`](Self::from_stage) with user operators from `registry`.
+    pub fn from_stage_in(
+        steps: &[Step],
+        input_key: Option<&KeyBySpec>,
+        registry: &Operators,
+    ) -> Result<Chain, String> {
         let mut operators = Vec::new();
         let mut key = input_key;
         for step in steps {
-            operators.extend(Operator::from_step(step, key)?);
+            operators.extend(Operator::from_step_in(step, key, registry)?);
             key = match step {
                 Step::KeyBy(k) => Some(k),
                 _ => None,
@@ -280,6 +224,34 @@ impl Chain {
         Ok(())
     }
 
+    /// Opens the user operators (after restore, before the first record): they read their
+    /// configuration and register their keyed state with `keyed`, the subtask's backend (the
+    /// first operator only, as in [`process`](Self::process)).
+    pub fn open(
+        &mut self,
+        mut keyed: Option<&mut HeapKeyedStateBackend>,
+    ) -> Result<(), RuntimeError> {
+        for op in &mut self.operators {
+            if let Operator::User(user) = op {
+                user.open(keyed.take())?;
+            }
+            keyed = None;
+        }
+        Ok(())
+    }
+
+    /// Closes the user operators (the subtask ends); every one is closed, the first error
+    /// returned.
+    pub fn close(&mut self) -> Result<(), RuntimeError> {
+        let mut result = Ok(());
+        for op in &mut self.operators {
+            if let Operator::User(user) = op {
+                result = result.and(user.close());
+            }
+        }
+        result
+    }
+
     pub fn snapshot(&self) -> Vec<OperatorState> {
         self.operators.iter().map(Operator::snapshot).collect()
     }
@@ -319,34 +291,6 @@ mod tests {
             chain.process(r, None, &mut out).unwrap();
         }
         out.iter().map(Record::to_line).collect()
-    }
-
-    #[test]
-    fn records_round_trip_and_garbage_is_an_error() {
-        for r in [
-            Record::Int(-7),
-            Record::Int(i64::MAX),
-            Record::Text(String::new()),
-            Record::Text("héllo,1".into()),
-            Record::Data(vec![]),
-            Record::Data(vec![0, 255, 3]),
-        ] {
-            let mut frame = Vec::new();
-            r.encode(&mut frame);
-            assert_eq!(Record::decode(&frame), Ok(r));
-        }
-        assert_eq!(Record::decode(&[]), Err(RecordDecodeError::Empty));
-        assert_eq!(
-            Record::decode(&[9, 1]),
-            Err(RecordDecodeError::UnknownTag(9))
-        );
-        assert_eq!(
-            Record::decode(&[TAG_INT, 1, 2]),
-            Err(RecordDecodeError::IntLength(2))
-        );
-        let e = Record::decode(&[TAG_TEXT, 0xff]).unwrap_err();
-        assert!(e.to_string().contains("not UTF-8"), "{e}");
-        assert_eq!(Record::Data(vec![0, 171]).to_line(), "00ab");
     }
 
     #[test]

@@ -13,6 +13,19 @@
 //!
 //! A pipeline is one source, any number of transforms, one sink: each subtask runs the chain
 //! with forward edges. Errors name the file, the line and column, and the offending key.
+//! `text-files` paths are URIs; [`JobSpec::load`] also takes paths relative to the spec file.
+//!
+//! # User operators
+//! A binary's registered operators ([`crate::api`]) are steps too, by name, with an optional
+//! `config` the operator reads in `open`:
+//!
+//! ```yaml
+//!   - operator: tokenize
+//!   - key-by: line
+//!   - operator: { name: count, config: { emit-every: 1 } }   # a keyed one: after a key-by
+//! ```
+//!
+//! A name the binary has not registered is refused when the spec is read, with the names it has.
 //!
 //! # Keyed steps
 //! `count` and `sum` keep state per key, so they need a keyed stream: a `key-by` right before
@@ -35,6 +48,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::api::Operators;
 
 /// A malformed job specification: one line with file, position and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +95,8 @@ pub enum Step {
     Count,
     /// Keyed running sum of the numbers (after a key-by): emits `key,sum` per record.
     Sum,
+    /// A user operator the binary registered ([`crate::api::Operators`]).
+    Operator(OperatorSpec),
     Sink(SinkSpec),
 }
 
@@ -92,13 +109,82 @@ impl Step {
             Step::KeyBy(_) => "key-by",
             Step::Count => "count",
             Step::Sum => "sum",
+            Step::Operator(_) => "operator",
             Step::Sink(_) => "sink",
         }
     }
 
-    /// Keeps state per key, so it needs a keyed stream (a key-by right before it).
+    /// What error messages call it: its kind, or `operator 'NAME'`.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Operator(o) => format!("operator '{}'", o.name),
+            s => s.kind().to_string(),
+        }
+    }
+
+    /// Keeps state per key, so it needs a keyed stream (a key-by right before it). A user
+    /// operator is keyed if registered so in `operators`.
     pub fn is_keyed(&self) -> bool {
         matches!(self, Step::Count | Step::Sum)
+    }
+
+    /// [`is_keyed`](Self::is_keyed), user operators looked up in `operators`.
+    pub fn is_keyed_in(&self, operators: &Operators) -> bool {
+        match self {
+            Step::Operator(o) => operators.is_keyed(&o.name) == Some(true),
+            s => s.is_keyed(),
+        }
+    }
+}
+
+/// A user operator step: `- operator: NAME`, or `- operator: { name: NAME, config: {...} }`
+/// with `config` whatever the operator reads (`OpenContext::config`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OperatorSpec {
+    pub name: String,
+    /// `null` when absent.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub config: serde_json::Value,
+}
+
+/// The long form of [`OperatorSpec`], for its errors (unknown keys, a missing name).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct OperatorSpecMap {
+    name: String,
+    #[serde(default)]
+    config: serde_json::Value,
+}
+
+impl<'de> Deserialize<'de> for OperatorSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OperatorSpec, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OperatorSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an operator name, or { name: NAME, config: {...} }")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<OperatorSpec, E> {
+                Ok(OperatorSpec {
+                    name: name.to_string(),
+                    config: serde_json::Value::Null,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<OperatorSpec, A::Error> {
+                let m = OperatorSpecMap::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(OperatorSpec {
+                    name: m.name,
+                    config: m.config,
+                })
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -167,8 +253,20 @@ pub enum SinkSpec {
 }
 
 impl JobSpec {
-    /// Parses a spec; `file` names it in errors.
+    /// Parses a spec; `file` names it in errors. User operators are checked against this
+    /// binary's registry ([`Operators::installed`]).
     pub fn parse(text: &str, file: &str) -> Result<JobSpec, SpecError> {
+        JobSpec::parse_with(text, file, Operators::installed())
+    }
+
+    /// [`parse`](Self::parse) against the registry `operators`.
+    pub fn parse_with(text: &str, file: &str, operators: &Operators) -> Result<JobSpec, SpecError> {
+        let spec = JobSpec::parse_unchecked(text, file)?;
+        spec.validate(file, Some(text), operators)?;
+        Ok(spec)
+    }
+
+    fn parse_unchecked(text: &str, file: &str) -> Result<JobSpec, SpecError> {
         let spec: JobSpec = serde_yaml_ng::from_str(text).map_err(|e| {
             let location = e
                 .location()
@@ -183,8 +281,13 @@ impl JobSpec {
                 message: friendlier(&msg),
             }
         })?;
-        spec.validate(file, text)?;
         Ok(spec)
+    }
+
+    /// Validates a spec that was parsed before (a job graph read back from HA storage) against
+    /// this binary's registry: `what` names it in the error.
+    pub fn check(&self, what: &str) -> Result<(), SpecError> {
+        self.validate(what, None, Operators::installed())
     }
 
     pub fn load(path: &Path) -> Result<JobSpec, SpecError> {
@@ -194,10 +297,39 @@ impl JobSpec {
             location: String::new(),
             message: format!("cannot read: {e}"),
         })?;
-        JobSpec::parse(&text, &file)
+        let mut spec = JobSpec::parse_unchecked(&text, &file)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if let Ok(dir) = dir.canonicalize() {
+            spec.resolve_relative_paths(&dir);
+        }
+        spec.validate(&file, Some(&text), Operators::installed())?;
+        Ok(spec)
     }
 
-    fn validate(&self, file: &str, text: &str) -> Result<(), SpecError> {
+    /// Makes each relative `text-files` path (no scheme, e.g. `data/words.txt`) a `file://`
+    /// URI under `dir`, the spec file's directory: a spec and its local input travel together.
+    fn resolve_relative_paths(&mut self, dir: &Path) {
+        for step in &mut self.pipeline {
+            if let Step::Source(SourceSpec::TextFiles { paths }) = step {
+                for p in paths
+                    .iter_mut()
+                    .filter(|p| !p.contains("://") && !p.starts_with('/'))
+                {
+                    *p = format!("file://{}", dir.join(&*p).display());
+                }
+            }
+        }
+    }
+
+    fn validate(
+        &self,
+        file: &str,
+        text: Option<&str>,
+        operators: &Operators,
+    ) -> Result<(), SpecError> {
         let err = |m: String| SpecError {
             file: file.to_string(),
             location: String::new(),
@@ -206,7 +338,7 @@ impl JobSpec {
         // Errors about one step point at it in the text.
         let step_err = |i: usize, m: String| SpecError {
             file: file.to_string(),
-            location: step_location(text, i),
+            location: text.map(|t| step_location(t, i)).unwrap_or_default(),
             message: m,
         };
         if self.parallelism == 0 {
@@ -251,7 +383,7 @@ impl JobSpec {
                     ),
                 ));
             }
-            if let Some(m) = self.step_problem(i) {
+            if let Some(m) = self.step_problem(i, operators) {
                 return Err(step_err(i, m));
             }
         }
@@ -263,7 +395,7 @@ impl JobSpec {
     }
 
     /// What is wrong with step `i` on its own or where it stands, if anything.
-    fn step_problem(&self, i: usize) -> Option<String> {
+    fn step_problem(&self, i: usize, operators: &Operators) -> Option<String> {
         let s = &self.pipeline[i];
         let previous = i.checked_sub(1).map(|p| &self.pipeline[p]);
         Some(match s {
@@ -291,7 +423,10 @@ impl JobSpec {
                     "pipeline[{i}].source.paths[{j}]: '{p}' is not a file URI; write hdfs://host:port/path or file:///absolute/path"
                 )
             }
-            s if s.is_keyed() && !matches!(previous, Some(Step::KeyBy(_))) => {
+            Step::Operator(o) if operators.unknown(&o.name).is_some() => {
+                format!("pipeline[{i}]: {}", operators.unknown(&o.name)?)
+            }
+            s if s.is_keyed_in(operators) && !matches!(previous, Some(Step::KeyBy(_))) => {
                 let earlier = self.pipeline[..i]
                     .iter()
                     .rposition(|s| matches!(s, Step::KeyBy(_)))
@@ -301,7 +436,7 @@ impl JobSpec {
                     .unwrap_or_default();
                 format!(
                     "pipeline[{i}]: {} keeps state per key, so it needs a key-by right before it (e.g. `- key-by: {{ modulus: 10 }}` or `- key-by: line`){earlier}",
-                    s.kind()
+                    s.describe()
                 )
             }
             _ => return None,

@@ -261,6 +261,13 @@ impl Dispatcher {
     /// Starts a job master for a job whose graph is in the job graph store.
     async fn start(&self, graph: JobGraph) -> Result<(), DispatchError> {
         let spec = graph.spec;
+        // A recovered graph may name operators this binary lacks (another binary submitted
+        // it): one line, before anything is deployed.
+        spec.check("its stored job graph")
+            .map_err(|e| DispatchError::BadJob {
+                job: spec.job_id(),
+                message: e.to_string(),
+            })?;
         let cfg = JobMasterConfig {
             graph_persisted: true,
             run_id: graph.run_id,
@@ -306,18 +313,71 @@ mod tests {
     use crate::storage::local::LocalStore;
 
     fn dispatcher(dir: &std::path::Path) -> (Dispatcher, mpsc::UnboundedReceiver<JobOutcome>) {
-        let ha = HaServices::embedded(
-            Arc::new(LocalStore),
-            &dir.join("ha").display().to_string(),
-            1,
-        );
         Dispatcher::new(
-            ha,
+            ha(dir),
             Arc::new(Config::defaults()),
             Arc::new(InProcess::default()),
             None,
             CancellationToken::new(),
         )
+    }
+
+    fn ha(dir: &std::path::Path) -> HaServices {
+        HaServices::embedded(
+            Arc::new(LocalStore),
+            &dir.join("ha").display().to_string(),
+            1,
+        )
+    }
+
+    /// A job graph another binary stored (with its own operators) is one line at recovery,
+    /// before anything runs.
+    #[tokio::test]
+    async fn a_recovered_graph_naming_an_operator_this_binary_lacks_is_refused() {
+        let dir =
+            std::env::temp_dir().join(format!("yarnflow-dispatcher-op-{}", std::process::id()));
+        let theirs = crate::api::Operators::new().register("tokenize", || Tokenize);
+        let spec = JobSpec::parse_with(
+            "name: theirs\npipeline:\n  - source: { kind: sequence, to: 10 }\n  - operator: tokenize\n  - sink: { kind: files, path: 'file:///tmp/theirs' }\n",
+            "theirs.yaml",
+            &theirs,
+        )
+        .unwrap();
+        let graph = JobGraph::submitted(spec).to_bytes().unwrap();
+        let ha = ha(&dir);
+        ha.job_graphs
+            .put("theirs", bytes::Bytes::from(graph))
+            .await
+            .unwrap();
+        let (d, _outcomes) = Dispatcher::new(
+            ha,
+            Arc::new(Config::defaults()),
+            Arc::new(InProcess::default()),
+            None,
+            CancellationToken::new(),
+        );
+        let e = d.recover().await.unwrap_err().to_string();
+        assert!(
+            e.starts_with("job theirs: its stored job graph: pipeline[1]: no operator 'tokenize' is registered in yarnflow"),
+            "{e}"
+        );
+        assert!(!d.is_running("theirs"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    struct Tokenize;
+
+    impl crate::api::ProcessFunction for Tokenize {
+        type In = String;
+        type Out = String;
+        fn process(
+            &mut self,
+            _: String,
+            _: &mut crate::api::Context,
+            _: &mut crate::api::Collector<String>,
+        ) -> Result<(), crate::api::OperatorError> {
+            Ok(())
+        }
     }
 
     fn spec(dir: &std::path::Path) -> JobSpec {

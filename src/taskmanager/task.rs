@@ -183,6 +183,8 @@ async fn run(
         source.restore(state).map_err(RuntimeError::Source)?;
     }
     chain.restore(&restore.operators);
+    // User operators open after the restore, with the keyed stage's state backend if any.
+    chain.open(None)?;
     if let Output::Sink(sink) = &mut output {
         sink.restore(restore.sink.as_ref()).await?;
     }
@@ -200,16 +202,16 @@ async fn run(
         finished: false,
         flush: tokio::time::interval(flush_every),
     };
-    match (source, source_spec) {
+    let result = match (source, source_spec) {
         (Some(source), Some(spec)) => task.run_source(&cfg, &spec, source, commands).await,
-        _ => {
-            let network = needs_network()?;
-            let Some(gate) = open_gate(&cfg, &network, commands).await? else {
-                return Ok(());
-            };
-            task.run_consumer(gate, commands).await
-        }
-    }
+        _ => match open_gate(&cfg, &needs_network()?, commands).await {
+            Ok(Some(gate)) => task.run_consumer(gate, commands).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
+    };
+    // Closed however the subtask ends; a failure of its own comes first.
+    result.and(task.chain.close())
 }
 
 /// The consumer's input gate, one channel per producer; `None` if told to stop meanwhile

@@ -202,6 +202,18 @@ pub fn yarnflow(args: &[&str]) -> Command {
     command(Path::new(env!("CARGO_BIN_EXE_yarnflow")), args)
 }
 
+/// The `wordcount` binary of `examples/wordcount`: next to `yarnflow` in the target dir, built by
+/// the test command (`cargo test --workspace`) before any test runs, never by a test.
+pub fn wordcount_exe() -> PathBuf {
+    let exe = Path::new(env!("CARGO_BIN_EXE_yarnflow")).with_file_name("wordcount");
+    assert!(
+        exe.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds examples/wordcount)",
+        exe.display()
+    );
+    exe
+}
+
 /// [`yarnflow`] for another binary built on yarnflow.
 pub fn command(exe: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(exe);

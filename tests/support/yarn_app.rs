@@ -304,6 +304,27 @@ pub async fn committed_lines(
     lines
 }
 
+/// Copies the corpus's files to HDFS under `dir` through WebHDFS; returns their `hdfs://` URIs as
+/// a YAML flow list for a `text-files` source.
+pub async fn upload_corpus(
+    cluster: &MiniCluster,
+    corpus: &super::wordcount::Corpus,
+    dir: &str,
+) -> String {
+    let web = WebHdfs::new(cluster.webhdfs(), &super::user());
+    web.mkdirs(dir).await.unwrap();
+    let mut uris = Vec::new();
+    for path in &corpus.paths {
+        let name = path.file_name().unwrap().to_string_lossy();
+        let target = format!("{dir}/{name}");
+        web.create(&target, std::fs::read(path).unwrap().into())
+            .await
+            .unwrap();
+        uris.push(format!("\"{}{target}\"", cluster.hdfs_uri()));
+    }
+    format!("[{}]", uris.join(", "))
+}
+
 /// What the committed part files of `app` hold, measured against the numbers `0..expected`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Output {
