@@ -17,6 +17,8 @@ mod ha_zk_restart;
 mod hdfs_faults;
 #[path = "faults/recovery_blips.rs"]
 mod recovery_blips;
+#[path = "faults/wordcount_failover.rs"]
+mod wordcount_failover;
 #[path = "faults/yarn_failover.rs"]
 mod yarn_failover;
 

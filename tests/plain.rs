@@ -23,5 +23,7 @@ mod hadoop_ipc;
 mod minicluster;
 #[path = "plain/standalone_ha.rs"]
 mod standalone_ha;
+#[path = "plain/wordcount.rs"]
+mod wordcount;
 #[path = "plain/yarn_am.rs"]
 mod yarn_am;

@@ -325,6 +325,80 @@ pub async fn upload_corpus(
     format!("[{}]", uris.join(", "))
 }
 
+/// The word count example's job on YARN: its name, and the shape of the corpus it counts.
+pub const WORDCOUNT: &str = "wordcount";
+
+/// A word count run on YARN: a Zipf corpus on HDFS and the `wordcount` spec over it at
+/// parallelism 3 (3 TaskManagers of one slot), `throttle` (per source subtask) between tokenize
+/// and the key-by when given, so a fault lands mid-job.
+pub struct WordCountRun {
+    pub corpus: super::wordcount::Corpus,
+    pub spec: String,
+}
+
+impl WordCountRun {
+    /// 3 files × 20,000 lines × 10 words (600,000 words, about 3.5 MB) over 20,000 words.
+    pub async fn prepare(cluster: &MiniCluster, name: &str, throttle: Option<u64>) -> WordCountRun {
+        let local = cluster.dir.join(format!("corpus-{name}"));
+        std::fs::create_dir_all(&local).unwrap();
+        let corpus = super::wordcount::Corpus::zipf(
+            &local,
+            &super::wordcount::Shape {
+                files: 3,
+                lines_per_file: 20_000,
+                words_per_line: 10,
+                vocabulary: 20_000,
+                mixed: true,
+            },
+        );
+        let paths = upload_corpus(cluster, &corpus, &format!("/{name}-input")).await;
+        let throttle = throttle.map_or(String::new(), |r| {
+            format!("  - operator: {{ name: throttle, config: {{ records-per-second: {r} }} }}\n")
+        });
+        let spec = cluster.dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &spec,
+            format!(
+                "name: {WORDCOUNT}\nparallelism: 3\ncheckpoint-interval: 500 ms\npipeline:\n\
+                 \x20 - source: {{ kind: text-files, paths: {paths} }}\n\
+                 \x20 - operator: tokenize\n{throttle}\
+                 \x20 - key-by: line\n\
+                 \x20 - operator: count\n\
+                 \x20 - sink: {{ kind: files }}\n"
+            ),
+        )
+        .unwrap();
+        WordCountRun {
+            corpus,
+            spec: spec.to_string_lossy().into_owned(),
+        }
+    }
+
+    /// `wordcount submit --detached` with `conf`: the application id once the job runs.
+    pub fn submit(&self, cluster: &MiniCluster, conf: &Path) -> String {
+        submit_job(
+            cluster.command(&super::wordcount_exe(), conf),
+            &self.spec,
+            WORDCOUNT,
+        )
+    }
+
+    /// Asserts what `app` committed is exact: no line twice, every word's highest count its
+    /// true count.
+    pub async fn check_counts(&self, cluster: &MiniCluster, app: &str) {
+        let lines = committed_lines(cluster, &super::user(), app, WORDCOUNT).await;
+        let lines = lines.iter().map(String::as_str);
+        let twice = super::wordcount::duplicated(lines.clone());
+        assert!(twice.is_empty(), "{app} committed lines twice: {twice:?}");
+        let (wrong, words) = self.corpus.wrong_counts(lines);
+        assert!(
+            wrong.is_empty(),
+            "{app}: wrong counts (word, true, highest) {wrong:?}"
+        );
+        assert_eq!(words, self.corpus.truth.len(), "{app}: words counted");
+    }
+}
+
 /// What the committed part files of `app` hold, measured against the numbers `0..expected`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Output {
