@@ -752,3 +752,145 @@ fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
     assert_eq!(words, corpus.truth.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The resident set of process `pid` in bytes (`VmRSS` of /proc), if it still runs.
+fn rss(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Back-pressure: the word count with a `throttle` right before the sink, 1,000 records/s per
+/// subtask against a source that reads millions per second, for over 60 s on 2 TaskManager
+/// processes. Every word is padded to 1 kB, so the 130,000 words are 130 MB: more than the bound
+/// if the source's reads piled up anywhere. The slow consumer withholds credit, so its
+/// producers wait instead of buffering: each TaskManager's RSS grows by at most 64 MB over the
+/// run, and the counts are exact.
+#[test]
+fn a_slow_sink_back_pressures_the_source_with_bounded_memory_and_exact_counts() {
+    let dir = support::workdir("local-backpressure");
+    let short = support::wordcount::Corpus::zipf(
+        &dir,
+        &support::wordcount::Shape {
+            // Files of 1 MB: the source reads a file whole, so big files would be what
+            // the RSS measures.
+            files: 130,
+            lines_per_file: 100,
+            words_per_line: 10,
+            vocabulary: 5_000,
+            mixed: false,
+        },
+    );
+    let pad = "x".repeat(1_000);
+    for path in &short.paths {
+        let text = std::fs::read_to_string(path).unwrap();
+        let padded: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let words: Vec<String> = l.split(' ').map(|w| format!("{w}{pad}")).collect();
+                words.join(" ")
+            })
+            .collect();
+        std::fs::write(path, padded.join("\n") + "\n").unwrap();
+    }
+    let corpus = support::wordcount::Corpus {
+        truth: short
+            .truth
+            .iter()
+            .map(|(w, n)| (format!("{w}{pad}"), *n))
+            .collect(),
+        paths: short.paths,
+    };
+    let spec = dir.join("backpressure.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: backpressure\nparallelism: 2\ncheckpoint-interval: 1 s\npipeline:\n  - source: {{ kind: text-files, paths: {} }}\n  - operator: tokenize\n  - key-by: line\n  - operator: count\n  - operator: {{ name: throttle, config: {{ records-per-second: 1000 }} }}\n  - sink: {{ kind: files }}\n",
+            corpus.yaml_paths()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut child = support::command(&support::wordcount_exe(), &["local"])
+        .arg(&spec)
+        .args(["--taskmanagers", "2", "--workdir"])
+        .arg(dir.join("work"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let pids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let pids = pids.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut transcript = String::new();
+            for line in std::io::BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                if let Some(pid) = line
+                    .split_once(" started (pid ")
+                    .filter(|(head, _)| head.starts_with("taskmanager "))
+                    .and_then(|(_, r)| r.strip_suffix(')'))
+                {
+                    pids.lock().unwrap().push(pid.parse::<i32>().unwrap());
+                }
+                transcript.push_str(&line);
+                transcript.push('\n');
+            }
+            transcript
+        })
+    };
+    // Per TaskManager: its first RSS and its highest, sampled every 500 ms.
+    let mut rss_of: BTreeMap<i32, (u64, u64)> = BTreeMap::new();
+    let status = loop {
+        for pid in pids.lock().unwrap().iter() {
+            if let Some(now) = rss(*pid) {
+                let (_, high) = rss_of.entry(*pid).or_insert((now, now));
+                *high = (*high).max(now);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let elapsed = started.elapsed();
+    let transcript = reader.join().unwrap();
+    assert!(status.success(), "{transcript}");
+    assert!(
+        elapsed >= Duration::from_secs(60),
+        "{elapsed:?}: not throttled"
+    );
+    assert_eq!(rss_of.len(), 2, "2 TaskManagers sampled: {transcript}");
+    for (pid, (first, high)) in &rss_of {
+        println!(
+            "TaskManager pid {pid}: RSS {} MB at start, {} MB at most, over {elapsed:?}",
+            first >> 20,
+            high >> 20
+        );
+        assert!(
+            high - first <= 64 << 20,
+            "TaskManager {pid} grew by {} MB",
+            (high - first) >> 20
+        );
+    }
+    let committed = support::committed(&dir.join("work/output"));
+    let lines = committed.lines.iter().map(String::as_str);
+    let twice = support::wordcount::duplicated(lines.clone());
+    assert!(twice.is_empty(), "lines committed twice {twice:?}");
+    let (wrong, words) = corpus.wrong_counts(lines);
+    assert!(
+        wrong.is_empty(),
+        "wrong counts (word, true, highest) {wrong:?}"
+    );
+    assert_eq!(words, corpus.truth.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}

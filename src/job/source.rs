@@ -78,6 +78,10 @@ pub struct TextFilesPosition {
     pub line: u64,
 }
 
+/// A batch of lines ends at this many bytes too: what a subtask holds ahead of back-pressure
+/// (a batch is processed and emitted whole) stays small however long the lines are.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
 /// The `text-files` source of one subtask: the lines of its files, one [`Record::Text`] each,
 /// without the line terminator (`\n` or `\r\n`; a last line without one counts too). Bytes
 /// that are not UTF-8 become U+FFFD.
@@ -125,10 +129,12 @@ impl TextFilesSource {
         self.position.file >= self.position.files.len()
     }
 
-    /// Up to `max` more lines (fewer at the end of the last file).
+    /// Up to `max` more lines (fewer at the end of the last file, or once they hold
+    /// [`MAX_BATCH_BYTES`]).
     pub async fn poll(&mut self, max: usize, out: &mut Vec<Record>) -> Result<(), String> {
         let mut emitted = 0;
-        while emitted < max && !self.finished() {
+        let mut bytes = 0;
+        while emitted < max && bytes < MAX_BATCH_BYTES && !self.finished() {
             let content = match &self.content {
                 Some(c) => c.clone(),
                 None => {
@@ -138,7 +144,7 @@ impl TextFilesSource {
                 }
             };
             let mut at = self.position.offset as usize;
-            while emitted < max && at < content.len() {
+            while emitted < max && bytes < MAX_BATCH_BYTES && at < content.len() {
                 let rest = &content[at..];
                 let (line, next) = match rest.iter().position(|b| *b == b'\n') {
                     Some(i) => (&rest[..i], at + i + 1),
@@ -146,6 +152,7 @@ impl TextFilesSource {
                 };
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 out.push(Record::Text(String::from_utf8_lossy(line).into_owned()));
+                bytes += next - at;
                 at = next;
                 emitted += 1;
                 self.position.line += 1;
@@ -328,6 +335,23 @@ mod tests {
         let mut out = Vec::new();
         idle.poll(10, &mut out).await.unwrap();
         assert!(idle.finished() && out.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Long lines end a batch by bytes: a poll holds at most `MAX_BATCH_BYTES` plus one line.
+    #[tokio::test]
+    async fn a_batch_of_long_lines_is_bounded_by_bytes() {
+        let line = "x".repeat(100 * 1024);
+        let text = format!("{line}\n").repeat(10);
+        let (dir, uris) = text_files("long", &[text.as_str()]);
+        let mut src = TextFilesSource::new(&uris, 0, 1);
+        let mut out = Vec::new();
+        src.poll(10_000, &mut out).await.unwrap();
+        assert_eq!(out.len(), MAX_BATCH_BYTES.div_ceil(line.len() + 1));
+        while !src.finished() {
+            src.poll(10_000, &mut out).await.unwrap();
+        }
+        assert_eq!(out.len(), 10);
         let _ = std::fs::remove_dir_all(dir);
     }
 
