@@ -124,6 +124,44 @@ fn re_running_a_spec_on_the_same_path_keeps_both_runs_output() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `yarnflow local` run's stdout up to the line saying TaskManager 0 started: what the
+/// tests that kill that process need.
+struct FirstTaskManager {
+    /// The lines read so far.
+    transcript: String,
+    /// The JobManager's REST address, if it was printed.
+    rest: Option<String>,
+    /// TaskManager 0's pid, if it was printed.
+    victim: Option<i32>,
+}
+
+impl FirstTaskManager {
+    /// Reads `lines` up to and including TaskManager 0's start (or to their end).
+    fn read(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> FirstTaskManager {
+        let mut first = FirstTaskManager {
+            transcript: String::new(),
+            rest: None,
+            victim: None,
+        };
+        for line in lines {
+            let line = line.unwrap();
+            first.transcript.push_str(&line);
+            first.transcript.push('\n');
+            if let Some(url) = line.strip_prefix("REST API: ") {
+                first.rest = Some(url.to_string());
+            }
+            if let Some(pid) = line
+                .strip_prefix("taskmanager 0 started (pid ")
+                .and_then(|r| r.strip_suffix(')'))
+            {
+                first.victim = Some(pid.parse::<i32>().unwrap());
+                break;
+            }
+        }
+        first
+    }
+}
+
 /// SIGKILL one TaskManager process mid-job: its subtasks restart (on the replacement process)
 /// from the latest completed checkpoint, the job finishes, the output is still exactly-once.
 #[test]
@@ -144,24 +182,11 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
     .spawn()
     .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut victim = None;
-    let mut rest = None;
-    let mut transcript = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        transcript.push_str(&line);
-        transcript.push('\n');
-        if let Some(url) = line.strip_prefix("REST API: ") {
-            rest = Some(url.to_string());
-        }
-        if let Some(pid) = line
-            .strip_prefix("taskmanager 0 started (pid ")
-            .and_then(|r| r.strip_suffix(')'))
-        {
-            victim = Some(pid.parse::<i32>().unwrap());
-            break;
-        }
-    }
+    let FirstTaskManager {
+        mut transcript,
+        rest,
+        victim,
+    } = FirstTaskManager::read(&mut lines);
     let victim = victim.expect("the TaskManager pids are printed");
     let rest = rest.expect("the REST address is printed");
     let client = JobManagerClient::new(&rest, Duration::from_secs(10));
@@ -663,34 +688,14 @@ fn a_corrupt_checkpoint_at_recovery_exits_non_zero_with_one_line_and_keeps_the_h
 #[test]
 fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
     let dir = support::workdir("local-keyed-kill");
-    // A Zipf-like corpus: word i drawn with weight 1/(i+1), from a fixed-seed LCG.
-    let words = 20_000usize;
-    let cumulative: Vec<f64> = (0..words)
-        .scan(0.0, |acc, i| {
-            *acc += 1.0 / (i as f64 + 1.0);
-            Some(*acc)
-        })
+    let (paths, drawn) = support::corpus::ZipfCorpus::new(20_000, 42).write(&dir, 4, 200_000);
+    let truth: BTreeMap<String, u64> = (drawn.iter().enumerate())
+        .filter(|(_, n)| **n > 0)
+        .map(|(w, n)| (format!("w{w}"), *n))
         .collect();
-    let total = cumulative[words - 1];
-    let mut seed = 42u64;
-    let mut truth: BTreeMap<String, u64> = BTreeMap::new();
-    let mut paths = Vec::new();
-    for f in 0..4 {
-        let mut text = String::new();
-        for _ in 0..200_000 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = (seed >> 11) as f64 / (1u64 << 53) as f64 * total;
-            let w = format!("w{}", cumulative.partition_point(|c| *c < u).min(words - 1));
-            text.push_str(&w);
-            text.push('\n');
-            *truth.entry(w).or_default() += 1;
-        }
-        let path = dir.join(format!("corpus-{f}.txt"));
-        std::fs::write(&path, text).unwrap();
-        paths.push(format!("\"file://{}\"", path.display()));
-    }
+    let paths: Vec<String> = (paths.iter())
+        .map(|p| format!("\"file://{}\"", p.display()))
+        .collect();
     let spec = dir.join("wordcount.yaml");
     std::fs::write(
         &spec,
@@ -710,23 +715,11 @@ fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
         .unwrap();
     use std::io::BufRead;
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut transcript = String::new();
-    let (mut rest, mut victim) = (None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        transcript.push_str(&line);
-        transcript.push('\n');
-        if let Some(url) = line.strip_prefix("REST API: ") {
-            rest = Some(url.to_string());
-        }
-        if let Some(pid) = line
-            .strip_prefix("taskmanager 0 started (pid ")
-            .and_then(|r| r.strip_suffix(')'))
-        {
-            victim = Some(pid.parse::<i32>().unwrap());
-            break;
-        }
-    }
+    let FirstTaskManager {
+        mut transcript,
+        rest,
+        victim,
+    } = FirstTaskManager::read(&mut lines);
     let client = JobManagerClient::new(&rest.expect("REST address"), Duration::from_secs(10));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -13,6 +13,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the fixture
 
 pub mod chaos;
+pub mod corpus;
 pub mod proxy;
 pub mod yarn_app;
 
