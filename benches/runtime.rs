@@ -30,7 +30,8 @@
 //! (from `/proc/<pid>/stat` and `getrusage`), and checkpoint completion p50 / p99 under load.
 //! The keyed run's output is checked: the highest count per word is its true count, and there
 //! is one line per record. `YARNFLOW_BENCH_KEYED_LINES` sets the corpus size (default
-//! 50,000,000 lines); `YARNFLOW_BENCH_KEYED_ONLY=1` runs only this part.
+//! 100,000,000 lines: 15-30 s of the keyed job on 2 free cores); `YARNFLOW_BENCH_KEYED_ONLY=1`
+//! runs only this part.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -61,7 +62,7 @@ const LATENCY_SECONDS: u64 = 20;
 /// Distinct words of the word count corpus.
 const KEYED_WORDS: usize = 10_000;
 /// Lines of the word count corpus unless `YARNFLOW_BENCH_KEYED_LINES` says otherwise.
-const KEYED_LINES: usize = 50_000_000;
+const KEYED_LINES: usize = 100_000_000;
 /// The binding target of the keyed word count (issue 12: twice Flink 2.3.0's).
 const KEYED_TARGET: f64 = 5_400_000.0;
 
