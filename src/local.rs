@@ -115,10 +115,17 @@ impl LocalCluster {
     /// Starts `n` TaskManager processes of `slots` slots each, each replaced when it exits.
     pub fn start_taskmanagers(&self, n: u32, slots: u32) -> Result<(), LocalError> {
         let exe = std::env::current_exe().map_err(LocalError::Executable)?;
+        self.start_taskmanagers_of(&exe, n, slots);
+        Ok(())
+    }
+
+    /// [`LocalCluster::start_taskmanagers`] from the yarnflow executable `exe` (a benchmark or
+    /// test is not one itself).
+    pub fn start_taskmanagers_of(&self, exe: &Path, n: u32, slots: u32) {
         for index in 0..n {
             self.tasks.spawn(supervise(
                 index,
-                exe.clone(),
+                exe.to_path_buf(),
                 self.session.address.clone(),
                 slots,
                 Supervision {
@@ -128,7 +135,6 @@ impl LocalCluster {
                 },
             ));
         }
-        Ok(())
     }
 
     /// Runs `spec` (or waits for it, if it was recovered from the work directory) to its end.

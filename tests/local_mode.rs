@@ -124,6 +124,44 @@ fn re_running_a_spec_on_the_same_path_keeps_both_runs_output() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `yarnflow local` run's stdout up to the line saying TaskManager 0 started: what the
+/// tests that kill that process need.
+struct FirstTaskManager {
+    /// The lines read so far.
+    transcript: String,
+    /// The JobManager's REST address, if it was printed.
+    rest: Option<String>,
+    /// TaskManager 0's pid, if it was printed.
+    victim: Option<i32>,
+}
+
+impl FirstTaskManager {
+    /// Reads `lines` up to and including TaskManager 0's start (or to their end).
+    fn read(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> FirstTaskManager {
+        let mut first = FirstTaskManager {
+            transcript: String::new(),
+            rest: None,
+            victim: None,
+        };
+        for line in lines {
+            let line = line.unwrap();
+            first.transcript.push_str(&line);
+            first.transcript.push('\n');
+            if let Some(url) = line.strip_prefix("REST API: ") {
+                first.rest = Some(url.to_string());
+            }
+            if let Some(pid) = line
+                .strip_prefix("taskmanager 0 started (pid ")
+                .and_then(|r| r.strip_suffix(')'))
+            {
+                first.victim = Some(pid.parse::<i32>().unwrap());
+                break;
+            }
+        }
+        first
+    }
+}
+
 /// SIGKILL one TaskManager process mid-job: its subtasks restart (on the replacement process)
 /// from the latest completed checkpoint, the job finishes, the output is still exactly-once.
 #[test]
@@ -144,24 +182,11 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
     .spawn()
     .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut victim = None;
-    let mut rest = None;
-    let mut transcript = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        transcript.push_str(&line);
-        transcript.push('\n');
-        if let Some(url) = line.strip_prefix("REST API: ") {
-            rest = Some(url.to_string());
-        }
-        if let Some(pid) = line
-            .strip_prefix("taskmanager 0 started (pid ")
-            .and_then(|r| r.strip_suffix(')'))
-        {
-            victim = Some(pid.parse::<i32>().unwrap());
-            break;
-        }
-    }
+    let FirstTaskManager {
+        mut transcript,
+        rest,
+        victim,
+    } = FirstTaskManager::read(&mut lines);
     let victim = victim.expect("the TaskManager pids are printed");
     let rest = rest.expect("the REST address is printed");
     let client = JobManagerClient::new(&rest, Duration::from_secs(10));
@@ -693,23 +718,11 @@ fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
         .unwrap();
     use std::io::BufRead;
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut transcript = String::new();
-    let (mut rest, mut victim) = (None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        transcript.push_str(&line);
-        transcript.push('\n');
-        if let Some(url) = line.strip_prefix("REST API: ") {
-            rest = Some(url.to_string());
-        }
-        if let Some(pid) = line
-            .strip_prefix("taskmanager 0 started (pid ")
-            .and_then(|r| r.strip_suffix(')'))
-        {
-            victim = Some(pid.parse::<i32>().unwrap());
-            break;
-        }
-    }
+    let FirstTaskManager {
+        mut transcript,
+        rest,
+        victim,
+    } = FirstTaskManager::read(&mut lines);
     let client = JobManagerClient::new(&rest.expect("REST address"), Duration::from_secs(10));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -64,7 +64,14 @@ pub struct KeyedOutput {
 impl KeyedOutput {
     /// The consumer subtask that owns `record`'s key group.
     pub fn channel_of(&self, record: &Record) -> usize {
-        let (_, group) = key_and_group(&self.key, self.max_parallelism, record);
+        let group = match (&self.key, record) {
+            // The text is the key (what `key_of` returns): hashed in place, not copied, as
+            // this runs once per record.
+            (KeyBySpec::Line, Record::Text(t)) => {
+                key_groups::assign_to_key_group(t.as_bytes(), self.max_parallelism)
+            }
+            _ => key_and_group(&self.key, self.max_parallelism, record).1,
+        };
         key_groups::operator_index_for_key_group(self.max_parallelism, self.consumers, group)
             as usize
     }

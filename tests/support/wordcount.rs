@@ -5,9 +5,58 @@
 #![allow(dead_code)] // two test crates use different parts
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Text files of words `w0`, `w1`, ... drawn with weight 1/(i+1) from a fixed-seed LCG.
+/// Word `i` (written `w{i}`) is drawn with weight 1/(i+1), from a fixed-seed LCG.
+pub struct ZipfCorpus {
+    cumulative: Vec<f64>,
+    seed: u64,
+}
+
+impl ZipfCorpus {
+    pub fn new(words: usize, seed: u64) -> ZipfCorpus {
+        let cumulative = (0..words)
+            .scan(0.0, |acc, i| {
+                *acc += 1.0 / (i as f64 + 1.0);
+                Some(*acc)
+            })
+            .collect();
+        ZipfCorpus { cumulative, seed }
+    }
+
+    /// The index of the next word drawn.
+    pub fn next_word(&mut self) -> usize {
+        self.seed = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let words = self.cumulative.len();
+        let u = (self.seed >> 11) as f64 / (1u64 << 53) as f64 * self.cumulative[words - 1];
+        self.cumulative.partition_point(|c| *c < u).min(words - 1)
+    }
+
+    /// Writes `files` files `dir/corpus-{f}.txt` of `lines` words each, drawn in file order:
+    /// their paths, and how often each word index was drawn.
+    pub fn write(&mut self, dir: &Path, files: usize, lines: usize) -> (Vec<PathBuf>, Vec<u64>) {
+        let mut truth = vec![0u64; self.cumulative.len()];
+        let mut paths = Vec::new();
+        for f in 0..files {
+            let path = dir.join(format!("corpus-{f}.txt"));
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+            for _ in 0..lines {
+                let w = self.next_word();
+                writeln!(out, "w{w}").unwrap();
+                truth[w] += 1;
+            }
+            out.flush().unwrap();
+            paths.push(path);
+        }
+        (paths, truth)
+    }
+}
+
+/// Text files of words `w0`, `w1`, ... drawn by [`ZipfCorpus`] (seed 42).
 pub struct Corpus {
     pub paths: Vec<PathBuf>,
     /// Each (lowercase) word's number of occurrences over all files.
@@ -29,40 +78,28 @@ pub struct Shape {
 impl Corpus {
     /// Writes `corpus-<i>.txt` files into `dir`.
     pub fn zipf(dir: &Path, shape: &Shape) -> Corpus {
-        let cumulative: Vec<f64> = (0..shape.vocabulary)
-            .scan(0.0, |acc, i| {
-                *acc += 1.0 / (i as f64 + 1.0);
-                Some(*acc)
-            })
-            .collect();
-        let total = cumulative[shape.vocabulary - 1];
-        let mut seed = 42u64;
+        let mut draw = ZipfCorpus::new(shape.vocabulary, 42);
         let mut truth: BTreeMap<String, u64> = BTreeMap::new();
         let mut paths = Vec::new();
         let mut drawn = 0u64;
         for f in 0..shape.files {
-            let mut text = String::new();
+            let path = dir.join(format!("corpus-{f}.txt"));
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
             for _ in 0..shape.lines_per_file {
                 for k in 0..shape.words_per_line {
-                    seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let u = (seed >> 11) as f64 / (1u64 << 53) as f64 * total;
-                    let i = cumulative
-                        .partition_point(|c| *c < u)
-                        .min(shape.vocabulary - 1);
+                    let i = draw.next_word();
                     drawn += 1;
                     if k > 0 {
-                        text.push_str(if shape.mixed { ", " } else { " " });
+                        out.write_all(if shape.mixed { b", " } else { b" " })
+                            .unwrap();
                     }
                     let capital = shape.mixed && drawn.is_multiple_of(3);
-                    text.push_str(&format!("{}{i}", if capital { 'W' } else { 'w' }));
+                    write!(out, "{}{i}", if capital { 'W' } else { 'w' }).unwrap();
                     *truth.entry(format!("w{i}")).or_default() += 1;
                 }
-                text.push('\n');
+                out.write_all(b"\n").unwrap();
             }
-            let path = dir.join(format!("corpus-{f}.txt"));
-            std::fs::write(&path, text).unwrap();
+            out.flush().unwrap();
             paths.push(path);
         }
         Corpus { paths, truth }
