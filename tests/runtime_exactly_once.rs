@@ -48,6 +48,12 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
             store: Arc::new(LocalStore),
             path: format!("{dir}/output"),
         },
+        checkpoint_storage: yarnflow::jobmanager::checkpoint_storage::CheckpointStorage::new(
+            Location {
+                store: Arc::new(LocalStore),
+                path: format!("{dir}/checkpoints"),
+            },
+        ),
         restart,
         checkpoint_timeout: Duration::from_secs(10),
         tolerable_failed_checkpoints: 0,

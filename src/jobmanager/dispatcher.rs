@@ -258,6 +258,35 @@ impl Dispatcher {
         }
     }
 
+    /// `execution.checkpointing.dir` (default `<high-availability.storageDir>/checkpoints`),
+    /// opened. A job with a keyed stage needs one; others run without.
+    async fn checkpoint_dir(&self, spec: &JobSpec) -> Result<Option<Location>, DispatchError> {
+        let bad = |message: String| DispatchError::BadJob {
+            job: spec.job_id(),
+            message,
+        };
+        let uri = crate::ha::config::HaConfig::from_config(&self.config)?.checkpoint_dir;
+        let Some(uri) = uri else {
+            if spec.pipeline.iter().any(|s| matches!(s, Step::KeyBy(_))) {
+                return Err(bad("its keyed state needs execution.checkpointing.dir (default: <high-availability.storageDir>/checkpoints), and neither is set".into()));
+            }
+            return Ok(None);
+        };
+        // The HA storage's filesystem is open already; another one is opened here.
+        if let Some(path) = uri.strip_prefix(self.ha.blob_store.base_uri())
+            && path.starts_with('/')
+        {
+            return Ok(Some(Location {
+                store: self.ha.blob_store.clone(),
+                path: path.to_string(),
+            }));
+        }
+        crate::storage::open(&uri)
+            .await
+            .map(Some)
+            .map_err(|e| bad(format!("execution.checkpointing.dir: {e}")))
+    }
+
     /// Starts a job master for a job whose graph is in the job graph store.
     async fn start(&self, graph: JobGraph) -> Result<(), DispatchError> {
         let spec = graph.spec;
@@ -268,6 +297,7 @@ impl Dispatcher {
                 &self.config,
                 spec.clone(),
                 self.sink_dir(&spec).await?,
+                self.checkpoint_dir(&spec).await?,
                 self.runtime.clone(),
                 self.leadership.clone(),
             )?
