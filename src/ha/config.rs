@@ -33,7 +33,9 @@ pub struct HaConfig {
     /// `execution.checkpointing.num-retained` (≤ 0 becomes 1, as in Flink).
     pub num_retained: usize,
     /// `execution.checkpointing.dir` (Flink 2's `state.checkpoints.dir`), where keyed subtasks
-    /// write their snapshot files: default `<storageDir>/checkpoints`; `None` without either.
+    /// write their snapshot files: default `<storageDir>/<cluster-id>/checkpoints`, with the
+    /// cluster's other HA blobs (so that closing the cluster removes what a job left, and two
+    /// clusters never share a directory); `None` without either.
     pub checkpoint_dir: Option<String>,
 }
 
@@ -88,7 +90,9 @@ impl HaConfig {
             .max(1) as usize;
         let checkpoint_dir = c
             .parse_with("execution.checkpointing.dir", parse_storage_uri)?
-            .or_else(|| (!storage_dir.is_empty()).then(|| format!("{storage_dir}/checkpoints")));
+            .or_else(|| {
+                (!storage_dir.is_empty()).then(|| format!("{storage_dir}/{cluster_id}/checkpoints"))
+            });
         Ok(HaConfig {
             checkpoint_dir,
             kind,
@@ -199,7 +203,7 @@ mod tests {
         assert!(!h.tolerate_suspended);
         assert_eq!(
             h.checkpoint_dir.as_deref(),
-            Some("hdfs://nn:1/ha/checkpoints")
+            Some("hdfs://nn:1/ha/application_1_0001/checkpoints")
         );
         c.set("execution.checkpointing.dir", "hdfs://nn:1/chk/");
         let h = HaConfig::from_config(&c).unwrap();

@@ -258,7 +258,7 @@ impl Dispatcher {
         }
     }
 
-    /// `execution.checkpointing.dir` (default `<high-availability.storageDir>/checkpoints`),
+    /// `execution.checkpointing.dir` (default `<high-availability.storageDir>/<cluster-id>/checkpoints`),
     /// opened. A job with a keyed stage needs one; others run without.
     async fn checkpoint_dir(&self, spec: &JobSpec) -> Result<Option<Location>, DispatchError> {
         let bad = |message: String| DispatchError::BadJob {
@@ -268,7 +268,7 @@ impl Dispatcher {
         let uri = crate::ha::config::HaConfig::from_config(&self.config)?.checkpoint_dir;
         let Some(uri) = uri else {
             if spec.pipeline.iter().any(|s| matches!(s, Step::KeyBy(_))) {
-                return Err(bad("its keyed state needs execution.checkpointing.dir (default: <high-availability.storageDir>/checkpoints), and neither is set".into()));
+                return Err(bad("its keyed state needs execution.checkpointing.dir (default: <high-availability.storageDir>/<cluster-id>/checkpoints), and neither is set".into()));
             }
             return Ok(None);
         };

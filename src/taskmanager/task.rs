@@ -326,7 +326,7 @@ impl KeyedContext {
     ) -> Result<KeyedContext, RuntimeError> {
         let checkpoint_dir = cfg.checkpoint_dir.clone().ok_or_else(|| {
             RuntimeError::InvalidJob(
-                "a keyed stage needs execution.checkpointing.dir (default: <high-availability.storageDir>/checkpoints), and neither is set".into(),
+                "a keyed stage needs execution.checkpointing.dir (default: <high-availability.storageDir>/<cluster-id>/checkpoints), and neither is set".into(),
             )
         })?;
         Ok(KeyedContext {
