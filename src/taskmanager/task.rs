@@ -905,6 +905,44 @@ mod tests {
     }
 
     #[test]
+    fn a_rescaled_subtask_gets_every_file_overlapping_its_key_groups() {
+        // Written at parallelism 2 (groups 0..=63, 64..=127), restored at parallelism 3.
+        let file = |index: u32| {
+            let range = key_groups::key_group_range_for_operator(128, 2, index);
+            let state = SubtaskState {
+                stage: Some(1),
+                index: Some(index),
+                keyed: vec![KeyedStateHandle {
+                    path: format!("chk-3/stage-1-subtask-{index}"),
+                    length: 1,
+                    checksum: 0,
+                    key_group_range: range,
+                }],
+                ..SubtaskState::empty()
+            };
+            (2 + index, serde_json::to_value(state).unwrap())
+        };
+        let subtasks = BTreeMap::from([file(0), file(1)]);
+        let paths = |index: u32| -> Vec<String> {
+            let range = key_groups::key_group_range_for_operator(128, 3, index);
+            keyed_handles(&subtasks, 1, range)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.path)
+                .collect()
+        };
+        assert_eq!(paths(0), vec!["chk-3/stage-1-subtask-0"]);
+        assert_eq!(
+            paths(1),
+            vec!["chk-3/stage-1-subtask-0", "chk-3/stage-1-subtask-1"]
+        );
+        assert_eq!(paths(2), vec!["chk-3/stage-1-subtask-1"]);
+        // Unreadable metadata is an error, not a panic.
+        let bad = BTreeMap::from([(0, serde_json::json!({"keyed": 7}))]);
+        assert!(keyed_handles(&bad, 1, KeyGroupRange::new(0, 127)).is_err());
+    }
+
+    #[test]
     fn a_keyed_stage_without_a_checkpoint_dir_is_refused_at_start() {
         let cfg = TaskConfig {
             checkpoint_dir: None,
