@@ -288,9 +288,9 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// The operators of `steps`. A key-by is no operator here: at parallelism 1 (all a key-by
-    /// runs at until the keyed exchange exists) one subtask owns every key group, so the
-    /// records need no partitioning; it gives the keyed step after it its key.
+    /// The operators of `steps`. A key-by is no operator here (it is an edge of the execution
+    /// plan): it gives the keyed step after it its key, which runs only as a stage's first
+    /// operator, where the subtask's keyed state is at hand.
     pub fn from_steps(steps: &[Step]) -> Result<Chain, String> {
         Chain::from_stage(steps, None)
     }
