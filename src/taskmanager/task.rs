@@ -229,6 +229,7 @@ async fn run(
         stage: exchange.stage,
         chain,
         keyed,
+        writes: tokio::task::JoinSet::new(),
         output,
         events: events.clone(),
         outputs: Vec::new(),
@@ -421,6 +422,8 @@ struct Task {
     chain: Chain,
     /// A keyed stage's state (`None` in a stage without a keyed input).
     keyed: Option<KeyedContext>,
+    /// Keyed state snapshot files being written, each acknowledging its checkpoint when done.
+    writes: tokio::task::JoinSet<()>,
     output: Output,
     events: mpsc::Sender<TaskEvent>,
     /// The chain's outputs of one record, reused.
@@ -615,8 +618,9 @@ impl Task {
     }
 
     /// Snapshots for checkpoint `id` (phase one of the sink's commit), forwards the barrier
-    /// downstream, writes the keyed state's file, and acknowledges with the state. A file that
-    /// cannot be written declines the checkpoint (the subtask goes on).
+    /// downstream, encodes the keyed state (the only part the subtask waits for), and
+    /// acknowledges with the state once its file is written. A snapshot that fails declines
+    /// the checkpoint (the subtask goes on).
     async fn checkpoint(
         &mut self,
         id: u64,
@@ -632,43 +636,37 @@ impl Task {
                 None
             }
         };
-        let pending = self.keyed.as_ref().map(|k| k.snapshot(id));
-        let written = match pending {
-            None => Ok(Vec::new()),
-            Some(Err(e)) => Err(e),
-            Some(Ok(p)) => p.write().await.map(|handle| vec![handle]),
-        };
-        let keyed = match written {
-            Ok(keyed) => keyed,
-            Err(e) => {
-                let reason = format!("the keyed state snapshot failed: {e}");
-                let declined = TaskEvent::Declined {
-                    subtask: self.subtask,
-                    checkpoint_id: id,
-                    reason,
-                };
-                return send(&self.events, declined).await;
-            }
-        };
-        let state = SubtaskState {
+        let mut state = SubtaskState {
             source,
             operators: self.chain.snapshot(),
             sink,
             index: Some(self.index),
             stage: Some(self.stage),
-            keyed,
+            keyed: Vec::new(),
         };
-        let state = serde_json::to_value(&state)
-            .map_err(|e| RuntimeError::bad_state(format!("checkpoint {id}: subtask state"), e))?;
-        send(
-            &self.events,
-            TaskEvent::Ack {
-                subtask: self.subtask,
-                checkpoint_id: id,
-                state,
-            },
-        )
-        .await
+        let subtask = self.subtask;
+        let pending = match self.keyed.as_ref().map(|k| k.snapshot(id)) {
+            None => return send(&self.events, acknowledge(subtask, id, &state)).await,
+            Some(Err(e)) => return send(&self.events, decline(subtask, id, &e)).await,
+            Some(Ok(pending)) => pending,
+        };
+        // The file is written while the subtask goes on; the acknowledgement follows it.
+        // Dropping the task (stop, failure) aborts a write under way: its checkpoint never
+        // completes, and the cleaner deletes what it left.
+        while self.writes.try_join_next().is_some() {}
+        let events = self.events.clone();
+        self.writes.spawn(async move {
+            let event = match pending.write().await {
+                Ok(handle) => {
+                    state.keyed = vec![handle];
+                    acknowledge(subtask, id, &state)
+                }
+                Err(e) => decline(subtask, id, &e),
+            };
+            // A closed inbox: the job master is gone, and so is the checkpoint.
+            let _ = events.send(event).await;
+        });
+        Ok(())
     }
 
     /// Checkpoint `id` completed: the sink commits.
@@ -712,6 +710,32 @@ impl Task {
             records: self.processed,
         };
         async move { send(&events, event).await }
+    }
+}
+
+/// The acknowledgement of checkpoint `id` with `state` (a state that does not serialize
+/// declines the checkpoint).
+fn acknowledge(subtask: u32, id: u64, state: &SubtaskState) -> TaskEvent {
+    match serde_json::to_value(state) {
+        Ok(state) => TaskEvent::Ack {
+            subtask,
+            checkpoint_id: id,
+            state,
+        },
+        Err(e) => decline(
+            subtask,
+            id,
+            &RuntimeError::bad_state(format!("checkpoint {id}: subtask state"), e),
+        ),
+    }
+}
+
+/// Declines checkpoint `id`: its snapshot failed (the subtask goes on).
+fn decline(subtask: u32, id: u64, error: &RuntimeError) -> TaskEvent {
+    TaskEvent::Declined {
+        subtask,
+        checkpoint_id: id,
+        reason: format!("the snapshot failed: {error}"),
     }
 }
 
