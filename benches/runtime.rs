@@ -111,6 +111,12 @@ async fn run_job(spec: JobSpec, store: Arc<dyn BlobStore>, dir: &str) -> JobOutc
             store: store.clone(),
             path: format!("{dir}/output"),
         },
+        checkpoint_storage: yarnflow::jobmanager::checkpoint_storage::CheckpointStorage::new(
+            Location {
+                store: store.clone(),
+                path: format!("{dir}/checkpoints"),
+            },
+        ),
         restart: RestartStrategy::None,
         checkpoint_timeout: Duration::from_secs(60),
         tolerable_failed_checkpoints: 0,

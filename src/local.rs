@@ -67,7 +67,9 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Leads on embedded HA under `workdir/ha` and serves on 127.0.0.1 (`rest.port`);
+    /// Leads on embedded HA under `workdir/ha`, with checkpoint files under
+    /// `workdir/checkpoints` (unless `execution.checkpointing.dir` says otherwise), and serves
+    /// on 127.0.0.1 (`rest.port`);
     /// `in_process`: subtasks run in this process instead of on TaskManagers.
     pub async fn start(
         config: &Config,
@@ -82,9 +84,15 @@ impl LocalCluster {
             &workdir.join("ha").display().to_string(),
             num_retained,
         );
+        // Keyed state snapshots go to the work directory too, unless configured elsewhere.
+        let mut config = config.clone();
+        if config.get(CHECKPOINT_DIR_KEY).is_none() {
+            let dir = workdir.join("checkpoints");
+            config.set(CHECKPOINT_DIR_KEY, format!("file://{}", dir.display()));
+        }
         let session = LeaderSession::start(
             &ha,
-            config,
+            &config,
             LeaderOptions {
                 in_process,
                 ..LeaderOptions::new("127.0.0.1", "127.0.0.1")
@@ -159,6 +167,9 @@ impl LocalCluster {
         self.session.close().await;
     }
 }
+
+/// Where keyed subtasks write their snapshot files.
+const CHECKPOINT_DIR_KEY: &str = "execution.checkpointing.dir";
 
 /// What a TaskManager's supervisor listens to and reports on.
 struct Supervision {

@@ -736,6 +736,15 @@ fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
+    // Keyed state went to files in the checkpoint directory, one per keyed subtask.
+    let job_dirs: Vec<_> = std::fs::read_dir(dir.join("work/checkpoints"))
+        .expect("the checkpoint directory exists once a checkpoint completed")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        job_dirs.len() == 1 && job_dirs[0].starts_with("keyed-kill-"),
+        "{job_dirs:?}"
+    );
     unsafe {
         libc::kill(victim.expect("TaskManager pids are printed"), libc::SIGKILL);
     }
@@ -763,6 +772,16 @@ fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
         "wrong counts (word, true, highest) {wrong:?}\n{transcript}"
     );
     assert_eq!(words, corpus.truth.len());
+    // The finished job's keyed state snapshots are gone with its other HA data.
+    let checkpoints = dir.join("work/checkpoints");
+    let left: Vec<_> = std::fs::read_dir(&checkpoints)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "left in {}: {left:?}",
+        checkpoints.display()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -48,6 +48,12 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
             store: Arc::new(LocalStore),
             path: format!("{dir}/output"),
         },
+        checkpoint_storage: yarnflow::jobmanager::checkpoint_storage::CheckpointStorage::new(
+            Location {
+                store: Arc::new(LocalStore),
+                path: format!("{dir}/checkpoints"),
+            },
+        ),
         restart,
         checkpoint_timeout: Duration::from_secs(10),
         tolerable_failed_checkpoints: 0,
@@ -405,5 +411,71 @@ async fn a_corrupt_newest_checkpoint_fails_recovery_unless_opted_in_then_output_
     assert_eq!(outcome.restored_from, Some(older));
     assert_eq!(newer_parts(&dir), 0);
     assert_exactly_once(&dir, to);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A keyed job's state goes to snapshot files, not into the checkpoint metadata: with 100 000
+/// distinct keys the metadata in HA storage stays a few hundred bytes of handles while the
+/// files grow; the counts are exact; once the job finished its checkpoint directory is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_state_goes_to_files_and_the_metadata_holds_only_handles() {
+    let dir = support::workdir("rt-keyed").display().to_string();
+    let ha = HaServices::embedded(Arc::new(LocalStore), &format!("{dir}/ha"), 1);
+    let spec = JobSpec::parse(
+        "name: keyed\nparallelism: 2\ncheckpoint-interval: 50 ms\npipeline:\n  - source: { kind: sequence, from: 0, to: 300000, rate: 100000 }\n  - key-by: { modulus: 100000 }\n  - count\n  - sink: { kind: files }\n",
+        "keyed.yaml",
+    )
+    .unwrap();
+    let job_id = spec.job_id();
+    let (_handle, done) = job_master::start(config(spec, &dir, RestartStrategy::None), ha.clone());
+    let store = ha.checkpoint_store_factory.checkpoint_store(&job_id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (mut largest_metadata, mut file_bytes) = (0, 0);
+    while file_bytes < 500_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no checkpoint with 500 kB of keyed state within 30 s (metadata {largest_metadata} B, files {file_bytes} B)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let Some(&id) = store.checkpoint_ids().await.unwrap().last() else {
+            continue;
+        };
+        // Subsumed meanwhile: look again.
+        let Ok(stored) = store.get(id).await else {
+            continue;
+        };
+        largest_metadata = largest_metadata.max(stored.metadata.len());
+        let metadata: serde_json::Value = serde_json::from_slice(&stored.metadata).unwrap();
+        let handles: Vec<&serde_json::Value> = metadata["subtasks"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|s| s.get("keyed"))
+            .flat_map(|k| k.as_array().unwrap())
+            .collect();
+        assert_eq!(handles.len(), 2, "one file per keyed subtask: {metadata}");
+        file_bytes = handles.iter().map(|h| h["length"].as_u64().unwrap()).sum();
+    }
+    assert!(
+        largest_metadata < 4096,
+        "metadata of {largest_metadata} bytes"
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(60), done)
+        .await
+        .expect("the job ends")
+        .unwrap();
+    assert_eq!(outcome.status, JobStatus::Finished, "{outcome:?}");
+    let mut highest = std::collections::BTreeMap::<String, u64>::new();
+    for l in support::committed(Path::new(&format!("{dir}/output"))).lines {
+        let (key, count) = l.rsplit_once(',').unwrap();
+        let c = highest.entry(key.to_string()).or_default();
+        *c = (*c).max(count.parse().unwrap());
+    }
+    assert_eq!(highest.len(), 100_000);
+    assert!(highest.values().all(|c| *c == 3));
+    let left: Vec<_> = std::fs::read_dir(format!("{dir}/checkpoints"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -192,6 +192,12 @@ async fn a_killed_subtask_resumes_at_its_checkpointed_offset() {
             store: Arc::new(LocalStore),
             path: format!("{}/output", dir.display()),
         },
+        checkpoint_storage: yarnflow::jobmanager::checkpoint_storage::CheckpointStorage::new(
+            Location {
+                store: Arc::new(LocalStore),
+                path: format!("{}/checkpoints", dir.display()),
+            },
+        ),
         restart: RestartStrategy::FixedDelay {
             attempts: 3,
             delay: Duration::from_millis(50),

@@ -12,7 +12,7 @@ use super::error::OperatorError;
 use super::function::ProcessFunction;
 use crate::job::record::Record;
 use crate::jobmanager::error::RuntimeError;
-use crate::state::{HeapKeyedStateBackend, KeyGroupRange};
+use crate::state::HeapKeyedStateBackend;
 
 /// Makes a fresh, unopened instance of a registered function.
 pub(super) type Factory = Arc<dyn Fn() -> Box<dyn ErasedFunction> + Send + Sync>;
@@ -70,10 +70,6 @@ pub struct UserOperator {
     /// Behind a `Mutex` only to be `Sync` without asking user code to be (the task is held
     /// across awaits); reached through `get_mut`, never locked.
     function: Mutex<Box<dyn ErasedFunction>>,
-    /// Interim, until subtasks own a keyed state backend: a keyed operator that the chain
-    /// gives none keeps its state here, keyed by the record's line, never checkpointed.
-    /// Remove once every keyed stage passes its backend.
-    own_state: Option<Mutex<HeapKeyedStateBackend>>,
 }
 
 impl UserOperator {
@@ -89,7 +85,6 @@ impl UserOperator {
             keyed,
             function: Mutex::new(factory()),
             factory,
-            own_state: None,
         }
     }
 
@@ -100,15 +95,6 @@ impl UserOperator {
 
     /// Opens it with `keyed`, the subtask's backend (for a keyed operator).
     pub fn open(&mut self, keyed: Option<&mut HeapKeyedStateBackend>) -> Result<(), RuntimeError> {
-        let mut keyed: Option<&mut HeapKeyedStateBackend> = keyed;
-        if self.keyed && keyed.is_none() {
-            let own =
-                self.own_state
-                    .insert(Mutex::new(HeapKeyedStateBackend::new(KeyGroupRange::new(
-                        0, 0,
-                    ))));
-            keyed = Some(exclusive(own));
-        }
         let mut ctx = OpenContext {
             operator: &self.name,
             config: &self.config,
@@ -125,16 +111,6 @@ impl UserOperator {
         keyed: Option<&mut HeapKeyedStateBackend>,
         out: &mut Vec<Record>,
     ) -> Result<(), RuntimeError> {
-        let mut keyed: Option<&mut HeapKeyedStateBackend> = keyed;
-        if self.keyed
-            && keyed.is_none()
-            && let Some(own) = self.own_state.as_mut()
-        {
-            let own = exclusive(own);
-            own.set_current_key(record.to_line().as_bytes(), 0)
-                .map_err(|e| operator_error(&self.name, "process", e))?;
-            keyed = Some(own);
-        }
         let mut ctx = Context {
             operator: &self.name,
             keyed: if self.keyed { keyed } else { None },

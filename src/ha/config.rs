@@ -32,6 +32,11 @@ pub struct HaConfig {
     pub delete_on_commit: bool,
     /// `execution.checkpointing.num-retained` (≤ 0 becomes 1, as in Flink).
     pub num_retained: usize,
+    /// `execution.checkpointing.dir` (Flink 2's `state.checkpoints.dir`), where keyed subtasks
+    /// write their snapshot files: default `<storageDir>/<cluster-id>/checkpoints`, with the
+    /// cluster's other HA blobs (so that closing the cluster removes what a job left, and two
+    /// clusters never share a directory); `None` without either.
+    pub checkpoint_dir: Option<String>,
 }
 
 impl HaConfig {
@@ -83,7 +88,13 @@ impl HaConfig {
             .i64("execution.checkpointing.num-retained")?
             .unwrap_or(1)
             .max(1) as usize;
+        let checkpoint_dir = c
+            .parse_with("execution.checkpointing.dir", parse_storage_uri)?
+            .or_else(|| {
+                (!storage_dir.is_empty()).then(|| format!("{storage_dir}/{cluster_id}/checkpoints"))
+            });
         Ok(HaConfig {
+            checkpoint_dir,
             kind,
             quorum,
             root,
@@ -190,6 +201,22 @@ mod tests {
         );
         assert_eq!(h.session_timeout, Duration::from_secs(60));
         assert!(!h.tolerate_suspended);
+        assert_eq!(
+            h.checkpoint_dir.as_deref(),
+            Some("hdfs://nn:1/ha/application_1_0001/checkpoints")
+        );
+        c.set("execution.checkpointing.dir", "hdfs://nn:1/chk/");
+        let h = HaConfig::from_config(&c).unwrap();
+        assert_eq!(h.checkpoint_dir.as_deref(), Some("hdfs://nn:1/chk"));
+        c.set("execution.checkpointing.dir", "chk");
+        let e = HaConfig::from_config(&c).unwrap_err().to_string();
+        assert!(e.contains("execution.checkpointing.dir"), "{e}");
+        assert_eq!(
+            HaConfig::from_config(&Config::defaults())
+                .unwrap()
+                .checkpoint_dir,
+            None
+        );
     }
 
     #[test]

@@ -196,6 +196,8 @@ impl Dispatcher {
         if self.ha.job_results.has_result(&job_id).await? {
             return Err(DispatchError::DuplicateJob(job_id));
         }
+        // Refused before anything is persisted: a keyed job with nowhere to put its state.
+        self.checkpoint_dir(&spec).await?;
         // Persisted before its job master starts (Flink's Dispatcher): a job that runs can
         // always be recovered, and a submission that cannot be persisted fails as a whole.
         // A new run: its own run id, kept with the graph for every recovery.
@@ -258,6 +260,35 @@ impl Dispatcher {
         }
     }
 
+    /// `execution.checkpointing.dir` (default `<high-availability.storageDir>/<cluster-id>/checkpoints`),
+    /// opened. A job with a keyed stage needs one; others run without.
+    async fn checkpoint_dir(&self, spec: &JobSpec) -> Result<Option<Location>, DispatchError> {
+        let bad = |message: String| DispatchError::BadJob {
+            job: spec.job_id(),
+            message,
+        };
+        let uri = crate::ha::config::HaConfig::from_config(&self.config)?.checkpoint_dir;
+        let Some(uri) = uri else {
+            if spec.pipeline.iter().any(|s| matches!(s, Step::KeyBy(_))) {
+                return Err(bad("its keyed state needs execution.checkpointing.dir (default: <high-availability.storageDir>/<cluster-id>/checkpoints), and neither is set".into()));
+            }
+            return Ok(None);
+        };
+        // The HA storage's filesystem is open already; another one is opened here.
+        if let Some(path) = uri.strip_prefix(self.ha.blob_store.base_uri())
+            && path.starts_with('/')
+        {
+            return Ok(Some(Location {
+                store: self.ha.blob_store.clone(),
+                path: path.to_string(),
+            }));
+        }
+        crate::storage::open(&uri)
+            .await
+            .map(Some)
+            .map_err(|e| bad(format!("execution.checkpointing.dir: {e}")))
+    }
+
     /// Starts a job master for a job whose graph is in the job graph store.
     async fn start(&self, graph: JobGraph) -> Result<(), DispatchError> {
         let spec = graph.spec;
@@ -275,6 +306,7 @@ impl Dispatcher {
                 &self.config,
                 spec.clone(),
                 self.sink_dir(&spec).await?,
+                self.checkpoint_dir(&spec).await?,
                 self.runtime.clone(),
                 self.leadership.clone(),
             )?
@@ -412,6 +444,27 @@ mod tests {
             outcome.status,
             crate::jobmanager::status::JobStatus::Finished
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_keyed_job_without_a_checkpoint_dir_is_refused_at_submit() {
+        let dir =
+            std::env::temp_dir().join(format!("yarnflow-dispatcher-keyed-{}", std::process::id()));
+        let (d, _outcomes) = dispatcher(&dir);
+        d.recover().await.unwrap();
+        let spec = JobSpec::parse(
+            "name: keyed\npipeline:\n  - source: { kind: sequence, from: 0, to: 10 }\n  - key-by: { modulus: 2 }\n  - count\n  - sink: { kind: files, path: 'file:///tmp/x' }\n",
+            "keyed.yaml",
+        )
+        .unwrap();
+        let e = d.submit(spec).await.unwrap_err();
+        assert!(e.is_user_error(), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "job keyed: its keyed state needs execution.checkpointing.dir (default: <high-availability.storageDir>/<cluster-id>/checkpoints), and neither is set"
+        );
+        assert!(d.ha.job_graphs.job_ids().await.unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -55,6 +55,11 @@ pub enum RuntimeError {
     /// An operator failed on a record (its keyed state refused it, a value does not decode).
     #[error("operator {operator}: {message}")]
     Operator { operator: String, message: String },
+    /// A subtask's keyed state failed: a key routed to a subtask that does not own its key
+    /// group, a snapshot that cannot be written, or one to restore that is missing or corrupt
+    /// (the message names the file and what is wrong).
+    #[error("keyed state: {0}")]
+    State(#[from] crate::state::StateError),
     /// The sink's storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -31,6 +31,7 @@ use tokio::time::{Instant, Interval};
 use tokio_util::task::TaskTracker;
 
 use super::checkpoint::{CheckpointMetadata, CheckpointTracker};
+use super::checkpoint_storage::{CheckpointStorage, CheckpointsCleaner};
 use super::cleanup::RetryStrategy;
 use super::error::{RecoveryError, RuntimeError};
 use super::restart::RestartStrategy;
@@ -59,6 +60,9 @@ pub struct JobMasterConfig {
     /// graph, the same after every recovery.
     pub run_id: RunId,
     pub sink_dir: Location,
+    /// `execution.checkpointing.dir` (where keyed subtasks write their snapshot files) and how
+    /// many completed checkpoints stay.
+    pub checkpoint_storage: CheckpointStorage,
     pub restart: RestartStrategy,
     pub checkpoint_timeout: Duration,
     pub tolerable_failed_checkpoints: u32,
@@ -105,12 +109,13 @@ impl Default for RecoveryPolicy {
 
 impl JobMasterConfig {
     /// The job master settings the configuration gives (restart strategy, checkpoint timeout
-    /// and tolerable failures) for `spec`, writing to `sink_dir` through `runtime`, as a new
-    /// run (a fresh run id).
+    /// and tolerable failures) for `spec`, writing to `sink_dir` and its keyed state to
+    /// `checkpoint_dir` through `runtime`, as a new run (a fresh run id).
     pub fn from_config(
         config: &crate::config::Config,
         spec: JobSpec,
         sink_dir: Location,
+        checkpoint_dir: Option<Location>,
         runtime: std::sync::Arc<dyn TaskRuntime>,
         leadership: tokio_util::sync::CancellationToken,
     ) -> Result<JobMasterConfig, crate::config::ConfigError> {
@@ -138,6 +143,16 @@ impl JobMasterConfig {
                 crate::config::Config::i64,
                 crate::job::key_groups::MAX_PARALLELISM_KEY,
             )?,
+            checkpoint_storage: CheckpointStorage {
+                dir: checkpoint_dir,
+                // ≤ 0 becomes 1, as in Flink (and the HA checkpoint store).
+                num_retained: config
+                    .value(
+                        crate::config::Config::i64,
+                        "execution.checkpointing.num-retained",
+                    )?
+                    .max(1) as usize,
+            },
             spec,
             run_id: RunId::random(),
             sink_dir,
@@ -215,6 +230,8 @@ pub struct Recovered {
     pub metadata: CheckpointMetadata,
     /// Newer checkpoints skipped because they are corrupt (opted in), newest first.
     pub skipped: Vec<u64>,
+    /// Every checkpoint the store holds, oldest first (their snapshot files stay).
+    pub retained: Vec<u64>,
 }
 
 /// Reads the job's latest completed checkpoint: `Ok(None)` only when the store holds none.
@@ -244,7 +261,14 @@ pub async fn recover_checkpoint(
         .await;
         let message = match read {
             Ok(c) => match decode(&c, job_id) {
-                Ok(metadata) => return Ok(Some(Recovered { metadata, skipped })),
+                Ok(metadata) => {
+                    let retained = ids.clone();
+                    return Ok(Some(Recovered {
+                        metadata,
+                        skipped,
+                        retained,
+                    }));
+                }
                 Err(message) => message,
             },
             Err((HaError::Corrupt { path, message }, _)) => format!("{path}: {message}"),
@@ -399,6 +423,8 @@ struct JobMaster {
     ticker: Interval,
     /// What the REST API shows.
     snapshot: watch::Sender<JobSnapshot>,
+    /// Deletes the snapshot files of checkpoints that are subsumed or failed.
+    cleaner: CheckpointsCleaner,
 }
 
 impl JobMaster {
@@ -428,7 +454,14 @@ impl JobMaster {
         let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
         // A loop held up (a slow store) triggers once afterwards, not a burst.
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let cleaner = CheckpointsCleaner::new(
+            &cfg.checkpoint_storage,
+            &job_id,
+            &cfg.run_id.to_string(),
+            cfg.cleanup,
+        );
         JobMaster {
+            cleaner,
             store: ha.checkpoint_store_factory.checkpoint_store(&job_id),
             counter: ha.checkpoint_store_factory.checkpoint_id_counter(&job_id),
             ticker,
@@ -463,8 +496,12 @@ impl JobMaster {
             self.publish();
             return self.core.into_outcome();
         }
+        self.cleaner.sweep().await;
         let mut status = self.perform(start).await;
         while status.is_none() {
+            let tracker = self.core.tracker();
+            self.cleaner
+                .observe(&tracker.pending_ids(), tracker.latest_completed);
             self.publish();
             let actions = match self.wake().await {
                 Wake::LeadershipLost => self.core.suspend(),
@@ -513,6 +550,7 @@ impl JobMaster {
         match recovered {
             Ok(Some(r)) => {
                 tracing::info!(job_id = %self.job_id, checkpoint_id = r.metadata.checkpoint_id, skipped = ?r.skipped, "job recovered from checkpoint");
+                self.cleaner.retain(&r.retained);
                 self.core.recover(r.metadata, !r.skipped.is_empty());
                 true
             }
@@ -684,8 +722,15 @@ impl JobMaster {
                     .map(|(subtask, restore)| {
                         let runtime = self.cfg.runtime.clone();
                         let config = self.task_config(subtask, attempt);
+                        let restore = self.with_keyed_handles(&config, restore);
                         let events = self.events_tx.clone();
-                        async move { (subtask, runtime.deploy(config, restore, events).await) }
+                        async move {
+                            let deployed = match restore {
+                                Ok(restore) => runtime.deploy(config, restore, events).await,
+                                Err(e) => Err(e),
+                            };
+                            (subtask, deployed)
+                        }
                     });
             let results = futures::future::join_all(deployments).await;
             for (subtask, result) in results {
@@ -696,6 +741,29 @@ impl JobMaster {
             }
         }
         actions
+    }
+
+    /// `restore` with the keyed state handles a keyed subtask of `config` restores from: every
+    /// file of its stage in the latest checkpoint whose key groups overlap its own.
+    fn with_keyed_handles(
+        &self,
+        config: &TaskConfig,
+        restore: Option<SubtaskState>,
+    ) -> Result<Option<SubtaskState>, RuntimeError> {
+        let (Some(latest), Some(range)) = (
+            self.core.latest_checkpoint(),
+            config.exchange.key_groups(config.parallelism),
+        ) else {
+            return Ok(restore);
+        };
+        let keyed = crate::taskmanager::task::keyed_handles(
+            &latest.subtasks,
+            config.exchange.stage,
+            range,
+        )?;
+        let mut restore = restore.unwrap_or_else(SubtaskState::empty);
+        restore.keyed = keyed;
+        Ok(Some(restore))
     }
 
     /// The deployment of execution vertex `subtask` in deployment round `attempt`.
@@ -709,6 +777,7 @@ impl JobMaster {
             parallelism: self.cfg.spec.parallelism,
             pipeline: self.cfg.spec.pipeline.clone(),
             sink_dir: self.cfg.sink_dir.clone(),
+            checkpoint_dir: self.cfg.checkpoint_storage.dir.clone(),
             batch: 10_000,
             exchange: Exchange::single(subtask),
         };
@@ -792,7 +861,11 @@ impl JobMaster {
         let outcome = self.core.into_outcome();
         if outcome.status.is_globally_terminal() {
             finish_sink(&self.cfg, latest).await;
-            cleanup(&self.ha, &outcome, &self.cfg).await;
+            // Once the result is recorded nothing restores from the snapshots any more; before
+            // that a next leader may recover the job from them.
+            if cleanup(&self.ha, &outcome, &self.cfg).await {
+                self.cleaner.discard_job().await;
+            }
         }
         outcome
     }
@@ -870,7 +943,8 @@ async fn finish_sink(cfg: &JobMasterConfig, latest: Option<BTreeMap<u32, serde_j
 
 /// Flink's order: result dirty, HA data removed, result clean; each step retried under
 /// `cleanup-strategy` (a lost leadership stops it: the next leader finishes a dirty result).
-async fn cleanup(ha: &HaServices, outcome: &JobOutcome, cfg: &JobMasterConfig) {
+/// Whether the job's result is recorded (dirty at least).
+async fn cleanup(ha: &HaServices, outcome: &JobOutcome, cfg: &JobMasterConfig) -> bool {
     let entry = JobResultEntry {
         job_id: outcome.job_id.clone(),
         status: outcome.status,
@@ -880,12 +954,16 @@ async fn cleanup(ha: &HaServices, outcome: &JobOutcome, cfg: &JobMasterConfig) {
     let job_id = outcome.job_id.as_str();
     let retry = &cfg.cleanup;
     let leadership = &cfg.leadership;
+    let recorded = retry
+        .run("write the job result (dirty)", leadership, || {
+            ha.job_results.create_dirty(&entry)
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(job_id = %outcome.job_id, error = %e, "the job result is not recorded; its HA data and checkpoints stay");
+        return false;
+    }
     let cleanup = async {
-        retry
-            .run("write the job result (dirty)", leadership, || {
-                ha.job_results.create_dirty(&entry)
-            })
-            .await?;
         retry
             .run("remove the job's HA data", leadership, || {
                 ha.remove_job_data(job_id)
@@ -900,6 +978,7 @@ async fn cleanup(ha: &HaServices, outcome: &JobOutcome, cfg: &JobMasterConfig) {
     if let Err(e) = cleanup.await {
         tracing::warn!(job_id = %outcome.job_id, error = %e, "HA cleanup incomplete; the result stays dirty for a retry");
     }
+    true
 }
 
 /// Sleeps until `at` (forever if `None`; the arm is disabled then anyway).
@@ -1147,9 +1226,13 @@ mod tests {
             &crate::config::Config::defaults(),
             spec,
             Location {
-                store,
+                store: store.clone(),
                 path: format!("{d}/out"),
             },
+            Some(Location {
+                store,
+                path: format!("{d}/checkpoints"),
+            }),
             runtime.clone(),
             leadership.clone(),
         )

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod checkpoint;
+pub mod checkpoint_storage;
 pub mod cleanup;
 pub mod client;
 pub mod dispatcher;

@@ -691,6 +691,7 @@ mod tests {
                 store: Arc::new(LocalStore),
                 path: "/tmp/yarnflow-pool-test".into(),
             },
+            checkpoint_dir: None,
             batch: 1,
             exchange: crate::taskmanager::exchange::Exchange::single(0),
         };
@@ -828,6 +829,7 @@ mod tests {
                 store: Arc::new(LocalStore),
                 path: "/tmp/yarnflow-pool-test".into(),
             },
+            checkpoint_dir: None,
             batch: 1,
             exchange: crate::taskmanager::exchange::Exchange::single(subtask),
         };

@@ -10,7 +10,9 @@
 //! * [`KeyedStateHandle`] (`snapshot.rs`): one binary file per subtask per checkpoint, written
 //!   through the [`crate::storage::BlobStore`]; checkpoint metadata keeps only the handle;
 //!
-//! Not yet wired into subtasks: today's operators keep their state in `OperatorState`.
+//! A keyed stage's subtask (`taskmanager/task.rs`) owns one backend for its key groups, sets
+//! each record's key, snapshots the backend on every checkpoint barrier and restores it from
+//! the handles the job master hands it.
 
 mod backend;
 mod codec;
@@ -25,7 +27,8 @@ pub use backend::{HeapKeyedStateBackend, StateDescriptor};
 pub use error::StateError;
 pub use map::{MapState, MapStateDescriptor, MapTable};
 pub use snapshot::{
-    FORMAT_VERSION, KeyedStateHandle, KeyedStateSnapshot, MAGIC, SnapshotFile, snapshot_location,
+    FORMAT_VERSION, KeyedStateHandle, KeyedStateSnapshot, MAGIC, SnapshotFile, job_dir_name,
+    snapshot_location,
 };
 pub use table::{StateKind, StateTable};
 pub use value::{StateValue, ValueState, ValueStateDescriptor, ValueTable};

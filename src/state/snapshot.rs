@@ -37,9 +37,17 @@ pub const MAGIC: [u8; 4] = *b"YFKS";
 pub const FORMAT_VERSION: u16 = 1;
 const FOOTER_LEN: usize = 16;
 
+/// The name of a job run's directory in `execution.checkpointing.dir`: `<job id>-<run id>`.
+/// The run id (drawn at submission, kept across recoveries) keeps two runs of one job name
+/// apart, as Flink's random job id does.
+pub fn job_dir_name(job_id: &str, run_id: &str) -> String {
+    format!("{job_id}-{run_id}")
+}
+
 /// Where a subtask's snapshot of checkpoint `checkpoint_id` goes:
-/// `<execution.checkpointing.dir>/<job>/chk-<id>/<subtask>` (Flink's exclusive-state layout,
-/// with the subtask's name, e.g. `count-2`, instead of a random file name).
+/// `<execution.checkpointing.dir>/<job>/chk-<id>/<subtask>`, `job` a [`job_dir_name`]
+/// (Flink's exclusive-state layout, with the subtask's name, e.g. `stage-1-subtask-2`,
+/// instead of a random file name).
 pub fn snapshot_location(
     checkpoint_dir: &Location,
     job_id: &str,

@@ -46,6 +46,13 @@ impl<T> Clone for ValueState<T> {
 
 impl<T> Copy for ValueState<T> {}
 
+/// Two handles are equal when they name the same state (of one backend).
+impl<T> PartialEq for ValueState<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
 impl<T: StateValue> ValueState<T> {
     /// The current key's value.
     #[inline]

@@ -49,8 +49,13 @@ impl BlobStore for LocalStore {
         let tmp = dir.join(super::temp_name(&name));
         let tmp_s = tmp.display().to_string();
         let result = async {
-            tokio::fs::write(&tmp, &data)
+            // On the blocking pool with the shared buffer itself: `tokio::fs::write` would copy
+            // it first (hundreds of MB for a keyed state snapshot).
+            let (file, bytes) = (tmp.clone(), data.clone());
+            tokio::task::spawn_blocking(move || std::fs::write(file, &bytes))
                 .await
+                .map_err(std::io::Error::other)
+                .and_then(|written| written)
                 .map_err(|e| classify(&tmp_s, e))?;
             // Durable before it becomes visible under its name.
             let f = tokio::fs::File::open(&tmp)

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::job::key_groups::{self, KeyGroupRange};
-use crate::job::operators::{Record, key_of};
+use crate::job::operators::{Record, key_of, key_str};
 use crate::job::spec::KeyBySpec;
 use crate::network::{NetworkEnvironment, ResultPartition, ResultPartitionId};
 
@@ -64,14 +64,14 @@ pub struct KeyedOutput {
 impl KeyedOutput {
     /// The consumer subtask that owns `record`'s key group.
     pub fn channel_of(&self, record: &Record) -> usize {
-        let group = match (&self.key, record) {
-            // The text is the key (what `key_of` returns): hashed in place, not copied, as
-            // this runs once per record.
-            (KeyBySpec::Line, Record::Text(t)) => {
-                key_groups::assign_to_key_group(t.as_bytes(), self.max_parallelism)
-            }
-            _ => key_and_group(&self.key, self.max_parallelism, record).1,
-        };
+        self.channel_with(record, &mut String::new())
+    }
+
+    /// [`channel_of`](Self::channel_of) with `buf` for a key the record does not hold as text
+    /// (reused: no allocation per record).
+    pub fn channel_with(&self, record: &Record, buf: &mut String) -> usize {
+        let key = key_str(&self.key, record, buf);
+        let group = key_groups::assign_to_key_group(key.as_bytes(), self.max_parallelism);
         key_groups::operator_index_for_key_group(self.max_parallelism, self.consumers, group)
             as usize
     }
@@ -117,6 +117,8 @@ pub struct KeyedPartition {
     spec: KeyedOutput,
     /// A record's encoding, reused.
     scratch: Vec<u8>,
+    /// A record's key, reused.
+    key: String,
 }
 
 impl KeyedPartition {
@@ -125,12 +127,13 @@ impl KeyedPartition {
             partition,
             spec,
             scratch: Vec::with_capacity(256),
+            key: String::with_capacity(64),
         }
     }
 
     /// Sends `record` to the subtask owning its key group (waits while that one back-pressures).
     pub async fn emit(&mut self, record: &Record) -> Result<(), crate::network::NetworkError> {
-        let channel = self.spec.channel_of(record);
+        let channel = self.spec.channel_with(record, &mut self.key);
         self.scratch.clear();
         record.encode(&mut self.scratch);
         self.partition.emit(channel, &self.scratch).await

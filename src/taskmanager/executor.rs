@@ -306,6 +306,7 @@ impl Subtasks {
     async fn start(&self, d: &control::Deploy) -> Result<mpsc::Sender<TaskCommand>, RuntimeError> {
         let (pipeline, restore) = wire::deployment(d)?;
         let sink_dir = crate::storage::open(&d.sink_uri).await?;
+        let checkpoint_dir = wire::checkpoint_dir(d).await?;
         let config = TaskConfig {
             job_id: d.job_id.clone(),
             run_id: wire::run_id(d)?,
@@ -313,6 +314,7 @@ impl Subtasks {
             parallelism: d.parallelism,
             pipeline,
             sink_dir,
+            checkpoint_dir,
             batch: 10_000,
             exchange: wire::exchange(d)?,
         };

@@ -10,29 +10,35 @@
 //! barriers that come in band on every channel ([`BarrierAligner`]): a channel that delivered
 //! the barrier is blocked until all have, then the subtask snapshots, forwards the barrier and
 //! resumes them. On a checkpoint it snapshots source offset, operator state and sink (phase one
-//! of the sink's commit) and acknowledges with that state; on a completion notice the sink
-//! commits. When its input ends (a bounded source is exhausted, or every channel delivered its
+//! of the sink's commit); a keyed stage's subtask also writes its keyed state backend to one
+//! snapshot file under `execution.checkpointing.dir`; it acknowledges with that state (the
+//! file by its handle only); on a completion notice the sink commits. When its input ends (a bounded source is exhausted, or every channel delivered its
 //! end of partition) the task ends its own output and reports `Finished`, and keeps serving the
 //! JobManager's barriers and notices, so the final checkpoint commits the tail, until it is
 //! told to stop.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::exchange::{BarrierAligner, Exchange, KeyedPartition, TaskNetwork};
 use crate::job::graph::RunId;
-use crate::job::operators::{Chain, OperatorState, Record};
+use crate::job::key_groups::{self, KeyGroupRange};
+use crate::job::operators::{Chain, OperatorState, Record, key_str};
 use crate::job::sink::{FileSink, SinkState};
 use crate::job::source::{Source, SourceState};
-use crate::job::spec::{SourceSpec, Step};
+use crate::job::spec::{KeyBySpec, SourceSpec, Step};
 use crate::jobmanager::error::RuntimeError;
 use crate::network::{
     BufferOrEvent, CheckpointBarrier, Content, Event, InputChannelSpec, InputGate,
     PartitionLocation,
 };
+use crate::state::{
+    HeapKeyedStateBackend, KeyedStateHandle, KeyedStateSnapshot, job_dir_name, snapshot_location,
+};
 use crate::storage::Location;
+
 /// Everything a subtask needs to run.
 #[derive(Debug, Clone)]
 pub struct TaskConfig {
@@ -46,6 +52,9 @@ pub struct TaskConfig {
     /// Its stage's steps.
     pub pipeline: Vec<Step>,
     pub sink_dir: Location,
+    /// `execution.checkpointing.dir`: where a keyed subtask writes its snapshots (and reads
+    /// those it restores); a keyed subtask without one fails at start.
+    pub checkpoint_dir: Option<Location>,
     /// Upper bound of records per tick (keeps barriers prompt).
     pub batch: usize,
     /// Its stage and the edges to the stages around it.
@@ -66,6 +75,28 @@ pub struct SubtaskState {
     /// single-stage job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u32>,
+    /// Its stage (absent: the first), whose keyed handles a restore of the stage may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u32>,
+    /// Its keyed state, by handle only: in an acknowledgement the snapshot file it wrote; in a
+    /// restore every file of its stage whose key groups overlap its own (the job master picks
+    /// them, so a rescaled subtask takes over groups from several files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyed: Vec<KeyedStateHandle>,
+}
+
+impl SubtaskState {
+    /// A fresh start: no state at all.
+    pub fn empty() -> SubtaskState {
+        SubtaskState {
+            source: None,
+            operators: Vec::new(),
+            sink: None,
+            index: None,
+            stage: None,
+            keyed: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,18 +204,21 @@ async fn run(
     let mut source = source_spec
         .as_ref()
         .map(|s| Source::new(s, index, cfg.parallelism));
-    let restore = restore.unwrap_or(SubtaskState {
-        source: None,
-        operators: Vec::new(),
-        sink: None,
-        index: None,
-    });
+    let restore = restore.unwrap_or_else(SubtaskState::empty);
     if let (Some(source), Some(state)) = (source.as_mut(), restore.source) {
         source.restore(state).map_err(RuntimeError::Source)?;
     }
     chain.restore(&restore.operators);
+    let mut keyed = match (&exchange.input, exchange.key_groups(cfg.parallelism)) {
+        (Some(input), Some(range)) => {
+            let mut keyed = KeyedContext::new(&cfg, &input.key, input.max_parallelism, range)?;
+            keyed.restore(&restore.keyed).await?;
+            Some(keyed)
+        }
+        _ => None,
+    };
     // User operators open after the restore, with the keyed stage's state backend if any.
-    chain.open(None)?;
+    chain.open(keyed.as_mut().map(|k| &mut k.backend))?;
     if let Output::Sink(sink) = &mut output {
         sink.restore(restore.sink.as_ref()).await?;
     }
@@ -194,7 +228,10 @@ async fn run(
     let mut task = Task {
         subtask: cfg.subtask,
         index,
+        stage: exchange.stage,
         chain,
+        keyed,
+        writes: tokio::task::JoinSet::new(),
         output,
         events: events.clone(),
         outputs: Vec::new(),
@@ -267,11 +304,128 @@ enum Output {
     Keyed(KeyedPartition),
 }
 
+/// A keyed stage's subtask's state: the backend of the key groups it owns, how a record's key
+/// and group are found (as the producers' partitioner found them), and where its snapshots go.
+struct KeyedContext {
+    backend: HeapKeyedStateBackend,
+    key: KeyBySpec,
+    max_parallelism: u32,
+    /// A record's key when it is not borrowed from the record (reused: no allocation per record).
+    key_buf: String,
+    checkpoint_dir: Location,
+    job_id: String,
+    /// Its job run's directory name in `checkpoint_dir`.
+    job_dir: String,
+    /// Its file's name in a checkpoint's directory.
+    name: String,
+}
+
+impl KeyedContext {
+    fn new(
+        cfg: &TaskConfig,
+        key: &KeyBySpec,
+        max_parallelism: u32,
+        range: KeyGroupRange,
+    ) -> Result<KeyedContext, RuntimeError> {
+        let checkpoint_dir = cfg.checkpoint_dir.clone().ok_or_else(|| {
+            RuntimeError::InvalidJob(
+                "a keyed stage needs execution.checkpointing.dir (default: <high-availability.storageDir>/<cluster-id>/checkpoints), and neither is set".into(),
+            )
+        })?;
+        Ok(KeyedContext {
+            backend: HeapKeyedStateBackend::new(range),
+            key: key.clone(),
+            max_parallelism,
+            key_buf: String::with_capacity(64),
+            checkpoint_dir,
+            job_id: cfg.job_id.clone(),
+            job_dir: job_dir_name(&cfg.job_id, &cfg.run_id.to_string()),
+            name: format!(
+                "stage-{}-subtask-{}",
+                cfg.exchange.stage, cfg.exchange.index
+            ),
+        })
+    }
+
+    /// Restores the key groups it owns from `handles` (the others' groups are skipped).
+    async fn restore(&mut self, handles: &[KeyedStateHandle]) -> Result<(), RuntimeError> {
+        if handles.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let store = self.checkpoint_dir.store.clone();
+        self.backend.restore(store.as_ref(), handles).await?;
+        tracing::info!(job_id = %self.job_id, subtask = %self.name, files = handles.len(),
+            range = %self.backend.key_group_range(), ms = started.elapsed().as_millis() as u64,
+            "keyed state restored");
+        Ok(())
+    }
+
+    /// Makes `record`'s key current: a key whose group this subtask does not own is an error
+    /// (a partitioner that disagrees with the plan), never a panic.
+    #[inline]
+    fn set_current_key(&mut self, record: &Record) -> Result<(), RuntimeError> {
+        let key = key_str(&self.key, record, &mut self.key_buf);
+        let group = key_groups::assign_to_key_group(key.as_bytes(), self.max_parallelism);
+        self.backend.set_current_key(key.as_bytes(), group)?;
+        Ok(())
+    }
+
+    /// The synchronous part of a snapshot: the backend encoded into the file's bytes, and
+    /// where they go. (No borrow of the backend lives on while the file is written: it is not
+    /// `Sync`.)
+    fn snapshot(&self, checkpoint_id: u64) -> Result<PendingSnapshot, RuntimeError> {
+        let started = Instant::now();
+        let snapshot = self.backend.snapshot()?;
+        Ok(PendingSnapshot {
+            snapshot,
+            location: snapshot_location(
+                &self.checkpoint_dir,
+                &self.job_dir,
+                checkpoint_id,
+                &self.name,
+            ),
+            started,
+            sync: started.elapsed(),
+        })
+    }
+}
+
+/// A keyed state snapshot encoded and not yet written.
+struct PendingSnapshot {
+    snapshot: KeyedStateSnapshot,
+    location: Location,
+    started: Instant,
+    /// How long the task loop waited for the encoding.
+    sync: Duration,
+}
+
+impl PendingSnapshot {
+    /// Writes the file (the task loop awaits it); its handle.
+    async fn write(self) -> Result<KeyedStateHandle, RuntimeError> {
+        let bytes = self.snapshot.len();
+        let store = self.location.store.clone();
+        let handle = self
+            .snapshot
+            .write(store.as_ref(), &self.location.path)
+            .await?;
+        tracing::debug!(file = %self.location.uri(), bytes, sync_ms = self.sync.as_millis() as u64,
+            total_ms = self.started.elapsed().as_millis() as u64, "keyed state snapshot written");
+        Ok(handle)
+    }
+}
+
 /// A running subtask's parts.
 struct Task {
     subtask: u32,
     index: u32,
+    /// Its stage in the execution plan.
+    stage: u32,
     chain: Chain,
+    /// A keyed stage's state (`None` in a stage without a keyed input).
+    keyed: Option<KeyedContext>,
+    /// Keyed state snapshot files being written, each acknowledging its checkpoint when done.
+    writes: tokio::task::JoinSet<()>,
     output: Output,
     events: mpsc::Sender<TaskEvent>,
     /// The chain's outputs of one record, reused.
@@ -431,7 +585,14 @@ impl Task {
     /// Runs one record through the chain and sends what comes out on.
     async fn process(&mut self, record: Record) -> Result<(), RuntimeError> {
         self.processed += 1;
-        self.chain.process(record, None, &mut self.outputs)?;
+        let keyed = match &mut self.keyed {
+            Some(k) => {
+                k.set_current_key(&record)?;
+                Some(&mut k.backend)
+            }
+            None => None,
+        };
+        self.chain.process(record, keyed, &mut self.outputs)?;
         match &mut self.output {
             Output::Sink(sink) => {
                 for out in self.outputs.drain(..) {
@@ -459,7 +620,9 @@ impl Task {
     }
 
     /// Snapshots for checkpoint `id` (phase one of the sink's commit), forwards the barrier
-    /// downstream, and acknowledges with the state.
+    /// downstream, encodes the keyed state (the only part the subtask waits for), and
+    /// acknowledges with the state once its file is written. A snapshot that fails declines
+    /// the checkpoint (the subtask goes on).
     async fn checkpoint(
         &mut self,
         id: u64,
@@ -475,23 +638,37 @@ impl Task {
                 None
             }
         };
-        let state = SubtaskState {
+        let mut state = SubtaskState {
             source,
             operators: self.chain.snapshot(),
             sink,
             index: Some(self.index),
+            stage: Some(self.stage),
+            keyed: Vec::new(),
         };
-        let state = serde_json::to_value(&state)
-            .map_err(|e| RuntimeError::bad_state(format!("checkpoint {id}: subtask state"), e))?;
-        send(
-            &self.events,
-            TaskEvent::Ack {
-                subtask: self.subtask,
-                checkpoint_id: id,
-                state,
-            },
-        )
-        .await
+        let subtask = self.subtask;
+        let pending = match self.keyed.as_ref().map(|k| k.snapshot(id)) {
+            None => return send(&self.events, acknowledge(subtask, id, &state)).await,
+            Some(Err(e)) => return send(&self.events, decline(subtask, id, &e)).await,
+            Some(Ok(pending)) => pending,
+        };
+        // The file is written while the subtask goes on; the acknowledgement follows it.
+        // Dropping the task (stop, failure) aborts a write under way: its checkpoint never
+        // completes, and the cleaner deletes what it left.
+        while self.writes.try_join_next().is_some() {}
+        let events = self.events.clone();
+        self.writes.spawn(async move {
+            let event = match pending.write().await {
+                Ok(handle) => {
+                    state.keyed = vec![handle];
+                    acknowledge(subtask, id, &state)
+                }
+                Err(e) => decline(subtask, id, &e),
+            };
+            // A closed inbox: the job master is gone, and so is the checkpoint.
+            let _ = events.send(event).await;
+        });
+        Ok(())
     }
 
     /// Checkpoint `id` completed: the sink commits.
@@ -526,15 +703,41 @@ impl Task {
         .await
     }
 
-    async fn progress(&self) -> Result<(), RuntimeError> {
-        send(
-            &self.events,
-            TaskEvent::Progress {
-                subtask: self.subtask,
-                records: self.processed,
-            },
-        )
-        .await
+    /// Reports the records processed so far. (Holds no borrow of the task while it waits:
+    /// the keyed backend in it is not `Sync`.)
+    fn progress(&self) -> impl std::future::Future<Output = Result<(), RuntimeError>> + use<> {
+        let events = self.events.clone();
+        let event = TaskEvent::Progress {
+            subtask: self.subtask,
+            records: self.processed,
+        };
+        async move { send(&events, event).await }
+    }
+}
+
+/// The acknowledgement of checkpoint `id` with `state` (a state that does not serialize
+/// declines the checkpoint).
+fn acknowledge(subtask: u32, id: u64, state: &SubtaskState) -> TaskEvent {
+    match serde_json::to_value(state) {
+        Ok(state) => TaskEvent::Ack {
+            subtask,
+            checkpoint_id: id,
+            state,
+        },
+        Err(e) => decline(
+            subtask,
+            id,
+            &RuntimeError::bad_state(format!("checkpoint {id}: subtask state"), e),
+        ),
+    }
+}
+
+/// Declines checkpoint `id`: its snapshot failed (the subtask goes on).
+fn decline(subtask: u32, id: u64, error: &RuntimeError) -> TaskEvent {
+    TaskEvent::Declined {
+        subtask,
+        checkpoint_id: id,
+        reason: format!("the snapshot failed: {error}"),
     }
 }
 
@@ -563,6 +766,30 @@ pub fn subtask_state(value: &serde_json::Value) -> Result<SubtaskState, RuntimeE
         .map_err(|e| RuntimeError::bad_state("subtask state", format!("unreadable: {e}")))
 }
 
+/// The keyed handles a subtask of `stage` owning `range` restores from, out of a checkpoint's
+/// subtasks (`subtasks` as in its metadata): every file of that stage whose key groups overlap
+/// `range`, whichever subtask (of whichever parallelism) wrote it.
+pub fn keyed_handles(
+    subtasks: &std::collections::BTreeMap<u32, serde_json::Value>,
+    stage: u32,
+    range: KeyGroupRange,
+) -> Result<Vec<KeyedStateHandle>, RuntimeError> {
+    let mut handles = Vec::new();
+    for value in subtasks.values() {
+        let state = subtask_state(value)?;
+        if state.stage.unwrap_or(0) != stage {
+            continue;
+        }
+        handles.extend(
+            state
+                .keyed
+                .into_iter()
+                .filter(|h| h.key_group_range.intersection(&range).is_some()),
+        );
+    }
+    Ok(handles)
+}
+
 /// The sink states of a checkpoint's subtasks (`subtasks` as in its metadata), by the sink
 /// subtask's index (what its files are named by).
 pub fn sink_states(
@@ -576,4 +803,181 @@ pub fn sink_states(
         }
     }
     Ok(states)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::storage::local::LocalStore;
+    use crate::taskmanager::exchange::KeyedInput;
+
+    /// Subtask `index` of a keyed stage 1 (`count` after `key-by: line`) at `parallelism`.
+    fn keyed_config(dir: &str, parallelism: u32, index: u32) -> TaskConfig {
+        let local = |path: String| Location {
+            store: Arc::new(LocalStore),
+            path,
+        };
+        TaskConfig {
+            job_id: "wc".into(),
+            run_id: RunId::for_legacy_job("wc"),
+            subtask: parallelism + index,
+            parallelism,
+            pipeline: vec![Step::Count],
+            sink_dir: local(format!("{dir}/out")),
+            checkpoint_dir: Some(local(format!("{dir}/checkpoints"))),
+            batch: 1,
+            exchange: Exchange {
+                stage: 1,
+                index,
+                attempt: 0,
+                input: Some(KeyedInput {
+                    key: KeyBySpec::Line,
+                    max_parallelism: 128,
+                    producers: Vec::new(),
+                }),
+                output: None,
+            },
+        }
+    }
+
+    fn keyed(cfg: &TaskConfig) -> (KeyedContext, Chain) {
+        let range = cfg.exchange.key_groups(cfg.parallelism).unwrap();
+        let k = KeyedContext::new(cfg, &KeyBySpec::Line, 128, range).unwrap();
+        (
+            k,
+            Chain::from_stage(&cfg.pipeline, Some(&KeyBySpec::Line)).unwrap(),
+        )
+    }
+
+    /// Counts `word` once more; the count it reaches.
+    fn count(k: &mut KeyedContext, chain: &mut Chain, word: &str) -> Result<String, RuntimeError> {
+        let record = Record::Text(word.into());
+        k.set_current_key(&record)?;
+        let mut out = Vec::new();
+        chain.process(record, Some(&mut k.backend), &mut out)?;
+        Ok(out[0].to_line())
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_file_restores_into_subtasks_of_another_parallelism_each_its_groups() {
+        let dir = std::env::temp_dir().join(format!("yarnflow-task-keyed-{}", std::process::id()));
+        let d = dir.display().to_string();
+        let words: Vec<String> = (0..2_000).map(|i| format!("w{i}")).collect();
+        // One subtask owns every key group: each word counted i % 3 + 1 times.
+        let (mut k, mut chain) = keyed(&keyed_config(&d, 1, 0));
+        for (i, w) in words.iter().enumerate() {
+            for _ in 0..=i % 3 {
+                count(&mut k, &mut chain, w).unwrap();
+            }
+        }
+        let handle = k.snapshot(7).unwrap().write().await.unwrap();
+        assert_eq!(
+            handle.path,
+            format!("{d}/checkpoints/wc-wc/chk-7/stage-1-subtask-0")
+        );
+        let state = SubtaskState {
+            stage: Some(1),
+            keyed: vec![handle.clone()],
+            ..SubtaskState::empty()
+        };
+        // The checkpoint's metadata: a source subtask of stage 0 and the keyed one.
+        let subtasks = BTreeMap::from([
+            (0, serde_json::to_value(SubtaskState::empty()).unwrap()),
+            (1, serde_json::to_value(&state).unwrap()),
+        ]);
+        // Rescaled to 2: each subtask takes the file (it overlaps both) and restores only the
+        // groups it owns.
+        let mut restored = 0;
+        for index in 0..2 {
+            let cfg = keyed_config(&d, 2, index);
+            let range = cfg.exchange.key_groups(2).unwrap();
+            let handles = keyed_handles(&subtasks, 1, range).unwrap();
+            assert_eq!(handles, vec![handle.clone()]);
+            assert!(keyed_handles(&subtasks, 0, range).unwrap().is_empty());
+            let (mut k, mut chain) = keyed(&cfg);
+            k.restore(&handles).await.unwrap();
+            let entries = k.backend.entries("count-0").unwrap();
+            restored += entries;
+            for (i, w) in words.iter().enumerate() {
+                let group = key_groups::assign_to_key_group(w.as_bytes(), 128);
+                let counted = count(&mut k, &mut chain, w);
+                if range.contains(group) {
+                    assert_eq!(counted.unwrap(), format!("{w},{}", i % 3 + 2));
+                } else {
+                    // A key routed to the wrong subtask is an error naming the key group.
+                    let e = counted.unwrap_err().to_string();
+                    assert!(
+                        e.starts_with(&format!("keyed state: key group {group} ")),
+                        "{e}"
+                    );
+                }
+            }
+            assert!(entries > 0 && entries < words.len() as u64);
+        }
+        assert_eq!(restored, words.len() as u64);
+        // A missing file is one error naming it.
+        std::fs::remove_file(&handle.path).unwrap();
+        let (mut k, _) = keyed(&keyed_config(&d, 1, 0));
+        let e = k
+            .restore(std::slice::from_ref(&handle))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&handle.path), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rescaled_subtask_gets_every_file_overlapping_its_key_groups() {
+        // Written at parallelism 2 (groups 0..=63, 64..=127), restored at parallelism 3.
+        let file = |index: u32| {
+            let range = key_groups::key_group_range_for_operator(128, 2, index);
+            let state = SubtaskState {
+                stage: Some(1),
+                index: Some(index),
+                keyed: vec![KeyedStateHandle {
+                    path: format!("chk-3/stage-1-subtask-{index}"),
+                    length: 1,
+                    checksum: 0,
+                    key_group_range: range,
+                }],
+                ..SubtaskState::empty()
+            };
+            (2 + index, serde_json::to_value(state).unwrap())
+        };
+        let subtasks = BTreeMap::from([file(0), file(1)]);
+        let paths = |index: u32| -> Vec<String> {
+            let range = key_groups::key_group_range_for_operator(128, 3, index);
+            keyed_handles(&subtasks, 1, range)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.path)
+                .collect()
+        };
+        assert_eq!(paths(0), vec!["chk-3/stage-1-subtask-0"]);
+        assert_eq!(
+            paths(1),
+            vec!["chk-3/stage-1-subtask-0", "chk-3/stage-1-subtask-1"]
+        );
+        assert_eq!(paths(2), vec!["chk-3/stage-1-subtask-1"]);
+        // Unreadable metadata is an error, not a panic.
+        let bad = BTreeMap::from([(0, serde_json::json!({"keyed": 7}))]);
+        assert!(keyed_handles(&bad, 1, KeyGroupRange::new(0, 127)).is_err());
+    }
+
+    #[test]
+    fn a_keyed_stage_without_a_checkpoint_dir_is_refused_at_start() {
+        let cfg = TaskConfig {
+            checkpoint_dir: None,
+            ..keyed_config("/nowhere", 1, 0)
+        };
+        let range = cfg.exchange.key_groups(1).unwrap();
+        let Err(e) = KeyedContext::new(&cfg, &KeyBySpec::Line, 128, range) else {
+            panic!("refused")
+        };
+        assert!(e.to_string().contains("execution.checkpointing.dir"), "{e}");
+    }
 }

@@ -12,6 +12,7 @@ use crate::control::{self, job_manager_message, task_manager_message};
 use crate::job::graph::RunId;
 use crate::job::spec::Step;
 use crate::jobmanager::error::RuntimeError;
+use crate::storage::Location;
 
 /// A command for one subtask, as the JobManager sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +225,11 @@ pub fn deploy_message(
         restore_json,
         run_id: config.run_id.to_string(),
         exchange_json,
+        checkpoint_dir_uri: config
+            .checkpoint_dir
+            .as_ref()
+            .map(Location::uri)
+            .unwrap_or_default(),
     })
 }
 
@@ -250,6 +256,15 @@ pub fn deployment(d: &control::Deploy) -> Result<(Vec<Step>, Option<SubtaskState
         )
     };
     Ok((pipeline, restore))
+}
+
+/// The checkpoint directory of a received deployment (`None`: the JobManager has none; a keyed
+/// subtask then fails at start, naming the key).
+pub async fn checkpoint_dir(d: &control::Deploy) -> Result<Option<Location>, RuntimeError> {
+    if d.checkpoint_dir_uri.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(crate::storage::open(&d.checkpoint_dir_uri).await?))
 }
 
 /// The run id of a received deployment; one from a JobManager that sends none is derived from

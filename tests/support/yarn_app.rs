@@ -454,7 +454,10 @@ pub async fn check_output_of(cluster: &MiniCluster, app: &str, expected: u64) {
 pub struct Leftovers {
     /// Znodes under the application's cluster id.
     pub znodes: Vec<String>,
-    /// Entries of the HA storage directory but the job result store's one result.
+    /// Entries of the HA storage directory but the job result store's one result. The
+    /// cluster's directory there also holds the default `execution.checkpointing.dir`
+    /// (`<storageDir>/<cluster-id>/checkpoints`), so keyed state snapshot files left behind
+    /// count too.
     pub blobs: Vec<String>,
     /// Whether the staging directory is still there.
     pub staging: bool,
