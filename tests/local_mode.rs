@@ -192,16 +192,8 @@ fn a_killed_taskmanager_process_costs_no_record_and_duplicates_none() {
     let client = JobManagerClient::new(&rest, Duration::from_secs(10));
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Mid-job: once a checkpoint completed, every subtask runs and has state to restore.
-    rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !client
-            .job("exactly-once")
-            .await
-            .is_ok_and(|j| j.completed_checkpoints >= 1)
-        {
-            assert!(Instant::now() < deadline, "no checkpoint within 60 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    poll_job(&rt, &client, "exactly-once", Duration::from_secs(60), |j| {
+        j.completed_checkpoints >= 1
     });
     unsafe {
         libc::kill(victim, libc::SIGKILL);
@@ -725,16 +717,8 @@ fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
     } = FirstTaskManager::read(&mut lines);
     let client = JobManagerClient::new(&rest.expect("REST address"), Duration::from_secs(10));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !client
-            .job("keyed-kill")
-            .await
-            .is_ok_and(|j| j.completed_checkpoints >= 1)
-        {
-            assert!(Instant::now() < deadline, "no checkpoint within 60 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    poll_job(&rt, &client, "keyed-kill", Duration::from_secs(60), |j| {
+        j.completed_checkpoints >= 1
     });
     // Keyed state went to files in the checkpoint directory, one per keyed subtask.
     let job_dirs: Vec<_> = std::fs::read_dir(dir.join("work/checkpoints"))
@@ -756,22 +740,9 @@ fn a_keyed_count_across_taskmanager_processes_survives_a_sigkill_exactly() {
     assert!(transcript.contains("FINISHED"), "{transcript}");
     assert!(!transcript.contains(" 0 restarts"), "{transcript}");
     let committed = support::committed(&dir.join("work/output"));
-    let duplicated: Vec<_> = committed
-        .counts()
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .take(5)
-        .collect();
-    assert!(
-        duplicated.is_empty(),
-        "duplicated lines {duplicated:?}\n{transcript}"
-    );
-    let (wrong, words) = corpus.wrong_counts(committed.lines.iter().map(String::as_str));
-    assert!(
-        wrong.is_empty(),
-        "wrong counts (word, true, highest) {wrong:?}\n{transcript}"
-    );
-    assert_eq!(words, corpus.truth.len());
+    if let Err(e) = corpus.check(committed.lines.iter().map(String::as_str)) {
+        panic!("{e}\n{transcript}");
+    }
     // The finished job's keyed state snapshots are gone with its other HA data.
     let checkpoints = dir.join("work/checkpoints");
     let left: Vec<_> = std::fs::read_dir(&checkpoints)
@@ -915,14 +886,8 @@ fn a_slow_sink_back_pressures_the_source_with_bounded_memory_and_exact_counts() 
         );
     }
     let committed = support::committed(&dir.join("work/output"));
-    let lines = committed.lines.iter().map(String::as_str);
-    let twice = support::wordcount::duplicated(lines.clone());
-    assert!(twice.is_empty(), "lines committed twice {twice:?}");
-    let (wrong, words) = corpus.wrong_counts(lines);
-    assert!(
-        wrong.is_empty(),
-        "wrong counts (word, true, highest) {wrong:?}"
-    );
-    assert_eq!(words, corpus.truth.len());
+    if let Err(e) = corpus.check(committed.lines.iter().map(String::as_str)) {
+        panic!("{e}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -115,39 +115,37 @@ impl Corpus {
         format!("[{}]", uris.join(", "))
     }
 
-    /// Words whose highest count in the `word,count` `lines` is not their true count (at most
-    /// 5: word, true count, highest seen), and how many distinct words the lines have.
-    pub fn wrong_counts<'a>(
-        &self,
-        lines: impl IntoIterator<Item = &'a str>,
-    ) -> (Vec<(String, u64, Option<u64>)>, usize) {
-        let mut highest: BTreeMap<String, u64> = BTreeMap::new();
+    /// Checks committed `word,count` lines: none committed twice (a replay), and every
+    /// word's highest count its true count (a lost record lowers it, a replayed one raises it),
+    /// for every word of the corpus and no other. The error names the first few that are wrong.
+    pub fn check<'a>(&self, lines: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+        let mut seen: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        let mut highest: BTreeMap<&str, u64> = BTreeMap::new();
         for l in lines {
+            *seen.entry(l).or_default() += 1;
             let (word, count) = l
                 .rsplit_once(',')
-                .unwrap_or_else(|| panic!("not word,count: {l:?}"));
-            let c = highest.entry(word.to_string()).or_default();
-            *c = (*c).max(count.parse().unwrap());
+                .and_then(|(w, c)| Some((w, c.parse::<u64>().ok()?)))
+                .ok_or_else(|| format!("not word,count: {l:?}"))?;
+            let c = highest.entry(word).or_default();
+            *c = (*c).max(count);
         }
-        let wrong = self
-            .truth
-            .iter()
-            .filter(|(w, n)| highest.get(*w) != Some(n))
+        let mut twice: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
+        twice.sort();
+        twice.truncate(5);
+        let wrong: Vec<_> = (self.truth.iter())
+            .filter(|(w, n)| highest.get(w.as_str()) != Some(n))
             .take(5)
-            .map(|(w, n)| (w.clone(), *n, highest.get(w).copied()))
+            .map(|(w, n)| (w.as_str(), *n, highest.get(w.as_str()).copied()))
             .collect();
-        (wrong, highest.len())
+        if twice.is_empty() && wrong.is_empty() && highest.len() == self.truth.len() {
+            return Ok(());
+        }
+        Err(format!(
+            "lines committed twice {twice:?}; wrong counts (word, true, highest) {wrong:?}; \
+             {} words counted of {}",
+            highest.len(),
+            self.truth.len()
+        ))
     }
-}
-
-/// Lines of `lines` committed more than once (at most 5), e.g. a replayed `word,count`.
-pub fn duplicated<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<(&'a str, u32)> {
-    let mut seen: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
-    for l in lines {
-        *seen.entry(l).or_default() += 1;
-    }
-    let mut twice: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
-    twice.sort();
-    twice.truncate(5);
-    twice
 }

@@ -387,15 +387,9 @@ impl WordCountRun {
     /// true count.
     pub async fn check_counts(&self, cluster: &MiniCluster, app: &str) {
         let lines = committed_lines(cluster, &super::user(), app, WORDCOUNT).await;
-        let lines = lines.iter().map(String::as_str);
-        let twice = super::wordcount::duplicated(lines.clone());
-        assert!(twice.is_empty(), "{app} committed lines twice: {twice:?}");
-        let (wrong, words) = self.corpus.wrong_counts(lines);
-        assert!(
-            wrong.is_empty(),
-            "{app}: wrong counts (word, true, highest) {wrong:?}"
-        );
-        assert_eq!(words, self.corpus.truth.len(), "{app}: words counted");
+        if let Err(e) = self.corpus.check(lines.iter().map(String::as_str)) {
+            panic!("{app}: {e}");
+        }
     }
 }
 
