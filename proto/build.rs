@@ -5,10 +5,11 @@
 //! * `proto/yarnflow/*.proto` (our own messages and the JobManager<->TaskManager gRPC service) go
 //!   through protox + tonic-prost-build into `$OUT_DIR/yarnflow.*.rs`.
 //!
-//! It also sets the rpath to libjvm when the `hdfs` feature links libhdfs (hdfs-sys passes it
-//! to its direct dependents as `DEP_HDFS_METADATA=JVM_PATH=...`), so the binary starts without
-//! LD_LIBRARY_PATH, and passes the directory on to crates depending on yarnflow
-//! (`DEP_YARNFLOW_JVM_PATH`, see `examples/wordcount/build.rs`).
+//! Only with the `libhdfs` feature (which links libhdfs and so libjvm) it also sets the rpath to
+//! libjvm (hdfs-sys passes it to its direct dependents as `DEP_HDFS_METADATA=JVM_PATH=...`), so
+//! the binary starts without LD_LIBRARY_PATH, and passes the directory on to crates depending on
+//! yarnflow (`DEP_YARNFLOW_JVM_PATH`, see `examples/wordcount/build.rs`). The default build
+//! names no JVM at all.
 
 use std::path::{Path, PathBuf};
 
@@ -70,8 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .compile_fds(fds)?;
     }
 
+    let libhdfs = std::env::var_os("CARGO_FEATURE_LIBHDFS").is_some();
     let jvm = std::env::var("DEP_HDFS_METADATA")
         .ok()
+        .filter(|_| libhdfs)
         .and_then(|m| m.strip_prefix("JVM_PATH=").map(str::to_string));
     if let Some(path) = jvm {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{path}");

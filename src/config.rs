@@ -1,5 +1,6 @@
 //! Configuration: Flink-style flat keys (`high-availability.type`, `restart-strategy.*`, `yarn.*`,
-//! `execution.checkpointing.*`) with Flink's defaults.
+//! `execution.checkpointing.*`, yarnflow's `storage.hdfs.client`) with Flink's defaults. Each
+//! layer reads its own keys (`HaConfig::from_config`, `storage::HdfsClient::from_config`, ...).
 //!
 //! Layers, later wins: the defaults in `conf/yarnflow.yaml` (compiled in) < the user's
 //! `<conf dir>/yarnflow.yaml` (`--conf DIR`, else `$YARNFLOW_CONF_DIR`) < explicit overrides

@@ -19,6 +19,8 @@ mod doctor;
 mod ha_zookeeper;
 #[path = "plain/hadoop_ipc.rs"]
 mod hadoop_ipc;
+#[path = "plain/hdfs_storage.rs"]
+mod hdfs_storage;
 #[path = "plain/minicluster.rs"]
 mod minicluster;
 #[path = "plain/standalone_ha.rs"]

@@ -1,6 +1,6 @@
-//! The rpath to libjvm: yarnflow links libhdfs (feature `hdfs`) and hands libjvm's directory to
-//! its dependents as `DEP_YARNFLOW_JVM_PATH`, so this binary starts without LD_LIBRARY_PATH,
-//! like `yarnflow` itself.
+//! The rpath to libjvm: when yarnflow links libhdfs (feature `libhdfs`) it hands libjvm's
+//! directory to its dependents as `DEP_YARNFLOW_JVM_PATH`, so this binary starts without
+//! LD_LIBRARY_PATH, like `yarnflow` itself. The default (hdfs-native) build sets nothing.
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_YARNFLOW_JVM_PATH");

@@ -29,8 +29,9 @@ pub const OUTPUT_ENV: &str = "YARNFLOW_OUTPUT_DIR";
 pub const HADOOP_USER_NAME_ENV: &str = "HADOOP_USER_NAME";
 /// The name the job binary was submitted under (it is staged as `yarnflow`), for messages.
 pub const PROGRAM_ENV: &str = "YARNFLOW_PROGRAM";
-/// Variables a yarnflow process with the `hdfs` feature needs for libhdfs (passed through from
-/// the submitter to the AM, and from the AM to its TaskManagers).
+/// Variables a yarnflow process needs (passed through from the submitter to the AM, and from the
+/// AM to its TaskManagers). `JAVA_HOME`, `CLASSPATH`, `LD_LIBRARY_PATH` and `LIBHDFS_OPTS` are
+/// for the libhdfs client (`storage.hdfs.client: libhdfs`); the native client reads none of them.
 pub const PASS_THROUGH_ENV: &[&str] = &[
     HADOOP_USER_NAME_ENV,
     "JAVA_HOME",

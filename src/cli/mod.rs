@@ -100,6 +100,9 @@ impl Cli {
         for key in config.unknown_keys() {
             tracing::warn!(key, "unknown configuration key (typo?)");
         }
+        // Every process (client, AM, TaskManager) loads its configuration here, before it
+        // opens any store.
+        crate::storage::HdfsClient::from_config(&config)?.install();
         Ok(config)
     }
 }

@@ -157,11 +157,6 @@ fn parse_storage_uri(v: &str) -> Result<String, String> {
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     match scheme {
         "hdfs" if authority.is_empty() => return bad("missing the namenode host:port"),
-        "hdfs" if cfg!(not(feature = "hdfs")) => {
-            return Err(format!(
-                "'{v}': this yarnflow binary was built without HDFS support (cargo feature `hdfs`)"
-            ));
-        }
         "hdfs" => {}
         "file" if !authority.is_empty() => return bad("a file URI takes no host"),
         "file" => {}

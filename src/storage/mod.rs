@@ -1,7 +1,9 @@
 //! Blob storage: where job graphs, checkpoint metadata, snapshots and sink files live.
 //!
 //! Backends, chosen by the URI scheme ([`open`]):
-//! * `hdfs://host:port/path`: HDFS through libhdfs (hdrs), behind the `hdfs` cargo feature;
+//! * `hdfs://host:port/path`: HDFS, through the client `storage.hdfs.client` names
+//!   ([`HdfsClient`]): `native` (hdfs-native, pure Rust, the default) or `libhdfs` (hdrs over
+//!   JNI, behind the `libhdfs` cargo feature);
 //! * `file:///path`: the local filesystem.
 //!
 //! Paths handed to a [`BlobStore`] are absolute paths inside its filesystem (`/yarnflow/ha/...`);
@@ -15,12 +17,14 @@
 //! * [`BlobStore::delete`] of a missing path succeeds (deletes are retried after crashes).
 
 pub mod deferred;
-#[cfg(feature = "hdfs")]
+#[cfg(feature = "libhdfs")]
 pub mod hdfs;
 pub mod local;
+pub mod native;
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
@@ -116,12 +120,69 @@ impl Location {
     }
 }
 
-/// Like [`open`], but an HDFS connection (libhdfs starts a JVM: seconds) is made in the
+/// The HDFS client behind `hdfs://` URIs (`storage.hdfs.client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HdfsClient {
+    /// hdfs-native: pure Rust, no JVM.
+    #[default]
+    Native,
+    /// libhdfs over JNI (hdrs): starts a JVM in the process; needs the `libhdfs` feature.
+    Libhdfs,
+}
+
+/// Whether this process chose libhdfs ([`HdfsClient::install`]); native otherwise.
+static LIBHDFS_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+impl HdfsClient {
+    pub const KEY: &'static str = "storage.hdfs.client";
+
+    /// The client `storage.hdfs.client` names; `libhdfs` in a build without the feature is an
+    /// error naming the key.
+    pub fn from_config(
+        c: &crate::config::Config,
+    ) -> Result<HdfsClient, crate::config::ConfigError> {
+        let client = match c.one_of(Self::KEY, &["native", "libhdfs"])?.as_deref() {
+            Some("libhdfs") => HdfsClient::Libhdfs,
+            _ => HdfsClient::Native,
+        };
+        if client == HdfsClient::Libhdfs && cfg!(not(feature = "libhdfs")) {
+            return Err(crate::config::ConfigError::Invalid {
+                origin: c
+                    .origin(Self::KEY)
+                    .cloned()
+                    .unwrap_or(crate::config::Origin::Defaults),
+                key: Self::KEY.to_string(),
+                message: LIBHDFS_MISSING.to_string(),
+            });
+        }
+        Ok(client)
+    }
+
+    /// Makes this the client [`open`] uses in this process (set once the configuration is
+    /// loaded, before any store is opened).
+    pub fn install(self) {
+        LIBHDFS_INSTALLED.store(self == HdfsClient::Libhdfs, Ordering::Relaxed);
+    }
+
+    /// The client [`open`] uses in this process.
+    pub fn installed() -> HdfsClient {
+        if LIBHDFS_INSTALLED.load(Ordering::Relaxed) {
+            HdfsClient::Libhdfs
+        } else {
+            HdfsClient::Native
+        }
+    }
+}
+
+const LIBHDFS_MISSING: &str = "this yarnflow binary was built without libhdfs: rebuild with `cargo build --features libhdfs`, or use `native`";
+
+/// Like [`open`], but a libhdfs connection (it starts a JVM: seconds) is made in the
 /// background; the first call on the store waits for it, and a failure to connect is that
-/// call's error.
+/// call's error. The native client connects lazily anyway.
 pub async fn open_deferred(uri: &str) -> Result<Location, StorageError> {
-    #[cfg(feature = "hdfs")]
-    if let Some(rest) = uri.strip_prefix("hdfs://")
+    #[cfg(feature = "libhdfs")]
+    if HdfsClient::installed() == HdfsClient::Libhdfs
+        && let Some(rest) = uri.strip_prefix("hdfs://")
         && let Some(i) = rest.find('/')
         && i > 0
     {
@@ -139,9 +200,15 @@ pub async fn open_deferred(uri: &str) -> Result<Location, StorageError> {
     open(uri).await
 }
 
-/// Opens the filesystem of a storage URI: `hdfs://host:port/...` (with the `hdfs` feature) or
-/// `file:///...`, and returns it with the URI's path.
+/// Opens the filesystem of a storage URI, `hdfs://host:port/...` (through this process's
+/// [`HdfsClient`]) or `file:///...`, and returns it with the URI's path. The one place stores
+/// are built.
 pub async fn open(uri: &str) -> Result<Location, StorageError> {
+    open_with(uri, HdfsClient::installed()).await
+}
+
+/// [`open`] with an explicit HDFS client (tests of one backend in a shared process).
+pub async fn open_with(uri: &str, client: HdfsClient) -> Result<Location, StorageError> {
     let bad = |message: String| StorageError::BadUri {
         uri: uri.to_string(),
         message,
@@ -158,22 +225,15 @@ pub async fn open(uri: &str) -> Result<Location, StorageError> {
             if authority.is_empty() {
                 return Err(bad("missing the namenode host:port".into()));
             }
-            #[cfg(feature = "hdfs")]
-            {
-                let store = hdfs::HdfsStore::connect(&format!("hdfs://{authority}")).await?;
-                Ok(Location {
-                    store: Arc::new(store),
-                    path,
-                })
-            }
-            #[cfg(not(feature = "hdfs"))]
-            {
-                let _ = path;
-                Err(bad(
-                    "this yarnflow binary was built without HDFS support (cargo feature `hdfs`)"
-                        .into(),
-                ))
-            }
+            let base = format!("hdfs://{authority}");
+            let store: Arc<dyn BlobStore> = match client {
+                HdfsClient::Native => Arc::new(native::NativeStore::connect(&base)?),
+                #[cfg(feature = "libhdfs")]
+                HdfsClient::Libhdfs => Arc::new(hdfs::HdfsStore::connect(&base).await?),
+                #[cfg(not(feature = "libhdfs"))]
+                HdfsClient::Libhdfs => return Err(bad(LIBHDFS_MISSING.into())),
+            };
+            Ok(Location { store, path })
         }
         "file" => open_local(uri, authority, path),
         other => Err(bad(format!(
@@ -230,10 +290,41 @@ mod tests {
             let text = e.to_string();
             assert!(text.contains(uri) && text.contains(says), "{text}");
         }
-        #[cfg(not(feature = "hdfs"))]
+        let nn = open("hdfs://nn:8020/x").await.unwrap();
+        assert_eq!(nn.uri(), "hdfs://nn:8020/x");
+        #[cfg(not(feature = "libhdfs"))]
         {
-            let e = open("hdfs://nn:8020/x").await.unwrap_err().to_string();
-            assert!(e.contains("without HDFS support"), "{e}");
+            let e = open_with("hdfs://nn:8020/x", HdfsClient::Libhdfs)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("hdfs://nn:8020/x") && e.contains("--features libhdfs"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_hdfs_client_comes_from_its_key() {
+        let mut c = crate::config::Config::defaults();
+        assert_eq!(HdfsClient::from_config(&c).unwrap(), HdfsClient::Native);
+        c.set(HdfsClient::KEY, "jni");
+        let e = HdfsClient::from_config(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("storage.hdfs.client") && e.contains("jni"),
+            "{e}"
+        );
+        c.set(HdfsClient::KEY, "libhdfs");
+        let r = HdfsClient::from_config(&c);
+        if cfg!(feature = "libhdfs") {
+            assert_eq!(r.unwrap(), HdfsClient::Libhdfs);
+        } else {
+            let e = r.unwrap_err().to_string();
+            assert!(
+                e.contains("storage.hdfs.client") && e.contains("rebuild"),
+                "{e}"
+            );
         }
     }
 }

@@ -10,7 +10,6 @@ use crate::support::{self, unique};
 use bytes::Bytes;
 use yarnflow::ha::LeaderElection;
 use yarnflow::ha::zookeeper::{PointerStore, ZkLeaderElection};
-use yarnflow::storage::hdfs::HdfsStore;
 
 /// Long enough to outlive the restart.
 const SESSION: Duration = Duration::from_secs(15);
@@ -19,13 +18,10 @@ const SESSION: Duration = Duration::from_secs(15);
 async fn leadership_across_a_zookeeper_restart_follows_the_tolerate_key() {
     let _one = support::ONE_AT_A_TIME.lock().await;
     let cluster = crate::cluster();
-    unsafe {
-        std::env::set_var(
-            "YARNFLOW_HADOOP_CLASSPATH",
-            cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
-        )
-    };
-    let blobs = Arc::new(HdfsStore::connect(cluster.hdfs_uri()).await.unwrap());
+    let blobs = yarnflow::storage::open(cluster.hdfs_uri())
+        .await
+        .unwrap()
+        .store;
     let quorum = cluster.zk_quorum();
 
     // Tolerant leader.

@@ -81,10 +81,22 @@ fn check_logs(cluster: &MiniCluster, conf: &Path, app: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
+    am_kill_is_adopted("am-kill", "").await;
+}
+
+/// The same restart attempt with every process (submitter, AM, TaskManagers) on libhdfs: the
+/// one YARN test of the compatibility backend.
+#[cfg(feature = "libhdfs")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers_on_libhdfs() {
+    am_kill_is_adopted("am-kill-libhdfs", "storage.hdfs.client: libhdfs\n").await;
+}
+
+async fn am_kill_is_adopted(name: &str, extra: &str) {
     let _one = support::ONE_AT_A_TIME.lock().await;
     let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
-    let conf = conf_dir(cluster, "am-kill", "");
+    let conf = conf_dir(cluster, name, extra);
     let app = submit(cluster, &conf, &half_spec(cluster));
     wait_checkpoints(cluster, &rest, &app, 5).await;
     let (attempt, am) = current_am_container(&rest, &app).await;
@@ -105,7 +117,7 @@ async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     println!(
-        "AM SIGKILL -> job RUNNING under attempt 2: {} ms",
+        "AM SIGKILL -> job RUNNING under attempt 2 ({name}): {} ms",
         killed.elapsed().as_millis()
     );
     assert!(

@@ -14,19 +14,15 @@ use yarnflow::ha::{
     HaError, LeaderElection, LeaderInfo, LeaderRetrieval, Leadership, StoredCheckpoint,
 };
 use yarnflow::storage::BlobStore;
-use yarnflow::storage::hdfs::HdfsStore;
 
 const SESSION: Duration = Duration::from_secs(4);
 
+/// The cluster's HDFS through the default client (hdfs-native).
 async fn hdfs(cluster: &MiniCluster) -> Arc<dyn BlobStore> {
-    // libhdfs reads CLASSPATH; HdfsStore takes it from YARNFLOW_HADOOP_CLASSPATH.
-    unsafe {
-        std::env::set_var(
-            "YARNFLOW_HADOOP_CLASSPATH",
-            cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
-        )
-    };
-    Arc::new(HdfsStore::connect(cluster.hdfs_uri()).await.unwrap())
+    yarnflow::storage::open(cluster.hdfs_uri())
+        .await
+        .unwrap()
+        .store
 }
 
 fn namespace() -> String {
