@@ -19,6 +19,17 @@ use super::{BlobMeta, BlobStore, StorageError};
 /// default umask 022 (hdfs-native applies no umask).
 const DIR_PERMISSION: u32 = 0o755;
 
+/// How long a call keeps retrying an unreachable NameNode: hdfs-native's defaults (15 attempts,
+/// 500 ms doubling to 15 s) wait about 2.5 minutes in one call; these give up after about 10 s,
+/// which rides out a NameNode restart yet hands a longer outage to the caller's own retry or
+/// failure handling (the leader's, a checkpoint's) in time. libhdfs fails a refused connection
+/// at once.
+const FAILOVER: [(&str, &str); 3] = [
+    ("dfs.client.failover.max.attempts", "8"),
+    ("dfs.client.failover.sleep.base.millis", "100"),
+    ("dfs.client.failover.sleep.max.millis", "2000"),
+];
+
 /// One HDFS namenode (`hdfs://host:port`).
 pub struct NativeStore {
     base: String,
@@ -40,6 +51,7 @@ impl NativeStore {
         let base = base.trim_end_matches('/').to_string();
         let client = ClientBuilder::new()
             .with_url(&base)
+            .with_config(FAILOVER)
             .build()
             .map_err(|e| io_error(&base, format!("cannot connect to HDFS: {e}")))?;
         Ok(NativeStore { base, client })
