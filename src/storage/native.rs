@@ -9,6 +9,10 @@
 //! Semantics match `hdfs.rs` call for call (stat before read/delete/rename, temporary file +
 //! rename for writes), so the two backends are interchangeable under [`BlobStore`]. hdfs-native
 //! reports Java exceptions by class name, which we classify.
+//!
+//! Known cost: when the NameNode's first `complete()` of a closed file answers false (the
+//! DataNode's block report has not arrived), hdfs-native retries after a fixed 500 ms (libhdfs:
+//! `hdfs.rs` sets 10 ms); the crate has no option for it yet.
 
 use bytes::Bytes;
 use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
