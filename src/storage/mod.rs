@@ -2,7 +2,7 @@
 //!
 //! Backends, chosen by the URI scheme ([`open`]):
 //! * `hdfs://host:port/path`: HDFS, through the client `storage.hdfs.client` names
-//!   ([`HdfsClient`]): `native` (hdfs-native, pure Rust, the default) or `libhdfs` (hdrs over
+//!   ([`HdfsClient`]): `native` (hdfs-native, pure Rust) or `libhdfs` (hdrs over
 //!   JNI, behind the `libhdfs` cargo feature);
 //! * `file:///path`: the local filesystem.
 //!
@@ -24,7 +24,7 @@ pub mod native;
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
 
@@ -121,17 +121,29 @@ impl Location {
 }
 
 /// The HDFS client behind `hdfs://` URIs (`storage.hdfs.client`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HdfsClient {
     /// hdfs-native: pure Rust, no JVM.
-    #[default]
     Native,
     /// libhdfs over JNI (hdrs): starts a JVM in the process; needs the `libhdfs` feature.
     Libhdfs,
 }
 
-/// Whether this process chose libhdfs ([`HdfsClient::install`]); native otherwise.
-static LIBHDFS_INSTALLED: AtomicBool = AtomicBool::new(false);
+/// The default: libhdfs in a build that has it (for now: hdfs-native's close of a small file
+/// costs a fixed 500 ms retry, README "HDFS clients"), native otherwise.
+impl Default for HdfsClient {
+    fn default() -> HdfsClient {
+        if cfg!(feature = "libhdfs") {
+            HdfsClient::Libhdfs
+        } else {
+            HdfsClient::Native
+        }
+    }
+}
+
+/// The client this process chose ([`HdfsClient::install`]): 0 none yet (the default), 1 native,
+/// 2 libhdfs.
+static INSTALLED: AtomicU8 = AtomicU8::new(0);
 
 impl HdfsClient {
     pub const KEY: &'static str = "storage.hdfs.client";
@@ -143,7 +155,8 @@ impl HdfsClient {
     ) -> Result<HdfsClient, crate::config::ConfigError> {
         let client = match c.one_of(Self::KEY, &["native", "libhdfs"])?.as_deref() {
             Some("libhdfs") => HdfsClient::Libhdfs,
-            _ => HdfsClient::Native,
+            Some(_) => HdfsClient::Native,
+            None => HdfsClient::default(),
         };
         if client == HdfsClient::Libhdfs && cfg!(not(feature = "libhdfs")) {
             return Err(crate::config::ConfigError::Invalid {
@@ -161,15 +174,19 @@ impl HdfsClient {
     /// Makes this the client [`open`] uses in this process (set once the configuration is
     /// loaded, before any store is opened).
     pub fn install(self) {
-        LIBHDFS_INSTALLED.store(self == HdfsClient::Libhdfs, Ordering::Relaxed);
+        let code = match self {
+            HdfsClient::Native => 1,
+            HdfsClient::Libhdfs => 2,
+        };
+        INSTALLED.store(code, Ordering::Relaxed);
     }
 
     /// The client [`open`] uses in this process.
     pub fn installed() -> HdfsClient {
-        if LIBHDFS_INSTALLED.load(Ordering::Relaxed) {
-            HdfsClient::Libhdfs
-        } else {
-            HdfsClient::Native
+        match INSTALLED.load(Ordering::Relaxed) {
+            1 => HdfsClient::Native,
+            2 => HdfsClient::Libhdfs,
+            _ => HdfsClient::default(),
         }
     }
 }
@@ -290,7 +307,10 @@ mod tests {
             let text = e.to_string();
             assert!(text.contains(uri) && text.contains(says), "{text}");
         }
-        let nn = open("hdfs://nn:8020/x").await.unwrap();
+        // The native client connects lazily: a URI of no NameNode opens.
+        let nn = open_with("hdfs://nn:8020/x", HdfsClient::Native)
+            .await
+            .unwrap();
         assert_eq!(nn.uri(), "hdfs://nn:8020/x");
         #[cfg(not(feature = "libhdfs"))]
         {
@@ -308,6 +328,8 @@ mod tests {
     #[test]
     fn the_hdfs_client_comes_from_its_key() {
         let mut c = crate::config::Config::defaults();
+        assert_eq!(HdfsClient::from_config(&c).unwrap(), HdfsClient::default());
+        c.set(HdfsClient::KEY, "native");
         assert_eq!(HdfsClient::from_config(&c).unwrap(), HdfsClient::Native);
         c.set(HdfsClient::KEY, "jni");
         let e = HdfsClient::from_config(&c).unwrap_err().to_string();

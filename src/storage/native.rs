@@ -1,5 +1,6 @@
 //! HDFS through hdfs-native, a pure-Rust client of the NameNode and DataNode protocols: the
-//! default backend (`storage.hdfs.client: native`). No JVM, no Hadoop jars, no `CLASSPATH`.
+//! JVM-free backend (`storage.hdfs.client: native`; the default of a `--no-default-features`
+//! build). No JVM, no Hadoop jars, no `CLASSPATH`.
 //!
 //! The client reads `core-site.xml` / `hdfs-site.xml` from `HADOOP_CONF_DIR` (else
 //! `$HADOOP_HOME/etc/hadoop`) for nameservices, Kerberos and the like; the NameNode itself comes

@@ -18,10 +18,7 @@ const SESSION: Duration = Duration::from_secs(15);
 async fn leadership_across_a_zookeeper_restart_follows_the_tolerate_key() {
     let _one = support::ONE_AT_A_TIME.lock().await;
     let cluster = crate::cluster();
-    let blobs = yarnflow::storage::open(cluster.hdfs_uri())
-        .await
-        .unwrap()
-        .store;
+    let blobs = support::hdfs_store(cluster).await;
     let quorum = cluster.zk_quorum();
 
     // Tolerant leader.

@@ -17,12 +17,8 @@ use yarnflow::storage::BlobStore;
 
 const SESSION: Duration = Duration::from_secs(4);
 
-/// The cluster's HDFS through the default client (hdfs-native).
 async fn hdfs(cluster: &MiniCluster) -> Arc<dyn BlobStore> {
-    yarnflow::storage::open(cluster.hdfs_uri())
-        .await
-        .unwrap()
-        .store
+    support::hdfs_store(cluster).await
 }
 
 fn namespace() -> String {

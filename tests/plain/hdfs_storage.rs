@@ -1,5 +1,5 @@
-//! The `BlobStore` contract on the mini cluster's HDFS, for each HDFS client: hdfs-native (the
-//! default) and, in builds with the `libhdfs` feature (the test command's), libhdfs. Both must
+//! The `BlobStore` contract on the mini cluster's HDFS, for each HDFS client: hdfs-native and, in
+//! builds with the `libhdfs` feature (the default, and the test command's), libhdfs. Both must
 //! give the same answers and the same error kinds; the figures printed are each client's
 //! latency of one small atomic write (most of an HA checkpoint commit).
 

@@ -224,6 +224,21 @@ pub fn command(exe: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// The cluster's HDFS through the default client (libhdfs, which reads its jars from
+/// `YARNFLOW_HADOOP_CLASSPATH`, set here for this process).
+pub async fn hdfs_store(cluster: &MiniCluster) -> std::sync::Arc<dyn yarnflow::storage::BlobStore> {
+    unsafe {
+        std::env::set_var(
+            "YARNFLOW_HADOOP_CLASSPATH",
+            cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
+        )
+    };
+    yarnflow::storage::open(cluster.hdfs_uri())
+        .await
+        .unwrap()
+        .store
+}
+
 /// The Hadoop user tests act as (`$USER`, else root).
 pub fn user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "root".into())
