@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use super::exchange::{BarrierAligner, Exchange, KeyedPartition, TaskNetwork};
 use crate::job::graph::RunId;
 use crate::job::key_groups::{self, KeyGroupRange};
-use crate::job::operators::{Chain, OperatorState, Record, key_str};
+use crate::job::operators::{Chain, OperatorState, Record, TextPool, key_str};
 use crate::job::sink::{FileSink, SinkState};
 use crate::job::source::{Source, SourceState};
 use crate::job::spec::{KeyBySpec, SourceSpec, Step};
@@ -235,6 +235,7 @@ async fn run(
         output,
         events: events.clone(),
         outputs: Vec::new(),
+        pool: TextPool::default(),
         processed: 0,
         finished: false,
         flush: tokio::time::interval(flush_every),
@@ -428,8 +429,10 @@ struct Task {
     writes: tokio::task::JoinSet<()>,
     output: Output,
     events: mpsc::Sender<TaskEvent>,
-    /// The chain's outputs of one record, reused.
+    /// The chain's outputs of one batch (a source poll, an input buffer), reused.
     outputs: Vec<Record>,
+    /// The text buffers of records written or sent, for the next ones read.
+    pool: TextPool,
     processed: u64,
     /// The input ended and so did the output.
     finished: bool,
@@ -471,10 +474,11 @@ impl Task {
                 _ = self.flush.tick(), if self.flushes() => self.flush_output().await?,
                 _ = next_batch(&mut interval, limited), if !self.finished => {
                     batch.clear();
-                    source.poll(per_tick, &mut batch).await.map_err(RuntimeError::Source)?;
+                    source.poll_reusing(per_tick, &mut batch, &mut self.pool).await.map_err(RuntimeError::Source)?;
                     for r in batch.drain(..) {
-                        self.process(r).await?;
+                        self.process(r)?;
                     }
+                    self.emit_outputs().await?;
                     if source.finished() {
                         self.finish().await?;
                     } else if self.processed % 10_000 < per_tick as u64 {
@@ -526,12 +530,15 @@ impl Task {
             Content::Buffer(buffer) => {
                 let before = self.processed;
                 for frame in buffer.record_slices() {
-                    let record = Record::decode(frame?).map_err(|e| RuntimeError::Operator {
-                        operator: "keyed input".into(),
-                        message: format!("channel {channel}: {e}"),
+                    let record = Record::decode_reusing(frame?, &mut self.pool).map_err(|e| {
+                        RuntimeError::Operator {
+                            operator: "keyed input".into(),
+                            message: format!("channel {channel}: {e}"),
+                        }
                     })?;
-                    self.process(record).await?;
+                    self.process(record)?;
                 }
+                self.emit_outputs().await?;
                 if self.processed / 10_000 != before / 10_000 {
                     self.progress().await?;
                 }
@@ -582,8 +589,10 @@ impl Task {
         Ok(())
     }
 
-    /// Runs one record through the chain and sends what comes out on.
-    async fn process(&mut self, record: Record) -> Result<(), RuntimeError> {
+    /// Runs one record through the chain: what comes out goes into the sink at once, or waits
+    /// in `outputs` for [`emit_outputs`](Self::emit_outputs) (the batch's one await).
+    #[inline]
+    fn process(&mut self, record: Record) -> Result<(), RuntimeError> {
         self.processed += 1;
         let keyed = match &mut self.keyed {
             Some(k) => {
@@ -593,16 +602,22 @@ impl Task {
             None => None,
         };
         self.chain.process(record, keyed, &mut self.outputs)?;
-        match &mut self.output {
-            Output::Sink(sink) => {
-                for out in self.outputs.drain(..) {
-                    sink.write_line(&out.to_line());
-                }
+        if let Output::Sink(sink) = &mut self.output {
+            for out in self.outputs.drain(..) {
+                sink.write_record(&out);
+                self.pool.recycle(out);
             }
-            Output::Keyed(partition) => {
-                for out in self.outputs.drain(..) {
-                    partition.emit(&out).await?;
-                }
+        }
+        Ok(())
+    }
+
+    /// Sends a batch's outputs on to the subtasks owning their keys (waits while one of them
+    /// back-pressures).
+    async fn emit_outputs(&mut self) -> Result<(), RuntimeError> {
+        if let Output::Keyed(partition) = &mut self.output {
+            for out in self.outputs.drain(..) {
+                partition.emit(&out).await?;
+                self.pool.recycle(out);
             }
         }
         Ok(())
