@@ -165,7 +165,13 @@ pub fn key_group_range_for_operator(
 #[inline]
 pub fn operator_index_for_key_group(max_parallelism: u32, parallelism: u32, key_group: u32) -> u32 {
     debug_assert!(key_group < max_parallelism);
-    (u64::from(key_group) * u64::from(parallelism) / u64::from(max_parallelism.max(1))) as u32
+    let scaled = u64::from(key_group) * u64::from(parallelism);
+    // The same value as the division, without one for the usual power of two.
+    if max_parallelism.is_power_of_two() {
+        (scaled >> max_parallelism.trailing_zeros()) as u32
+    } else {
+        (scaled / u64::from(max_parallelism.max(1))) as u32
+    }
 }
 
 /// The key group of a key, given its serialized bytes: Flink's `computeKeyGroupForKeyHash` of

@@ -64,6 +64,8 @@ pub enum RecordDecodeError {
     IntLength(usize),
     #[error("text record that is not UTF-8: {0}")]
     NotUtf8(std::str::Utf8Error),
+    #[error("keyed record frame of {0} bytes, shorter than its 2-byte key group")]
+    NoKeyGroup(usize),
 }
 
 impl Record {
