@@ -2,11 +2,9 @@
 //! the subtask's keyed state backend, and users' registered ones ([`crate::api`]). The
 //! [`Record`]s they pass on are in `record.rs`.
 
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Serialize};
 
-pub use super::record::{Record, RecordDecodeError};
+pub use super::record::{Record, RecordDecodeError, TextPool};
 use super::spec::{FilterSpec, KeyBySpec, MapFunction, MapSpec, Step};
 use crate::api::{Operators, UserOperator};
 use crate::jobmanager::error::RuntimeError;
@@ -65,7 +63,7 @@ pub fn key_str<'a>(k: &KeyBySpec, r: &'a Record, buf: &'a mut String) -> &'a str
 
 fn write_key(buf: &mut String, n: i64) -> &str {
     buf.clear();
-    let _ = write!(buf, "{n}");
+    buf.push_str(itoa::Buffer::new().format(n));
     buf
 }
 
@@ -128,10 +126,10 @@ impl Operator {
     ) -> Result<(), RuntimeError> {
         match self {
             Operator::User(user) => return user.process(r, keyed, out),
-            Operator::Count(a) => out.push(a.update(keyed, |c| c.wrapping_add(1))?),
+            Operator::Count(a) => out.push(a.update(keyed, r, |c| c.wrapping_add(1))?),
             Operator::Sum(a) => {
                 let n = r.number().unwrap_or(0);
-                out.push(a.update(keyed, |s| s.wrapping_add(n))?);
+                out.push(a.update(keyed, r, |s| s.wrapping_add(n))?);
             }
             _ => out.extend(self.apply(r)),
         }
@@ -166,10 +164,12 @@ impl Operator {
 }
 
 impl KeyedAggregate {
-    /// Applies `f` to the current key's value (0 for a new key) and emits `key,value`.
+    /// Applies `f` to the current key's value (0 for a new key) and emits `key,value`, in the
+    /// text buffer of `input` if it has one (its key is in the backend already).
     fn update(
         &mut self,
         keyed: Option<&mut HeapKeyedStateBackend>,
+        input: Record,
         f: impl FnOnce(i64) -> i64,
     ) -> Result<Record, RuntimeError> {
         let error = |message: String| RuntimeError::Operator {
@@ -195,9 +195,11 @@ impl KeyedAggregate {
         let v = *v;
         // The runtime set the key from the record's key string: UTF-8.
         let key = std::str::from_utf8(backend.current_key()).unwrap_or_default();
-        let mut line = String::with_capacity(key.len() + 21);
+        let mut line = input.into_text().unwrap_or_default();
+        line.clear();
         line.push_str(key);
-        let _ = write!(line, ",{v}");
+        line.push(',');
+        line.push_str(itoa::Buffer::new().format(v));
         Ok(Record::Text(line))
     }
 }

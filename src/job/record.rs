@@ -1,8 +1,6 @@
 //! [`Record`]: what flows between a subtask's operators and over the keyed exchange, with the
 //! exchange's byte codec.
 
-use std::fmt::Write as _;
-
 /// One record: a number (sequence source), a line of text (text-files source), or a value of
 /// a user's type in its postcard encoding (user operators).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +8,44 @@ pub enum Record {
     Int(i64),
     Text(String),
     Data(Vec<u8>),
+}
+
+/// The text buffers of records a subtask is done with (written to the sink, sent on), which its
+/// next records' text goes into: no allocation per record once a batch has gone round. Holds
+/// at most [`TextPool::MAX_BYTES`] of buffers; the rest are freed.
+#[derive(Debug, Default)]
+pub struct TextPool {
+    buffers: Vec<String>,
+    /// The buffers' capacity in all.
+    bytes: usize,
+}
+
+impl TextPool {
+    pub const MAX_BYTES: usize = 1 << 20;
+
+    /// An empty buffer, reused if there is one.
+    #[inline]
+    pub fn take(&mut self) -> String {
+        match self.buffers.pop() {
+            Some(mut text) => {
+                self.bytes -= text.capacity();
+                text.clear();
+                text
+            }
+            None => String::new(),
+        }
+    }
+
+    /// Keeps `record`'s text buffer for [`take`](Self::take), if there is room.
+    #[inline]
+    pub fn recycle(&mut self, record: Record) {
+        if let Record::Text(text) = record
+            && self.bytes + text.capacity() <= Self::MAX_BYTES
+        {
+            self.bytes += text.capacity();
+            self.buffers.push(text);
+        }
+    }
 }
 
 /// The tag bytes of [`Record::encode`].
@@ -28,6 +64,8 @@ pub enum RecordDecodeError {
     IntLength(usize),
     #[error("text record that is not UTF-8: {0}")]
     NotUtf8(std::str::Utf8Error),
+    #[error("keyed record frame of {0} bytes, shorter than its 2-byte key group")]
+    NoKeyGroup(usize),
 }
 
 impl Record {
@@ -43,14 +81,30 @@ impl Record {
     /// (lossy: a job whose sink should read well maps its values to text before the sink).
     pub fn to_line(&self) -> String {
         match self {
-            Record::Int(n) => n.to_string(),
             Record::Text(t) => t.clone(),
-            Record::Data(d) => d
-                .iter()
-                .fold(String::with_capacity(d.len() * 2), |mut s, b| {
-                    let _ = write!(s, "{b:02x}");
-                    s
-                }),
+            _ => {
+                let mut line = Vec::new();
+                self.write_line(&mut line);
+                // Digits and hex digits: ASCII.
+                String::from_utf8_lossy(&line).into_owned()
+            }
+        }
+    }
+
+    /// Appends [`to_line`](Self::to_line)'s bytes to `out` without building the line (the
+    /// sink's hot path).
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        match self {
+            Record::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+            Record::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Record::Data(d) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.reserve(d.len() * 2);
+                for b in d {
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 0xf)]);
+                }
+            }
         }
     }
 
@@ -76,6 +130,12 @@ impl Record {
 
     /// The record of one [`Record::encode`] frame.
     pub fn decode(frame: &[u8]) -> Result<Record, RecordDecodeError> {
+        Record::decode_reusing(frame, &mut TextPool::default())
+    }
+
+    /// [`decode`](Self::decode) into a text buffer from `pool`.
+    #[inline]
+    pub fn decode_reusing(frame: &[u8], pool: &mut TextPool) -> Result<Record, RecordDecodeError> {
         let (&tag, payload) = frame.split_first().ok_or(RecordDecodeError::Empty)?;
         match tag {
             TAG_INT => payload
@@ -83,10 +143,22 @@ impl Record {
                 .map(|b| Record::Int(i64::from_le_bytes(b)))
                 .map_err(|_| RecordDecodeError::IntLength(payload.len())),
             TAG_TEXT => std::str::from_utf8(payload)
-                .map(|t| Record::Text(t.to_owned()))
+                .map(|t| {
+                    let mut text = pool.take();
+                    text.push_str(t);
+                    Record::Text(text)
+                })
                 .map_err(RecordDecodeError::NotUtf8),
             TAG_DATA => Ok(Record::Data(payload.to_vec())),
             other => Err(RecordDecodeError::UnknownTag(other)),
+        }
+    }
+
+    /// The text buffer of a record done with (for a keyed aggregate's output line).
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            Record::Text(t) => Some(t),
+            Record::Int(_) | Record::Data(_) => None,
         }
     }
 }
@@ -121,5 +193,23 @@ mod tests {
         let e = Record::decode(&[TAG_TEXT, 0xff]).unwrap_err();
         assert!(e.to_string().contains("not UTF-8"), "{e}");
         assert_eq!(Record::Data(vec![0, 171]).to_line(), "00ab");
+        assert_eq!(Record::Int(-42).to_line(), "-42");
+        let mut line = b"x".to_vec();
+        Record::Text("é".into()).write_line(&mut line);
+        assert_eq!(line, "xé".as_bytes());
+        // A reused buffer holds the frame's text only.
+        let mut frame = Vec::new();
+        Record::Text("ab".into()).encode(&mut frame);
+        let mut pool = TextPool::default();
+        pool.recycle(Record::Text("leftover".into()));
+        pool.recycle(Record::Int(1));
+        assert_eq!(
+            Record::decode_reusing(&frame, &mut pool),
+            Ok(Record::Text("ab".into()))
+        );
+        assert_eq!(pool.bytes, 0);
+        // A pool holds at most MAX_BYTES of buffers.
+        pool.recycle(Record::Text(String::with_capacity(TextPool::MAX_BYTES + 1)));
+        assert_eq!((pool.buffers.len(), pool.bytes), (0, 0));
     }
 }

@@ -29,6 +29,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::graph::RunId;
+use super::record::Record;
 use crate::storage::{Location, StorageError};
 
 /// The sink's part of a checkpoint.
@@ -148,6 +149,13 @@ impl FileSink {
 
     pub fn write_line(&mut self, line: &str) {
         self.buffer.extend_from_slice(line.as_bytes());
+        self.buffer.push(b'\n');
+        self.buffered_records += 1;
+    }
+
+    /// Writes `record`'s line ([`Record::to_line`]) without building it.
+    pub fn write_record(&mut self, record: &Record) {
+        record.write_line(&mut self.buffer);
         self.buffer.push(b'\n');
         self.buffered_records += 1;
     }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::operators::Record;
+use super::operators::{Record, TextPool};
 use super::spec::SourceSpec;
 use crate::storage::StorageError;
 
@@ -132,6 +132,16 @@ impl TextFilesSource {
     /// Up to `max` more lines (fewer at the end of the last file, or once they hold
     /// [`MAX_BATCH_BYTES`]).
     pub async fn poll(&mut self, max: usize, out: &mut Vec<Record>) -> Result<(), String> {
+        self.poll_reusing(max, out, &mut TextPool::default()).await
+    }
+
+    /// [`poll`](Self::poll) into text buffers from `pool`.
+    pub async fn poll_reusing(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Record>,
+        pool: &mut TextPool,
+    ) -> Result<(), String> {
         let mut emitted = 0;
         let mut bytes = 0;
         while emitted < max && bytes < MAX_BATCH_BYTES && !self.finished() {
@@ -151,7 +161,13 @@ impl TextFilesSource {
                     None => (rest, content.len()),
                 };
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                out.push(Record::Text(String::from_utf8_lossy(line).into_owned()));
+                let mut text = pool.take();
+                // `from_utf8` first: faster than the lossy scan for the usual valid line.
+                match std::str::from_utf8(line) {
+                    Ok(line) => text.push_str(line),
+                    Err(_) => text.push_str(&String::from_utf8_lossy(line)),
+                }
+                out.push(Record::Text(text));
                 bytes += next - at;
                 at = next;
                 emitted += 1;
@@ -249,12 +265,22 @@ impl Source {
 
     /// Up to `max` more records.
     pub async fn poll(&mut self, max: usize, out: &mut Vec<Record>) -> Result<(), String> {
+        self.poll_reusing(max, out, &mut TextPool::default()).await
+    }
+
+    /// [`poll`](Self::poll) with text buffers from `pool`.
+    pub async fn poll_reusing(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Record>,
+        pool: &mut TextPool,
+    ) -> Result<(), String> {
         match self {
             Source::Sequence(s) => {
                 s.poll(max, out);
                 Ok(())
             }
-            Source::TextFiles(t) => t.poll(max, out).await,
+            Source::TextFiles(t) => t.poll_reusing(max, out, pool).await,
         }
     }
 

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::job::key_groups::{self, KeyGroupRange};
-use crate::job::operators::{Record, key_of, key_str};
+use crate::job::operators::{Record, RecordDecodeError, TextPool, key_of, key_str};
 use crate::job::spec::KeyBySpec;
 use crate::network::{NetworkEnvironment, ResultPartition, ResultPartitionId};
 
@@ -64,16 +64,18 @@ pub struct KeyedOutput {
 impl KeyedOutput {
     /// The consumer subtask that owns `record`'s key group.
     pub fn channel_of(&self, record: &Record) -> usize {
-        self.channel_with(record, &mut String::new())
+        self.route(record, &mut String::new()).1
     }
 
-    /// [`channel_of`](Self::channel_of) with `buf` for a key the record does not hold as text
-    /// (reused: no allocation per record).
-    pub fn channel_with(&self, record: &Record, buf: &mut String) -> usize {
+    /// `record`'s key group and the consumer subtask that owns it, with `buf` for a key the
+    /// record does not hold as text (reused: no allocation per record).
+    #[inline]
+    pub fn route(&self, record: &Record, buf: &mut String) -> (u32, usize) {
         let key = key_str(&self.key, record, buf);
         let group = key_groups::assign_to_key_group(key.as_bytes(), self.max_parallelism);
-        key_groups::operator_index_for_key_group(self.max_parallelism, self.consumers, group)
-            as usize
+        let channel =
+            key_groups::operator_index_for_key_group(self.max_parallelism, self.consumers, group);
+        (group, channel as usize)
     }
 }
 
@@ -133,11 +135,30 @@ impl KeyedPartition {
 
     /// Sends `record` to the subtask owning its key group (waits while that one back-pressures).
     pub async fn emit(&mut self, record: &Record) -> Result<(), crate::network::NetworkError> {
-        let channel = self.spec.channel_with(record, &mut self.key);
+        let (group, channel) = self.spec.route(record, &mut self.key);
         self.scratch.clear();
-        record.encode(&mut self.scratch);
+        encode_keyed(group, record, &mut self.scratch);
         self.partition.emit(channel, &self.scratch).await
     }
+}
+
+/// A keyed record's frame: its key group (2 bytes little-endian; there are at most 2^15), then
+/// its [`Record::encode`] form. The producer's partitioner hashed the key already, so the
+/// consumer does not hash it again.
+pub fn encode_keyed(key_group: u32, record: &Record, out: &mut Vec<u8>) {
+    debug_assert!(key_group <= u32::from(u16::MAX));
+    out.extend_from_slice(&(key_group as u16).to_le_bytes());
+    record.encode(out);
+}
+
+/// The key group and record of an [`encode_keyed`] frame, the text in a buffer from `pool`.
+#[inline]
+pub fn decode_keyed(frame: &[u8], pool: &mut TextPool) -> Result<(u32, Record), RecordDecodeError> {
+    let (group, record) = frame
+        .split_first_chunk::<2>()
+        .ok_or(RecordDecodeError::NoKeyGroup(frame.len()))?;
+    let record = Record::decode_reusing(record, pool)?;
+    Ok((u32::from(u16::from_le_bytes(*group)), record))
 }
 
 /// What one barrier means for the checkpoints being aligned; the caller acts on every field.
@@ -319,7 +340,17 @@ mod tests {
                 ..Exchange::default()
             };
             assert!(consumer.key_groups(3).unwrap().contains(group));
+            // The group travels in the frame, as the partitioner found it.
+            assert_eq!(spec.route(&r, &mut String::new()), (group, owner as usize));
+            let mut frame = Vec::new();
+            encode_keyed(group, &r, &mut frame);
+            let decoded = decode_keyed(&frame, &mut TextPool::default());
+            assert_eq!(decoded, Ok((group, r)));
         }
+        assert_eq!(
+            decode_keyed(&[7], &mut TextPool::default()),
+            Err(RecordDecodeError::NoKeyGroup(1))
+        );
         let e = Exchange {
             stage: 1,
             index: 2,

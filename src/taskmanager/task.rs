@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::exchange::{BarrierAligner, Exchange, KeyedPartition, TaskNetwork};
+use super::exchange::{BarrierAligner, Exchange, KeyedPartition, TaskNetwork, decode_keyed};
 use crate::job::graph::RunId;
-use crate::job::key_groups::{self, KeyGroupRange};
-use crate::job::operators::{Chain, OperatorState, Record, key_str};
+use crate::job::key_groups::KeyGroupRange;
+use crate::job::operators::{Chain, OperatorState, Record, TextPool, key_str};
 use crate::job::sink::{FileSink, SinkState};
 use crate::job::source::{Source, SourceState};
 use crate::job::spec::{KeyBySpec, SourceSpec, Step};
@@ -211,7 +211,7 @@ async fn run(
     chain.restore(&restore.operators);
     let mut keyed = match (&exchange.input, exchange.key_groups(cfg.parallelism)) {
         (Some(input), Some(range)) => {
-            let mut keyed = KeyedContext::new(&cfg, &input.key, input.max_parallelism, range)?;
+            let mut keyed = KeyedContext::new(&cfg, &input.key, range)?;
             keyed.restore(&restore.keyed).await?;
             Some(keyed)
         }
@@ -235,6 +235,7 @@ async fn run(
         output,
         events: events.clone(),
         outputs: Vec::new(),
+        pool: TextPool::default(),
         processed: 0,
         finished: false,
         flush: tokio::time::interval(flush_every),
@@ -305,11 +306,11 @@ enum Output {
 }
 
 /// A keyed stage's subtask's state: the backend of the key groups it owns, how a record's key
-/// and group are found (as the producers' partitioner found them), and where its snapshots go.
+/// is found (its group comes in its frame, from the producers' partitioner), and where its
+/// snapshots go.
 struct KeyedContext {
     backend: HeapKeyedStateBackend,
     key: KeyBySpec,
-    max_parallelism: u32,
     /// A record's key when it is not borrowed from the record (reused: no allocation per record).
     key_buf: String,
     checkpoint_dir: Location,
@@ -324,7 +325,6 @@ impl KeyedContext {
     fn new(
         cfg: &TaskConfig,
         key: &KeyBySpec,
-        max_parallelism: u32,
         range: KeyGroupRange,
     ) -> Result<KeyedContext, RuntimeError> {
         let checkpoint_dir = cfg.checkpoint_dir.clone().ok_or_else(|| {
@@ -335,7 +335,6 @@ impl KeyedContext {
         Ok(KeyedContext {
             backend: HeapKeyedStateBackend::new(range),
             key: key.clone(),
-            max_parallelism,
             key_buf: String::with_capacity(64),
             checkpoint_dir,
             job_id: cfg.job_id.clone(),
@@ -361,13 +360,13 @@ impl KeyedContext {
         Ok(())
     }
 
-    /// Makes `record`'s key current: a key whose group this subtask does not own is an error
-    /// (a partitioner that disagrees with the plan), never a panic.
+    /// Makes `record`'s key current, in `key_group` (the producer's partitioner found it): a
+    /// group this subtask does not own is an error (a partitioner that disagrees with the
+    /// plan), never a panic.
     #[inline]
-    fn set_current_key(&mut self, record: &Record) -> Result<(), RuntimeError> {
+    fn set_current_key(&mut self, record: &Record, key_group: u32) -> Result<(), RuntimeError> {
         let key = key_str(&self.key, record, &mut self.key_buf);
-        let group = key_groups::assign_to_key_group(key.as_bytes(), self.max_parallelism);
-        self.backend.set_current_key(key.as_bytes(), group)?;
+        self.backend.set_current_key(key.as_bytes(), key_group)?;
         Ok(())
     }
 
@@ -428,8 +427,10 @@ struct Task {
     writes: tokio::task::JoinSet<()>,
     output: Output,
     events: mpsc::Sender<TaskEvent>,
-    /// The chain's outputs of one record, reused.
+    /// The chain's outputs of one batch (a source poll, an input buffer), reused.
     outputs: Vec<Record>,
+    /// The text buffers of records written or sent, for the next ones read.
+    pool: TextPool,
     processed: u64,
     /// The input ended and so did the output.
     finished: bool,
@@ -471,10 +472,11 @@ impl Task {
                 _ = self.flush.tick(), if self.flushes() => self.flush_output().await?,
                 _ = next_batch(&mut interval, limited), if !self.finished => {
                     batch.clear();
-                    source.poll(per_tick, &mut batch).await.map_err(RuntimeError::Source)?;
+                    source.poll_reusing(per_tick, &mut batch, &mut self.pool).await.map_err(RuntimeError::Source)?;
                     for r in batch.drain(..) {
-                        self.process(r).await?;
+                        self.process(r, None)?;
                     }
+                    self.emit_outputs().await?;
                     if source.finished() {
                         self.finish().await?;
                     } else if self.processed % 10_000 < per_tick as u64 {
@@ -526,12 +528,15 @@ impl Task {
             Content::Buffer(buffer) => {
                 let before = self.processed;
                 for frame in buffer.record_slices() {
-                    let record = Record::decode(frame?).map_err(|e| RuntimeError::Operator {
-                        operator: "keyed input".into(),
-                        message: format!("channel {channel}: {e}"),
+                    let (group, record) = decode_keyed(frame?, &mut self.pool).map_err(|e| {
+                        RuntimeError::Operator {
+                            operator: "keyed input".into(),
+                            message: format!("channel {channel}: {e}"),
+                        }
                     })?;
-                    self.process(record).await?;
+                    self.process(record, Some(group))?;
                 }
+                self.emit_outputs().await?;
                 if self.processed / 10_000 != before / 10_000 {
                     self.progress().await?;
                 }
@@ -582,27 +587,41 @@ impl Task {
         Ok(())
     }
 
-    /// Runs one record through the chain and sends what comes out on.
-    async fn process(&mut self, record: Record) -> Result<(), RuntimeError> {
+    /// Runs one record through the chain: what comes out goes into the sink at once, or waits
+    /// in `outputs` for [`emit_outputs`](Self::emit_outputs) (the batch's one await). A keyed
+    /// stage's record comes with its key group (from its frame).
+    #[inline]
+    fn process(&mut self, record: Record, key_group: Option<u32>) -> Result<(), RuntimeError> {
         self.processed += 1;
-        let keyed = match &mut self.keyed {
-            Some(k) => {
-                k.set_current_key(&record)?;
+        let keyed = match (&mut self.keyed, key_group) {
+            (Some(k), Some(group)) => {
+                k.set_current_key(&record, group)?;
                 Some(&mut k.backend)
             }
-            None => None,
+            (Some(_), None) => {
+                return Err(RuntimeError::InvalidJob(
+                    "a keyed stage's record without its key group".into(),
+                ));
+            }
+            (None, _) => None,
         };
         self.chain.process(record, keyed, &mut self.outputs)?;
-        match &mut self.output {
-            Output::Sink(sink) => {
-                for out in self.outputs.drain(..) {
-                    sink.write_line(&out.to_line());
-                }
+        if let Output::Sink(sink) = &mut self.output {
+            for out in self.outputs.drain(..) {
+                sink.write_record(&out);
+                self.pool.recycle(out);
             }
-            Output::Keyed(partition) => {
-                for out in self.outputs.drain(..) {
-                    partition.emit(&out).await?;
-                }
+        }
+        Ok(())
+    }
+
+    /// Sends a batch's outputs on to the subtasks owning their keys (waits while one of them
+    /// back-pressures).
+    async fn emit_outputs(&mut self) -> Result<(), RuntimeError> {
+        if let Output::Keyed(partition) = &mut self.output {
+            for out in self.outputs.drain(..) {
+                partition.emit(&out).await?;
+                self.pool.recycle(out);
             }
         }
         Ok(())
@@ -811,6 +830,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::job::key_groups;
     use crate::storage::local::LocalStore;
     use crate::taskmanager::exchange::KeyedInput;
 
@@ -845,7 +865,7 @@ mod tests {
 
     fn keyed(cfg: &TaskConfig) -> (KeyedContext, Chain) {
         let range = cfg.exchange.key_groups(cfg.parallelism).unwrap();
-        let k = KeyedContext::new(cfg, &KeyBySpec::Line, 128, range).unwrap();
+        let k = KeyedContext::new(cfg, &KeyBySpec::Line, range).unwrap();
         (
             k,
             Chain::from_stage(&cfg.pipeline, Some(&KeyBySpec::Line)).unwrap(),
@@ -855,7 +875,10 @@ mod tests {
     /// Counts `word` once more; the count it reaches.
     fn count(k: &mut KeyedContext, chain: &mut Chain, word: &str) -> Result<String, RuntimeError> {
         let record = Record::Text(word.into());
-        k.set_current_key(&record)?;
+        k.set_current_key(
+            &record,
+            key_groups::assign_to_key_group(word.as_bytes(), 128),
+        )?;
         let mut out = Vec::new();
         chain.process(record, Some(&mut k.backend), &mut out)?;
         Ok(out[0].to_line())
@@ -975,7 +998,7 @@ mod tests {
             ..keyed_config("/nowhere", 1, 0)
         };
         let range = cfg.exchange.key_groups(1).unwrap();
-        let Err(e) = KeyedContext::new(&cfg, &KeyBySpec::Line, 128, range) else {
+        let Err(e) = KeyedContext::new(&cfg, &KeyBySpec::Line, range) else {
             panic!("refused")
         };
         assert!(e.to_string().contains("execution.checkpointing.dir"), "{e}");
