@@ -158,8 +158,7 @@ impl Stage {
 mod tests {
     use super::*;
 
-    /// A spec as `validate` sees it (key-bys above parallelism 1 are refused there for now, but
-    /// the plan already has to cut them right).
+    /// A spec of `steps` between a sequence source and a files sink.
     fn spec(parallelism: u32, steps: &[Step]) -> JobSpec {
         let mut pipeline = vec![Step::Source(crate::job::spec::SourceSpec::Sequence {
             from: 0,

@@ -40,9 +40,8 @@
 //! `key-by: line` keys by the whole record, as the line a sink would write; a later
 //! `key-by: { selector: NAME }` will name a user's key selector. A key-by hash-partitions the
 //! records into key groups (`pipeline.max-parallelism`, [`key_groups`](super::key_groups)) and
-//! starts a new stage of the execution plan ([`plan`](super::plan)). Until the keyed exchange
-//! between subtasks exists, a spec with a key-by runs at parallelism 1 only, where one subtask
-//! owns every key group, and is refused at any other.
+//! starts a new stage of the execution plan ([`plan`](super::plan)), whose subtasks each own a
+//! range of key groups and their keyed state.
 
 use std::path::Path;
 use std::time::Duration;
