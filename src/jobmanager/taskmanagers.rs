@@ -399,12 +399,17 @@ impl TaskManagerPool {
     async fn end_session(&self, session: u64, tm: &SessionEnd, cause: LossCause) {
         let lost = self.state.lock().expect("pool lock").tms.remove(&session);
         tm.ended.cancel();
+        let running = lost.as_ref().map_or(0, |l| l.deployed.len());
         match cause {
             LossCause::HeartbeatTimeout(_) => {
-                tracing::warn!(taskmanager = %tm.id, resource_id = %tm.resource_id, cause = %cause, "TaskManager lost")
+                tracing::warn!(taskmanager = %tm.id, resource_id = %tm.resource_id, cause = %cause, running, "TaskManager lost")
+            }
+            // An idle TaskManager that hangs up (e.g. stopped after its job ended) costs nothing.
+            LossCause::SessionEnded if running == 0 => {
+                tracing::info!(taskmanager = %tm.id, cause = %cause, "idle TaskManager disconnected")
             }
             LossCause::SessionEnded => {
-                tracing::warn!(taskmanager = %tm.id, cause = %cause, "TaskManager lost")
+                tracing::warn!(taskmanager = %tm.id, cause = %cause, running, "TaskManager lost")
             }
         }
         if let Some(lost) = lost {
