@@ -263,12 +263,7 @@ impl Source {
         Ok(())
     }
 
-    /// Up to `max` more records.
-    pub async fn poll(&mut self, max: usize, out: &mut Vec<Record>) -> Result<(), String> {
-        self.poll_reusing(max, out, &mut TextPool::default()).await
-    }
-
-    /// [`poll`](Self::poll) with text buffers from `pool`.
+    /// Up to `max` more records, their text buffers from `pool`.
     pub async fn poll_reusing(
         &mut self,
         max: usize,
@@ -400,7 +395,9 @@ mod tests {
                 1,
             );
             let mut head = Vec::new();
-            src.poll(cut, &mut head).await.unwrap();
+            src.poll_reusing(cut, &mut head, &mut TextPool::default())
+                .await
+                .unwrap();
             // Through JSON, as in checkpoint metadata.
             let json = serde_json::to_string(&src.snapshot()).unwrap();
             let state: SourceState = serde_json::from_str(&json).unwrap();
@@ -409,7 +406,10 @@ mod tests {
             resumed.restore(state).unwrap();
             let mut tail = Vec::new();
             while !resumed.finished() {
-                resumed.poll(2, &mut tail).await.unwrap();
+                resumed
+                    .poll_reusing(2, &mut tail, &mut TextPool::default())
+                    .await
+                    .unwrap();
             }
             let mut both = lines(head);
             both.extend(lines(tail));
