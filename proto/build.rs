@@ -5,13 +5,16 @@
 //! * `proto/yarnflow/*.proto` (our own messages and the JobManager<->TaskManager gRPC service) go
 //!   through protox + tonic-prost-build into `$OUT_DIR/yarnflow.*.rs`.
 //!
-//! Only with the `libhdfs` feature (which links libhdfs and so libjvm) it also sets the rpath to
-//! libjvm (hdfs-sys passes it to its direct dependents as `DEP_HDFS_METADATA=JVM_PATH=...`), so
-//! the binary starts without LD_LIBRARY_PATH, and passes the directory on to crates depending on
-//! yarnflow (`DEP_YARNFLOW_JVM_PATH`, see `examples/wordcount/build.rs`). The default build
-//! names no JVM at all.
+//! With the `libhdfs` feature it also makes the linker take yarnflow's own `JNI_CreateJavaVM` and
+//! `JNI_GetCreatedJavaVMs` (`src/storage/jvm.rs`, which load libjvm at run time) for libhdfs's
+//! references, so the `-ljvm` hdfs-sys asks for is dropped (`--as-needed`): no binary links
+//! libjvm or has a runpath into a JDK. Crates depending on yarnflow learn of the feature through
+//! `DEP_YARNFLOW_LIBHDFS` (`links = "yarnflow"`) and pass the same (`examples/wordcount/build.rs`).
 
 use std::path::{Path, PathBuf};
+
+/// The libjvm functions libhdfs calls, defined by yarnflow (`src/storage/jvm.rs`).
+const JNI_SHIMS: [&str; 2] = ["JNI_CreateJavaVM", "JNI_GetCreatedJavaVMs"];
 
 fn protos_under(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -71,16 +74,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .compile_fds(fds)?;
     }
 
-    let libhdfs = std::env::var_os("CARGO_FEATURE_LIBHDFS").is_some();
-    let jvm = std::env::var("DEP_HDFS_METADATA")
-        .ok()
-        .filter(|_| libhdfs)
-        .and_then(|m| m.strip_prefix("JVM_PATH=").map(str::to_string));
-    if let Some(path) = jvm {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{path}");
-        // For binaries of crates that depend on yarnflow (`links = "yarnflow"`):
-        // DEP_YARNFLOW_JVM_PATH in their build scripts.
-        println!("cargo:JVM_PATH={path}");
+    if std::env::var_os("CARGO_FEATURE_LIBHDFS").is_some() {
+        for symbol in JNI_SHIMS {
+            println!("cargo:rustc-link-arg=-Wl,-u,{symbol}");
+        }
+        // For binaries of crates that depend on yarnflow: DEP_YARNFLOW_LIBHDFS in their build
+        // scripts.
+        println!("cargo:LIBHDFS=1");
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! HDFS through libhdfs (JNI) with hdrs. Compiled only with the `hdfs` feature: the binary then
-//! links libjvm (found through the rpath `proto/build.rs` sets, or `LD_LIBRARY_PATH`).
+//! HDFS through libhdfs (JNI) with hdrs. Compiled only with the `libhdfs` feature. The binary
+//! does not link libjvm: `jvm.rs` loads it from `JAVA_HOME` when the first store connects.
 //!
 //! libhdfs starts a JVM on first use and reads the Hadoop jars from `CLASSPATH`. When `CLASSPATH`
 //! is unset we take `YARNFLOW_HADOOP_CLASSPATH` (what the mini cluster's `cluster.env` and
@@ -107,6 +107,7 @@ impl HdfsStore {
                 ),
             });
         }
+        super::jvm::load().map_err(|message| io_error(&base, message))?;
         ensure_classpath();
         let nn = base.clone();
         let client = tokio::task::spawn_blocking(move || {

@@ -19,6 +19,8 @@
 pub mod deferred;
 #[cfg(feature = "libhdfs")]
 pub mod hdfs;
+#[cfg(feature = "libhdfs")]
+pub mod jvm;
 pub mod local;
 pub mod native;
 

@@ -1,23 +1,26 @@
 //! The `BlobStore` contract on the mini cluster's HDFS, for each HDFS client: hdfs-native and, in
 //! builds with the `libhdfs` feature (the default, and the test command's), libhdfs. Both must
 //! give the same answers and the same error kinds; the figures printed are each client's
-//! latency of one small atomic write (most of an HA checkpoint commit).
+//! latency of one small atomic write (most of an HA checkpoint commit). And no binary links
+//! libjvm: libhdfs loads it at run time.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::support::{MiniCluster, unique};
+use crate::support::{self, MiniCluster, unique};
 use bytes::Bytes;
 use yarnflow::storage::{BlobStore, HdfsClient, StorageError};
 
 async fn store(cluster: &MiniCluster, client: HdfsClient) -> Arc<dyn BlobStore> {
     if client == HdfsClient::Libhdfs {
-        // libhdfs reads CLASSPATH; its store takes it from YARNFLOW_HADOOP_CLASSPATH.
+        // libhdfs reads CLASSPATH; its store takes it from YARNFLOW_HADOOP_CLASSPATH, and
+        // libjvm from JAVA_HOME.
         unsafe {
             std::env::set_var(
                 "YARNFLOW_HADOOP_CLASSPATH",
                 cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
-            )
+            );
+            std::env::set_var("JAVA_HOME", cluster.env("JAVA_HOME"));
         };
     }
     yarnflow::storage::open_with(cluster.hdfs_uri(), client)
@@ -171,4 +174,75 @@ async fn an_unreachable_namenode_is_an_error_naming_the_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_namenode_is_an_error_naming_the_path_on_libhdfs() {
     unreachable(HdfsClient::Libhdfs).await;
+}
+
+/// `readelf -d` of a binary: its dynamic section (NEEDED libraries, RPATH/RUNPATH).
+fn dynamic_section(exe: &std::path::Path) -> String {
+    let out = std::process::Command::new("readelf")
+        .arg("-d")
+        .arg(exe)
+        .output()
+        .expect("run readelf (binutils; .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "readelf -d {}: {}",
+        exe.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The binaries start on a host whose JDK lives elsewhere, or that has none: neither `yarnflow`
+/// nor a job binary needs libjvm or has a runpath into a JDK, whatever features they were built
+/// with (libhdfs loads libjvm at run time).
+#[test]
+fn no_binary_links_libjvm() {
+    for exe in [
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_yarnflow")),
+        support::wordcount_exe(),
+    ] {
+        let section = dynamic_section(&exe);
+        assert!(section.contains("(NEEDED)"), "{section}");
+        let jvm: Vec<&str> = section
+            .lines()
+            .filter(|l| l.contains("NEEDED") || l.contains("RPATH") || l.contains("RUNPATH"))
+            .filter(|l| l.contains("jvm") || l.contains("/lib/server"))
+            .collect();
+        assert!(jvm.is_empty(), "{} links the JVM: {jvm:?}", exe.display());
+    }
+}
+
+/// Without a JDK, the libhdfs client fails to open with one line naming JAVA_HOME and
+/// libjvm.so, and the process (no libjvm mapped) starts and reports it.
+#[cfg(feature = "libhdfs")]
+#[test]
+fn libhdfs_without_a_jdk_is_one_line_naming_java_home() {
+    let cluster = MiniCluster::get();
+    let storage_dir = format!("high-availability.storageDir={}/x", cluster.hdfs_uri());
+    let quorum = format!("high-availability.zookeeper.quorum={}", cluster.zk_quorum());
+    let out = support::yarnflow(&[
+        "ha",
+        "inspect",
+        "-D",
+        "high-availability.type=zookeeper",
+        "-D",
+        &quorum,
+        "-D",
+        &storage_dir,
+        "-D",
+        "storage.hdfs.client=libhdfs",
+    ])
+    .env_remove("JAVA_HOME")
+    .env_remove("LD_LIBRARY_PATH")
+    .env("CLASSPATH", cluster.env("YARNFLOW_HADOOP_CLASSPATH"))
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("JAVA_HOME is not set") && lines[0].contains("libjvm.so"),
+        "{stderr}"
+    );
 }

@@ -224,14 +224,15 @@ pub fn command(exe: &Path, args: &[&str]) -> Command {
     c
 }
 
-/// The cluster's HDFS through the default client (libhdfs, which reads its jars from
-/// `YARNFLOW_HADOOP_CLASSPATH`, set here for this process).
+/// The cluster's HDFS through this process's client (`storage::open`). libhdfs reads its jars
+/// from `YARNFLOW_HADOOP_CLASSPATH` and libjvm from `JAVA_HOME`, both set here for this process.
 pub async fn hdfs_store(cluster: &MiniCluster) -> std::sync::Arc<dyn yarnflow::storage::BlobStore> {
     unsafe {
         std::env::set_var(
             "YARNFLOW_HADOOP_CLASSPATH",
             cluster.env("YARNFLOW_HADOOP_CLASSPATH"),
-        )
+        );
+        std::env::set_var("JAVA_HOME", cluster.env("JAVA_HOME"));
     };
     yarnflow::storage::open(cluster.hdfs_uri())
         .await
