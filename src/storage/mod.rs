@@ -131,15 +131,10 @@ pub enum HdfsClient {
     Libhdfs,
 }
 
-/// The default: libhdfs in a build that has it (for now: hdfs-native's close of a small file
-/// costs a fixed 500 ms retry, README "HDFS clients"), native otherwise.
+/// The default: native (no JVM in any process); libhdfs is the compatibility client.
 impl Default for HdfsClient {
     fn default() -> HdfsClient {
-        if cfg!(feature = "libhdfs") {
-            HdfsClient::Libhdfs
-        } else {
-            HdfsClient::Native
-        }
+        HdfsClient::Native
     }
 }
 

@@ -15,6 +15,8 @@
 //! DataNode's block report has not arrived), hdfs-native retries after a fixed 500 ms (libhdfs:
 //! `hdfs.rs` sets 10 ms); the crate has no option for it yet.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
 
@@ -34,6 +36,12 @@ const FAILOVER: [(&str, &str); 3] = [
     ("dfs.client.failover.sleep.base.millis", "100"),
     ("dfs.client.failover.sleep.max.millis", "2000"),
 ];
+
+/// How long the DataNodes may take to acknowledge a write of `len` bytes: 5 s, plus 1 s per
+/// 8 MiB (a slow network still writes a large snapshot file).
+fn data_bound(len: usize) -> Duration {
+    Duration::from_secs(5 + (len / (8 << 20)) as u64)
+}
 
 /// One HDFS namenode (`hdfs://host:port`).
 pub struct NativeStore {
@@ -134,11 +142,34 @@ impl NativeStore {
             .create(tmp, WriteOptions::default().overwrite(true))
             .await
             .map_err(|e| classify(tmp, e))?;
-        let written = f.write_bytes(data).await;
+        // The DataNode part is bounded: hdfs-native waits up to 60 s for a pipeline ack, so
+        // with no DataNode reachable a write would wait the outage out. libhdfs fails it; so do
+        // we (a failed checkpoint, not a stalled one). hsync makes the DataNodes acknowledge
+        // every byte under that bound; close then only sends the last, empty packet and waits
+        // for `complete()` (hdfs-native's own retries, about 15 s).
+        let bound = data_bound(data.len());
+        let pushed = tokio::time::timeout(bound, async {
+            f.write_bytes(data).await?;
+            f.hsync().await
+        })
+        .await;
+        let written = match pushed {
+            Ok(r) => r.map_err(|e| classify(tmp, e)),
+            Err(_) => Err(io_error(
+                tmp,
+                format!(
+                    "closing the written file failed: no DataNode acknowledged it within {} s",
+                    bound.as_secs()
+                ),
+            )),
+        };
         // The durable step: close completes the file at the NameNode once the DataNodes hold
         // every block. A failed close is an error, never a rename of a truncated file.
+        if let Err(e) = written {
+            let _ = tokio::time::timeout(Duration::from_secs(1), f.close()).await;
+            return Err(e);
+        }
         let closed = f.close().await;
-        written.map_err(|e| classify(tmp, e))?;
         closed.map_err(|e| {
             io_error(
                 tmp,

@@ -84,11 +84,11 @@ async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers() {
     am_kill_is_adopted("am-kill", "").await;
 }
 
-/// The same restart attempt with every process (submitter, AM, TaskManagers) on the JVM-free
-/// native client: its YARN test (the default client is still libhdfs, README "HDFS clients").
+/// The same restart attempt with every process (submitter, AM, TaskManagers) on the libhdfs
+/// client (the default is native): its YARN test, the JVM loaded from JAVA_HOME.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers_on_native() {
-    am_kill_is_adopted("am-kill-native", "storage.hdfs.client: native\n").await;
+async fn a_killed_am_is_replaced_by_an_attempt_that_adopts_the_taskmanagers_on_libhdfs() {
+    am_kill_is_adopted("am-kill-libhdfs", "storage.hdfs.client: libhdfs\n").await;
 }
 
 async fn am_kill_is_adopted(name: &str, extra: &str) {
