@@ -143,6 +143,22 @@ async fn the_libhdfs_client_keeps_the_blob_store_contract() {
     contract(HdfsClient::Libhdfs).await;
 }
 
+/// Deliverable figure: the HA checkpoint commit (metadata blob + fenced ZooKeeper multi) per
+/// client, and how often the NameNode's first `complete()` answered false.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ha_commit_cost_of_each_client() {
+    let cluster = MiniCluster::get();
+    let mut clients = vec![HdfsClient::Native];
+    if cfg!(feature = "libhdfs") {
+        clients.push(HdfsClient::Libhdfs);
+    }
+    for client in clients {
+        let stats = support::commit::ha_commit_latency(cluster, client, 20).await;
+        println!("{stats}");
+        assert_eq!(stats.n, 20);
+    }
+}
+
 /// Nothing listens on port 9: a call fails within about 10 s (never hangs), one line naming the
 /// path.
 async fn unreachable(client: HdfsClient) {

@@ -13,6 +13,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the fixture
 
 pub mod chaos;
+pub mod commit;
 pub mod proxy;
 pub mod wordcount;
 pub mod yarn_app;
