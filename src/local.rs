@@ -13,8 +13,10 @@ use crate::config::Config;
 use crate::ha::HaServices;
 use crate::job::spec::{JobSpec, SinkSpec, Step};
 use crate::jobmanager::dispatcher::DispatchError;
+use crate::jobmanager::error::LossCause;
 use crate::jobmanager::job_master::JobOutcome;
 use crate::jobmanager::leader::{LeaderError, LeaderOptions, LeaderSession};
+use crate::jobmanager::taskmanagers::TaskManagerLoss;
 use crate::storage::local::LocalStore;
 
 /// Why local mode stopped.
@@ -174,7 +176,7 @@ const CHECKPOINT_DIR_KEY: &str = "execution.checkpointing.dir";
 /// What a TaskManager's supervisor listens to and reports on.
 struct Supervision {
     /// Resource ids of TaskManagers the JobManager declared lost.
-    losses: broadcast::Receiver<String>,
+    losses: broadcast::Receiver<TaskManagerLoss>,
     shutdown: CancellationToken,
     events: mpsc::UnboundedSender<LocalEvent>,
 }
@@ -235,7 +237,9 @@ async fn watch_child(child: &mut tokio::process::Child, id: &str, s: &mut Superv
                 return ChildEnd::Exited(status.map(|s| s.to_string()).unwrap_or_default());
             }
             lost = s.losses.recv() => match lost {
-                Ok(lost) if lost == id => return ChildEnd::Lost,
+                // A child that hung up is seen exiting; only a silent one must be killed.
+                Ok(lost) if lost.resource_id == id
+                    && matches!(lost.cause, LossCause::HeartbeatTimeout(_)) => return ChildEnd::Lost,
                 // The pool outlives its supervisors; nothing more will come.
                 Err(broadcast::error::RecvError::Closed) => {
                     return ChildEnd::Exited(child.wait().await.map(|s| s.to_string()).unwrap_or_default());

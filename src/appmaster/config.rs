@@ -14,9 +14,14 @@ pub struct AmConfig {
     /// A TaskManager container: `taskmanager.memory.process.size`, and `yarn.containers.vcores`
     /// (-1: one per slot, Flink's rule).
     pub taskmanager_resource: Resource,
-    /// The allocate heartbeat: `yarn.heartbeat.container-request-interval`, or
-    /// `yarn.heartbeat.interval` if shorter.
+    /// The allocate heartbeat while no container request is outstanding:
+    /// `yarn.heartbeat.interval` (Flink: 5 s). It keeps the attempt alive and brings YARN's
+    /// container reports; a lost TaskManager is noticed from its connection, not from these.
     pub heartbeat: Duration,
+    /// The allocate heartbeat while containers are requested:
+    /// `yarn.heartbeat.container-request-interval` (Flink: 500 ms), or the idle one if that is
+    /// shorter.
+    pub heartbeat_pending: Duration,
     /// `yarn.container-start-command-template`.
     pub start_command_template: String,
     /// Start-failure rate limit and node blocklist.
@@ -34,11 +39,14 @@ impl AmConfig {
             _ => slots.min(i32::MAX as u32) as i32,
         };
         let heartbeat = config
+            .value(Config::duration, "yarn.heartbeat.interval")?
+            .max(Duration::from_millis(1));
+        let heartbeat_pending = config
             .value(
                 Config::duration,
                 "yarn.heartbeat.container-request-interval",
             )?
-            .min(config.value(Config::duration, "yarn.heartbeat.interval")?);
+            .clamp(Duration::from_millis(1), heartbeat);
         Ok(AmConfig {
             slots_per_taskmanager: slots,
             taskmanager_resource: Resource {
@@ -46,6 +54,7 @@ impl AmConfig {
                 vcores,
             },
             heartbeat,
+            heartbeat_pending,
             start_command_template: config
                 .value(Config::text, "yarn.container-start-command-template")?,
             workers: WorkerPoolConfig::from_config(config)?,
@@ -64,7 +73,8 @@ mod tests {
         assert_eq!(d.slots_per_taskmanager, 1);
         assert_eq!(d.taskmanager_resource.memory_mb, 256);
         assert_eq!(d.taskmanager_resource.vcores, 1);
-        assert_eq!(d.heartbeat, Duration::from_millis(500));
+        assert_eq!(d.heartbeat, Duration::from_secs(5));
+        assert_eq!(d.heartbeat_pending, Duration::from_millis(500));
         c.set("taskmanager.numberOfTaskSlots", "3");
         assert_eq!(
             AmConfig::from_config(&c)

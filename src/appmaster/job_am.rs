@@ -31,10 +31,12 @@ use crate::hadoop::yarn::{
 };
 use crate::job::spec::JobSpec;
 use crate::jobmanager::dispatcher::DispatchError;
+use crate::jobmanager::error::LossCause;
 use crate::jobmanager::job_master::JobOutcome;
 use crate::jobmanager::leader::{LeaderOptions, LeaderSession};
 use crate::jobmanager::metrics::ClusterCounters;
 use crate::jobmanager::status::JobStatus;
+use crate::jobmanager::taskmanagers::TaskManagerLoss;
 
 /// Consecutive retriable allocate failures tolerated (one per heartbeat) before the attempt
 /// gives up.
@@ -127,7 +129,7 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
             files,
             application_id: app,
         },
-        heartbeat: tokio::time::interval(settings.heartbeat),
+        next_heartbeat: tokio::time::Instant::now(),
         settings,
         session,
         allocated: HashMap::new(),
@@ -144,9 +146,6 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         needed: None,
         allocate_failures: 0,
     };
-    allocate
-        .heartbeat
-        .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     allocate.on_recovered(&registration.containers_from_previous_attempts);
     let (final_status, diagnostics) = allocate.run().await?;
     let AllocateLoop {
@@ -331,9 +330,9 @@ struct AllocateLoop {
     stops: JoinSet<()>,
     /// The container of every TaskManager that registers with this leader.
     registrations: broadcast::Receiver<String>,
-    /// The container of every TaskManager the JobManager declared lost (heartbeat timeout):
-    /// frozen or cut off, so YARN still reports it RUNNING.
-    losses: broadcast::Receiver<String>,
+    /// Every TaskManager the JobManager lost: by heartbeat timeout (frozen or cut off, so YARN
+    /// still reports it RUNNING), or hung up while running subtasks (killed, most likely).
+    losses: broadcast::Receiver<TaskManagerLoss>,
     /// The figures `/metrics` shows, from the worker pool's counters.
     counters: watch::Sender<ClusterCounters>,
     /// Attempts before this one.
@@ -346,7 +345,11 @@ struct AllocateLoop {
     needed: Option<u32>,
     /// Retriable allocate failures in a row.
     allocate_failures: u32,
-    heartbeat: tokio::time::Interval,
+    /// When the next allocate call goes out: `yarn.heartbeat.interval` after the last one, or
+    /// `yarn.heartbeat.container-request-interval` while containers are requested, or at once
+    /// when the request changed (a lost TaskManager's replacement is asked for without
+    /// waiting out an idle heartbeat).
+    next_heartbeat: tokio::time::Instant,
 }
 
 impl AllocateLoop {
@@ -368,7 +371,7 @@ impl AllocateLoop {
                 registered = self.registrations.recv() => self.on_registered(registered),
                 Ok(lost) = self.losses.recv() => self.on_lost(lost),
                 Some(_) = self.stops.join_next() => {}
-                _ = self.heartbeat.tick() => self.on_heartbeat().await?,
+                _ = tokio::time::sleep_until(self.next_heartbeat) => self.on_heartbeat().await?,
             }
         }
     }
@@ -477,23 +480,41 @@ impl AllocateLoop {
                 .state(&c)
                 .is_some_and(|s| s != WorkerState::Registered)
             {
-                self.workers.on_registered(&c);
+                let actions = self.workers.on_registered(&c, Instant::now());
+                self.pending.extend(actions);
                 tracing::info!(container = %c, "TaskManager container registered");
             }
         }
     }
 
-    /// The JobManager lost `container`'s TaskManager to a heartbeat timeout, yet YARN sees it
-    /// running: stop and release it (Flink's `releaseResource`) and count it gone at once, so
-    /// its replacement is asked for now, not after a completion YARN would never report.
-    fn on_lost(&mut self, container: String) {
+    /// The JobManager lost a TaskManager. One that hung up while it ran subtasks is replaced
+    /// now, and its container, which YARN will report completed, waits for that report. One
+    /// lost to a heartbeat timeout YARN still sees running: stop and release it (Flink's
+    /// `releaseResource`) and count it gone at once, so its replacement is asked for now, not
+    /// after a completion YARN would never report.
+    fn on_lost(&mut self, lost: TaskManagerLoss) {
+        let container = lost.resource_id;
         if self.workers.state(&container).is_none() {
             return;
         }
-        tracing::warn!(container = %container, "TaskManager lost (heartbeat timeout); stopping its container");
-        self.pending
-            .extend(self.workers.on_completed(&container, Instant::now()));
-        let Some(c) = self.allocated.remove(&container) else {
+        match lost.cause {
+            LossCause::SessionEnded => {
+                tracing::warn!(container = %container, "TaskManager hung up while running subtasks; asking for its replacement");
+                self.pending
+                    .extend(self.workers.on_disconnected(&container, Instant::now()));
+            }
+            LossCause::HeartbeatTimeout(_) => {
+                tracing::warn!(container = %container, "TaskManager lost (heartbeat timeout); stopping its container");
+                self.pending
+                    .extend(self.workers.on_completed(&container, Instant::now()));
+                self.stop_container(&container);
+            }
+        }
+    }
+
+    /// Stops `container` at its NodeManager and releases it to the RM.
+    fn stop_container(&mut self, container: &str) {
+        let Some(c) = self.allocated.remove(container) else {
             if let Ok(id) = container.parse() {
                 self.request.releases.push(id);
             }
@@ -513,7 +534,14 @@ impl AllocateLoop {
     /// to the worker pool.
     async fn on_heartbeat(&mut self) -> anyhow::Result<()> {
         let sent = std::mem::take(&mut self.request);
-        let response = match self.am.allocate(&sent).await {
+        let result = self.am.allocate(&sent).await;
+        let interval = if self.workers.pending() > 0 {
+            self.settings.heartbeat_pending
+        } else {
+            self.settings.heartbeat
+        };
+        self.next_heartbeat = tokio::time::Instant::now() + interval;
+        let response = match result {
             Ok(r) => {
                 self.allocate_failures = 0;
                 r
@@ -554,7 +582,19 @@ impl AllocateLoop {
                 self.pending.extend(self.workers.on_completed(&id, now));
             }
         }
+        // Still waiting for containers: the next heartbeat comes at the request interval.
+        if self.workers.pending() > 0 {
+            self.heartbeat_within(self.settings.heartbeat_pending);
+        }
         Ok(())
+    }
+
+    /// Brings the next allocate call forward to at most `within` from now.
+    fn heartbeat_within(&mut self, within: std::time::Duration) {
+        let at = tokio::time::Instant::now() + within;
+        if at < self.next_heartbeat {
+            self.next_heartbeat = at;
+        }
     }
 
     /// Carries out one worker pool action: asks and releases go into the next allocate
@@ -568,6 +608,12 @@ impl AllocateLoop {
                     capability: self.settings.taskmanager_resource,
                     num_containers: n as i32,
                 }];
+                // The RM allocates on NodeManager heartbeats only after it has the ask.
+                self.heartbeat_within(std::time::Duration::ZERO);
+            }
+            Action::Stop { container, reason } => {
+                tracing::warn!(container = %container, reason = %reason, "stopping container");
+                self.stop_container(&container);
             }
             Action::Release { container, reason } => {
                 tracing::info!(container = %container, reason = %reason, "releasing container");

@@ -15,7 +15,11 @@
 //!   `resourcemanager.start-worker.max-failure-rate` failures per minute, requests pause for
 //!   `resourcemanager.start-worker.retry-interval` (FLINK-10868);
 //! * a node with `yarn.node-blocklist.max-start-failures` start failures is blocklisted for
-//!   `cluster.resource-blocklist.item.timeout`; allocations on it are released.
+//!   `cluster.resource-blocklist.item.timeout`; allocations on it are released;
+//! * a registered TaskManager whose connection to the JobManager breaks while it runs subtasks
+//!   (a killed process, almost always) is replaced at once, not after YARN's completed-container
+//!   report: it stops counting toward the need. If it registers again (a network blip) it counts
+//!   again; if it neither registers nor completes within `heartbeat.timeout`, it is stopped.
 //!
 //! ```text
 //!            allocate() response                 NM startContainers ok        TM registers
@@ -24,6 +28,8 @@
 //!                                   ▼                              ▼                         ▼
 //!                                 gone (start failure)        gone (start failure)      gone (replacement)
 //! previous attempt: Recovered ── TM registers ──▶ Registered;  completed ──▶ gone (replacement)
+//! Registered ── connection lost ──▶ Disconnected (replaced now) ── registers ──▶ Registered
+//!                                        │ completed: gone │ heartbeat.timeout: stopped, gone
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -42,12 +48,15 @@ pub enum WorkerState {
     Registered,
     /// Adopted from a previous attempt; its TaskManager has not re-registered yet.
     Recovered,
+    /// Its TaskManager's connection broke while it ran subtasks: already replaced, no longer
+    /// counted toward the need, waiting for YARN's completion (or a re-registration).
+    Disconnected,
 }
 
 impl WorkerState {
     /// Whether the worker's TaskManager has registered at least once.
     fn ever_registered(self) -> bool {
-        matches!(self, WorkerState::Registered)
+        matches!(self, WorkerState::Registered | WorkerState::Disconnected)
     }
 }
 
@@ -57,6 +66,8 @@ struct Worker {
     state: WorkerState,
     /// Requested by this attempt (only those count as start failures).
     this_attempt: bool,
+    /// When it became [`WorkerState::Disconnected`].
+    disconnected_at: Option<Instant>,
 }
 
 /// What the allocate loop must do.
@@ -72,6 +83,9 @@ pub enum Action {
     Blocklist { node: String },
     /// Remove this node from the blocklist.
     Unblock { node: String },
+    /// Stop this container at its NodeManager and release it (a TaskManager that stayed
+    /// disconnected).
+    Stop { container: String, reason: String },
 }
 
 /// Tuning, from Flink's keys.
@@ -85,6 +99,9 @@ pub struct WorkerPoolConfig {
     pub node_max_start_failures: u32,
     /// `cluster.resource-blocklist.item.timeout`.
     pub blocklist_timeout: Duration,
+    /// `heartbeat.timeout`: how long a disconnected TaskManager may take to register again
+    /// before its container is stopped.
+    pub disconnected_timeout: Duration,
 }
 
 impl Default for WorkerPoolConfig {
@@ -109,6 +126,7 @@ impl WorkerPoolConfig {
                 .min(u32::MAX as u64) as u32,
             blocklist_timeout: config
                 .value(Config::duration, "cluster.resource-blocklist.item.timeout")?,
+            disconnected_timeout: config.value(Config::duration, "heartbeat.timeout")?,
         })
     }
 }
@@ -218,6 +236,7 @@ impl WorkerPool {
                     node: node.clone(),
                     state: WorkerState::Recovered,
                     this_attempt: false,
+                    disconnected_at: None,
                 },
             );
         }
@@ -248,6 +267,7 @@ impl WorkerPool {
                     node: node.to_string(),
                     state: WorkerState::Allocated,
                     this_attempt: true,
+                    disconnected_at: None,
                 },
             );
             actions.push(Action::Launch {
@@ -286,18 +306,41 @@ impl WorkerPool {
         }
     }
 
-    /// A TaskManager running in `container` registered with the JobManager.
-    pub fn on_registered(&mut self, container: &str) -> bool {
-        match self.workers.get_mut(container) {
-            Some(w) => {
-                w.state = WorkerState::Registered;
-                if let Some(count) = self.node_failures.get_mut(&w.node) {
-                    *count = 0;
-                }
-                true
-            }
-            None => false,
+    /// A TaskManager running in `container` registered with the JobManager. A disconnected
+    /// one counts toward the need again, so an ask still outstanding for its replacement
+    /// shrinks.
+    pub fn on_registered(&mut self, container: &str, now: Instant) -> Vec<Action> {
+        let Some(w) = self.workers.get_mut(container) else {
+            return Vec::new();
+        };
+        let was = w.state;
+        w.state = WorkerState::Registered;
+        w.disconnected_at = None;
+        if let Some(count) = self.node_failures.get_mut(&w.node) {
+            *count = 0;
         }
+        if was == WorkerState::Disconnected {
+            self.reconcile(now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The JobManager saw `container`'s TaskManager hang up while it ran subtasks: ask for its
+    /// replacement now (the completed-container report would come a heartbeat or more later).
+    pub fn on_disconnected(&mut self, container: &str, now: Instant) -> Vec<Action> {
+        let Some(w) = self.workers.get_mut(container) else {
+            return Vec::new();
+        };
+        if w.state != WorkerState::Registered {
+            return Vec::new();
+        }
+        w.state = WorkerState::Disconnected;
+        w.disconnected_at = Some(now);
+        if self.live() < self.desired {
+            self.stats.replacements += 1;
+        }
+        self.reconcile(now)
     }
 
     /// YARN reported the container completed (any exit status).
@@ -312,7 +355,8 @@ impl WorkerPool {
         if w.this_attempt && !w.state.ever_registered() {
             actions.extend(self.record_start_failure(&w.node, now));
         }
-        if self.live() < self.desired {
+        // A disconnected one was replaced when it disconnected.
+        if w.state != WorkerState::Disconnected && self.live() < self.desired {
             self.stats.replacements += 1;
         }
         actions.extend(self.reconcile(now));
@@ -333,8 +377,33 @@ impl WorkerPool {
             self.node_failures.remove(&node);
             actions.push(Action::Unblock { node });
         }
+        let timeout = self.config.disconnected_timeout;
+        let silent: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.disconnected_at.is_some_and(|t| now >= t + timeout))
+            .map(|(c, _)| c.clone())
+            .collect();
+        for container in silent {
+            self.workers.remove(&container);
+            self.stats.completed += 1;
+            self.stats.failed += 1;
+            self.stats.released += 1;
+            actions.push(Action::Stop {
+                container,
+                reason: format!(
+                    "its TaskManager disconnected and did not register again within {timeout:?}"
+                ),
+            });
+        }
         actions.extend(self.reconcile(now));
         actions
+    }
+
+    /// Containers asked for and not yet allocated: while there are any, the AM heartbeats at
+    /// `yarn.heartbeat.container-request-interval`.
+    pub fn pending(&self) -> u32 {
+        self.pending
     }
 
     /// Whether new requests are paused by the start-failure rate limit.
@@ -358,9 +427,12 @@ impl WorkerPool {
         self.blocklisted.keys().map(String::as_str).collect()
     }
 
-    /// Workers that exist (any state) — what counts toward the need.
+    /// Workers that count toward the need: any state but disconnected.
     fn live(&self) -> u32 {
-        self.workers.len() as u32
+        self.workers
+            .values()
+            .filter(|w| w.state != WorkerState::Disconnected)
+            .count() as u32
     }
 
     fn is_blocklisted(&self, node: &str, now: Instant) -> bool {
@@ -452,7 +524,8 @@ mod tests {
         p.set_desired(1, now);
         p.on_allocated("c1", "n1:1", now);
         p.on_started("c1");
-        assert!(p.on_registered("c1"));
+        assert_eq!(p.on_registered("c1", now), vec![]);
+        assert_eq!(p.state("c1"), Some(WorkerState::Registered));
         let a = p.on_completed("c1", now);
         assert_eq!(a, vec![Action::Ask(1)]);
         assert_eq!(p.stats.replacements, 1);
@@ -477,7 +550,7 @@ mod tests {
         let later = now + Duration::from_secs(120);
         assert_eq!(p.tick(later), vec![]);
         assert_eq!(p.state("old1"), Some(WorkerState::Recovered));
-        p.on_registered("old1");
+        p.on_registered("old1", later);
         // One that really died is replaced, without counting as a start failure.
         assert_eq!(p.on_completed("old2", later), vec![Action::Ask(1)]);
         assert_eq!(p.stats.start_failures, 0);
@@ -571,5 +644,74 @@ mod tests {
         p.set_desired(3, now);
         assert_eq!(p.set_desired(1, now), vec![Action::Ask(1)]);
         assert_eq!(p.set_desired(0, now), vec![Action::Ask(0)]);
+    }
+
+    fn registered(p: &mut WorkerPool, container: &str, now: Instant) {
+        p.on_allocated(container, "n1:1", now);
+        p.on_started(container);
+        p.on_registered(container, now);
+    }
+
+    #[test]
+    fn a_disconnected_worker_is_replaced_at_once_and_not_again_when_it_completes() {
+        let now = Instant::now();
+        let mut p = pool();
+        p.set_desired(2, now);
+        registered(&mut p, "c1", now);
+        registered(&mut p, "c2", now);
+        assert_eq!(p.pending(), 0);
+        assert_eq!(p.on_disconnected("c1", now), vec![Action::Ask(1)]);
+        assert_eq!(p.pending(), 1);
+        assert_eq!(p.stats.replacements, 1);
+        // A second report of the same loss changes nothing.
+        assert_eq!(p.on_disconnected("c1", now), vec![]);
+        // YARN's report of the killed container comes later: no second replacement.
+        assert_eq!(p.on_completed("c1", now), vec![]);
+        assert_eq!(p.stats.replacements, 1);
+        assert_eq!(p.stats.start_failures, 0);
+        let a = p.on_allocated("c3", "n1:1", now);
+        assert_eq!(launches(&a), 1);
+        assert!(a.contains(&Action::Ask(0)));
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn a_disconnected_worker_that_registers_again_cancels_its_replacement() {
+        let now = Instant::now();
+        let mut p = pool();
+        p.set_desired(1, now);
+        registered(&mut p, "c1", now);
+        assert_eq!(p.on_disconnected("c1", now), vec![Action::Ask(1)]);
+        assert_eq!(p.on_registered("c1", now), vec![Action::Ask(0)]);
+        assert_eq!(p.state("c1"), Some(WorkerState::Registered));
+        // Not a re-registration: no ask change.
+        assert_eq!(p.on_registered("c1", now), vec![]);
+    }
+
+    #[test]
+    fn a_worker_disconnected_beyond_the_heartbeat_timeout_is_stopped() {
+        let now = Instant::now();
+        let mut p = pool();
+        p.set_desired(1, now);
+        registered(&mut p, "c1", now);
+        p.on_disconnected("c1", now);
+        let deadline = now + WorkerPoolConfig::default().disconnected_timeout;
+        assert!(p.tick(deadline - Duration::from_millis(1)).is_empty());
+        let a = p.tick(deadline);
+        assert!(matches!(&a[0], Action::Stop { container, .. } if container == "c1"));
+        assert_eq!(p.state("c1"), None);
+        // Its replacement is still asked for, once.
+        assert_eq!(p.pending(), 1);
+    }
+
+    #[test]
+    fn only_a_registered_worker_can_disconnect() {
+        let now = Instant::now();
+        let mut p = pool();
+        p.set_desired(1, now);
+        p.on_allocated("c1", "n1:1", now);
+        assert_eq!(p.on_disconnected("c1", now), vec![]);
+        assert_eq!(p.on_disconnected("unknown", now), vec![]);
+        assert_eq!(p.state("c1"), Some(WorkerState::Allocated));
     }
 }

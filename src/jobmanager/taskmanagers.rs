@@ -15,7 +15,9 @@
 //! declared lost exactly like one that hung up: removed from the pool, its session ended both
 //! ways, every subtask it ran failed with [`RuntimeError::TaskManagerLost`] (so they restart
 //! elsewhere through the restart strategy), and its resource id announced on
-//! [`TaskManagerPool::losses`] so its container can be stopped and replaced. A frozen
+//! [`TaskManagerPool::losses`] so its container can be stopped and replaced. One that hangs up
+//! while it runs subtasks is announced too, so its container is replaced without waiting for
+//! the resource manager's own report. A frozen
 //! (SIGSTOP, GC-paused) process or a half-open connection keeps its TCP connection and HTTP/2
 //! stream looking alive; only an answer from the process itself proves it is.
 
@@ -117,15 +119,22 @@ struct PoolState {
 }
 
 /// Registered TaskManagers, shared by the gRPC service and the job masters.
+/// A TaskManager the pool lost, announced on [`TaskManagerPool::losses`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskManagerLoss {
+    /// Its resource id: the YARN container id, or local mode's process id.
+    pub resource_id: String,
+    pub cause: LossCause,
+}
+
 #[derive(Clone)]
 pub struct TaskManagerPool {
     state: Arc<Mutex<PoolState>>,
     slots_changed: Arc<Notify>,
     /// Resource ids of TaskManagers as they register (see [`TaskManagerPool::registrations`]).
     registrations: broadcast::Sender<String>,
-    /// Resource ids of TaskManagers declared lost by heartbeat timeout (see
-    /// [`TaskManagerPool::losses`]).
-    losses: broadcast::Sender<String>,
+    /// TaskManagers lost while they mattered (see [`TaskManagerPool::losses`]).
+    losses: broadcast::Sender<TaskManagerLoss>,
     /// `heartbeat.interval`: how often each TaskManager is sent a heartbeat request.
     heartbeat_interval: Duration,
     /// `heartbeat.timeout`: silence after which a TaskManager is lost.
@@ -223,13 +232,14 @@ impl TaskManagerPool {
         self.registrations.subscribe()
     }
 
-    /// The resource id (YARN container id) of every TaskManager declared lost by heartbeat
-    /// timeout from now on, sent once it is out of the pool and its subtasks are failed
-    /// (TaskManagers without a resource id are not announced; one that hung up is not either:
-    /// its process or container ended, which its owner learns on its own). The owner stops that
-    /// container (or kills that process), which may still run, frozen, and replaces it. A
-    /// receiver that lags behind gets `RecvError::Lagged`.
-    pub fn losses(&self) -> broadcast::Receiver<String> {
+    /// Every TaskManager lost from now on, sent once it is out of the pool and its subtasks
+    /// are failed: declared lost by heartbeat timeout (its owner stops that container, or
+    /// kills that process, which may still run, frozen, and replaces it), or hung up while it
+    /// ran subtasks (almost always a dead process: its owner replaces it now rather than
+    /// when the resource manager reports it). TaskManagers without a resource id, and idle
+    /// ones that hang up (stopped after their job ended), are not announced. A receiver that
+    /// lags behind gets `RecvError::Lagged`.
+    pub fn losses(&self) -> broadcast::Receiver<TaskManagerLoss> {
         self.losses.subscribe()
     }
 
@@ -428,9 +438,17 @@ impl TaskManagerPool {
             }
         }
         self.slots_changed.notify_waiters();
-        if matches!(cause, LossCause::HeartbeatTimeout(_)) && !tm.resource_id.is_empty() {
+        let announce = match cause {
+            LossCause::HeartbeatTimeout(_) => true,
+            // The pool closing ends every session: no loss.
+            LossCause::SessionEnded => running > 0 && !self.shutdown.is_cancelled(),
+        };
+        if announce && !tm.resource_id.is_empty() {
             // No receiver (nobody listens) is fine.
-            let _ = self.losses.send(tm.resource_id.clone());
+            let _ = self.losses.send(TaskManagerLoss {
+                resource_id: tm.resource_id.clone(),
+                cause,
+            });
         }
     }
 
@@ -847,7 +865,8 @@ mod tests {
             .await
             .expect("declared lost in time")
             .unwrap();
-        assert_eq!(lost, "container_s");
+        assert_eq!(lost.resource_id, "container_s");
+        assert_eq!(lost.cause, LossCause::HeartbeatTimeout(timeout));
         let Some(TaskEvent::Failed { error, .. }) = events.recv().await else {
             panic!("its subtask fails")
         };
@@ -865,6 +884,62 @@ mod tests {
         assert!(losses.try_recv().is_err(), "one loss only");
         pool.close().await;
         assert!(answering.await.unwrap() >= 10);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_taskmanager_that_hangs_up_is_announced_only_while_it_runs_subtasks() {
+        let pool = TaskManagerPool::new(1, "session", Duration::from_secs(5));
+        let mut losses = pool.losses();
+        let stop = CancellationToken::new();
+        let mut client = serve(&pool, stop.clone()).await;
+        let (idle_out, _idle_in) = register(&mut client, "tm-idle", "container_i").await;
+        while pool.registered().len() < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Idle: hanging up is no loss worth a replacement.
+        drop(idle_out);
+        while !pool.registered().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (busy_out, _busy_in) = register(&mut client, "tm-busy", "container_b").await;
+        while pool.registered().len() < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (events_tx, mut events) = mpsc::channel(16);
+        let config = TaskConfig {
+            job_id: "j".into(),
+            run_id: crate::job::graph::RunId::for_legacy_job("j"),
+            subtask: 0,
+            parallelism: 1,
+            pipeline: Vec::new(),
+            sink_dir: Location {
+                store: Arc::new(LocalStore),
+                path: "/tmp/yarnflow-pool-test".into(),
+            },
+            checkpoint_dir: None,
+            batch: 1,
+            exchange: crate::taskmanager::exchange::Exchange::single(0),
+        };
+        let _d = pool.deploy(config, None, events_tx).await.unwrap();
+        drop(busy_out);
+        let lost = tokio::time::timeout(Duration::from_secs(5), losses.recv())
+            .await
+            .expect("announced at once")
+            .unwrap();
+        assert_eq!(
+            lost,
+            TaskManagerLoss {
+                resource_id: "container_b".into(),
+                cause: LossCause::SessionEnded
+            }
+        );
+        let Some(TaskEvent::Failed { error, .. }) = events.recv().await else {
+            panic!("its subtask fails")
+        };
+        assert!(error.is_taskmanager_lost(), "{error}");
+        assert!(losses.try_recv().is_err(), "the idle one was not announced");
+        pool.close().await;
         stop.cancel();
     }
 }
