@@ -39,9 +39,10 @@
 //!   job run, its own stage and index, and an acknowledgement no older than the recovered
 //!   checkpoint is adopted (RUNNING or FINISHED, same attempt number, no restart); the others
 //!   (missing: their TaskManager died too; reported twice; not matching) are redeployed from
-//!   the latest completed checkpoint as one restart, and their stale reports stopped. In a job
-//!   with a keyed edge that means every subtask (one region; adopted subtasks must also share
-//!   one deployment round). Then RUNNING; adopted sinks are told the recovered checkpoint
+//!   the latest completed checkpoint as one restart, and their stale reports stopped. A job
+//!   with a keyed edge (one region) is for now never adopted: it restarts as a whole from its
+//!   checkpoint at once, in a new deployment round ([`ADOPT_KEYED_JOBS`]). Then RUNNING;
+//!   adopted sinks are told the recovered checkpoint
 //!   completed (its notice may have died with the leader) and the next checkpoint id comes
 //!   from the HA counter, past any checkpoint the dead leader left pending.
 //!
@@ -154,6 +155,10 @@ pub enum SubtaskStatus {
         at: Instant,
     },
 }
+
+/// Whether a job with a keyed edge (one failover region) may be adopted (see
+/// `Scheduler::verdicts`).
+const ADOPT_KEYED_JOBS: bool = false;
 
 /// What the reports say about one subtask.
 #[derive(Debug, Clone)]
@@ -334,9 +339,9 @@ impl Scheduler {
         r.reports = reports;
         let verdicts = self.verdicts();
         let all_adoptable = verdicts.iter().all(|v| matches!(v, Verdict::Adopt(_)));
-        let refused = verdicts.iter().any(|v| matches!(v, Verdict::Refuse(_)));
         let complete = self.reconcile.as_ref().is_some_and(|r| r.reports.complete);
-        if all_adoptable || complete || (refused && self.whole_job_region) {
+        // Keyed jobs are not adopted yet (see `verdicts`): they restart at once, as before.
+        if all_adoptable || complete || self.whole_job_region {
             self.settle(verdicts, now)
         } else {
             Vec::new()
@@ -392,6 +397,16 @@ impl Scheduler {
                 }
             })
             .collect();
+        // A job with a keyed edge is not adopted yet: on the mini cluster its first checkpoint
+        // after an adoption never completed (word count, AM SIGKILL), so until that is
+        // understood it restarts from its checkpoint as it did before adoption existed.
+        if self.whole_job_region && !ADOPT_KEYED_JOBS {
+            for v in &mut verdicts {
+                if let Verdict::Adopt(r) = v {
+                    *v = Verdict::Refuse(vec![r.clone()]);
+                }
+            }
+        }
         // Connected subtasks must come from one deployment round.
         if self.whole_job_region {
             let rounds: BTreeSet<u32> = verdicts
@@ -485,6 +500,7 @@ impl Scheduler {
             tracing::info!(job_id = %self.job_id, adopted = adopt.len(), "every subtask of the earlier leader adopted; no restart");
         }
         for r in &adopt {
+            tracing::info!(job_id = %self.job_id, subtask = r.subtask, taskmanager = %r.taskmanager, attempt = r.attempt, finished = r.finished, last_acknowledged = ?r.last_acknowledged, "adopting a running subtask");
             let status = if r.finished {
                 SubtaskStatus::Finished
             } else {
@@ -1803,5 +1819,235 @@ mod tests {
         let o = s.into_outcome();
         assert_eq!(o.restored_from, Some(4));
         assert!(o.failure.unwrap().contains("subtask state"));
+    }
+
+    /// Subtask `i`'s state in checkpoint `id` of a job of `n` subtasks, recovered.
+    fn recovered(n: u32, id: u64) -> Scheduler {
+        let mut s = scheduler(n, fixed(3));
+        s.recover(
+            CheckpointMetadata {
+                version: 1,
+                job_id: "j".into(),
+                checkpoint_id: id,
+                subtasks: (0..n).map(|i| (i, state(i, id))).collect(),
+            },
+            false,
+        );
+        s
+    }
+
+    /// What a TaskManager reports of subtask `subtask` of run "r" (stage 0, attempt 2).
+    fn report(subtask: u32, acked: u64) -> ReportedSubtask {
+        ReportedSubtask {
+            session: u64::from(subtask) + 1,
+            taskmanager: format!("tm-{subtask}"),
+            subtask,
+            run_id: "r".into(),
+            attempt: 2,
+            round: 0,
+            stage: 0,
+            index: subtask,
+            last_acknowledged: Some(acked),
+            last_committed: Some(acked),
+            finished: false,
+        }
+    }
+
+    fn reports(subtasks: Vec<ReportedSubtask>, complete: bool) -> Reports {
+        Reports { subtasks, complete }
+    }
+
+    fn adopted(actions: &[Action]) -> Vec<u32> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Adopt(r) => Some(r.subtask),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn deployed(actions: &[Action]) -> Vec<u32> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Deploy { subtask, .. } => Some(*subtask),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_reported_subtask_is_adopted_without_a_restart() {
+        let now = Instant::now();
+        let mut s = recovered(2, 7);
+        let deadline = now + 10 * SECOND;
+        // One report in: waiting, CREATED, nothing deployed.
+        let actions = s.start_reconciling("r", reports(vec![report(0, 7)], false), deadline, now);
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(s.status(), JobStatus::Created);
+        assert_eq!(s.subtask(1), Some(SubtaskStatus::Reconciling));
+        assert_eq!(s.reconcile_deadline(), Some(deadline));
+        // Both in (one acknowledged a checkpoint the dead leader left pending): adopted.
+        let actions = s.on_reports(reports(vec![report(0, 7), report(1, 8)], false), now);
+        assert_eq!(adopted(&actions), vec![0, 1]);
+        assert!(deployed(&actions).is_empty(), "{actions:?}");
+        assert!(actions.contains(&Action::Settle));
+        // The recovered checkpoint's notice may have died with the leader.
+        assert_eq!(
+            actions.last(),
+            Some(&Action::Broadcast(TaskCommand::Complete(7)))
+        );
+        for i in 0..2 {
+            assert!(s.on_adopted(i, Ok(()), now).is_empty());
+        }
+        assert_eq!(s.status(), JobStatus::Running);
+        assert_eq!(s.outcome().restarts, 0);
+        assert_eq!(s.subtask_attempts(), vec![2, 2]);
+        assert_eq!(s.adopted(), 2);
+        assert_eq!(s.reconcile_deadline(), None);
+        // Checkpoints go on with the next id the counter gives.
+        assert_eq!(
+            s.on_tick(now),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: false
+            }]
+        );
+        checkpoint(&mut s, 9, false, now);
+        assert_eq!(s.tracker().latest_completed, Some(9));
+        // Later reports change nothing.
+        assert!(s.on_reports(reports(vec![], true), now).is_empty());
+    }
+
+    #[test]
+    fn a_missing_subtask_is_redeployed_from_the_checkpoint_at_the_deadline() {
+        let now = Instant::now();
+        let mut s = recovered(3, 7);
+        let deadline = now + 10 * SECOND;
+        let some = reports(vec![report(0, 7), report(2, 7)], false);
+        assert!(s.start_reconciling("r", some, deadline, now).is_empty());
+        assert!(s.on_reconcile_due(deadline).len() > 1);
+        assert_eq!(s.status(), JobStatus::Running);
+        // (on_reconcile_due's actions, again, from a fresh scheduler, to look at them.)
+        let mut s = recovered(3, 7);
+        let some = reports(vec![report(0, 7), report(2, 7)], false);
+        s.start_reconciling("r", some, deadline, now);
+        let actions = s.on_reconcile_due(deadline);
+        assert_eq!(adopted(&actions), vec![0, 2]);
+        assert_eq!(deployed(&actions), vec![1]);
+        let Some(Action::Deploy { restore, .. }) =
+            actions.iter().find(|a| matches!(a, Action::Deploy { .. }))
+        else {
+            panic!("a deployment")
+        };
+        assert_eq!(
+            restore
+                .as_ref()
+                .and_then(|r| r.sink.clone())
+                .unwrap()
+                .pending,
+            vec![7],
+            "restored from checkpoint 7"
+        );
+        assert_eq!(s.outcome().restarts, 1, "one restart");
+        assert_eq!(s.subtask_attempts(), vec![2, 1, 2]);
+        assert_eq!(s.subtask(1), Some(SubtaskStatus::Deploying));
+        assert!(s.on_deployed(1, Ok(()), now).is_empty());
+        assert_eq!(s.on_tick(now).len(), 1, "checkpoints resume");
+    }
+
+    #[test]
+    fn every_earlier_taskmanager_registered_ends_the_wait() {
+        let now = Instant::now();
+        let mut s = recovered(2, 7);
+        s.start_reconciling("r", reports(vec![], false), now + 10 * SECOND, now);
+        let actions = s.on_reports(reports(vec![report(1, 7)], true), now);
+        assert_eq!((adopted(&actions), deployed(&actions)), (vec![1], vec![0]));
+    }
+
+    #[test]
+    fn a_report_that_does_not_match_is_stopped_and_its_subtask_redeployed() {
+        let now = Instant::now();
+        let stale = ReportedSubtask {
+            run_id: "another run".into(),
+            ..report(0, 7)
+        };
+        let old = report(1, 6);
+        let twice = [
+            report(2, 7),
+            ReportedSubtask {
+                session: 9,
+                ..report(2, 7)
+            },
+        ];
+        let mut s = recovered(4, 7);
+        let mut all = vec![stale.clone(), old.clone(), report(3, 7)];
+        all.extend(twice.iter().cloned());
+        let actions = s.start_reconciling("r", reports(all, true), now + SECOND, now);
+        assert_eq!(adopted(&actions), vec![3]);
+        assert_eq!(deployed(&actions), vec![0, 1, 2]);
+        for r in [&stale, &old, &twice[0], &twice[1]] {
+            assert!(actions.contains(&Action::Discard(r.clone())), "{r:?}");
+        }
+        // Stopped before anything is redeployed.
+        let last_discard = actions
+            .iter()
+            .rposition(|a| matches!(a, Action::Discard(_)));
+        let first_deploy = actions
+            .iter()
+            .position(|a| matches!(a, Action::Deploy { .. }));
+        assert!(last_discard < first_deploy);
+        assert_eq!(s.subtask_attempts(), vec![3, 3, 3, 2]);
+        assert_eq!(s.outcome().restarts, 1);
+    }
+
+    #[test]
+    fn a_keyed_job_restarts_as_one_region_from_its_checkpoint() {
+        let now = Instant::now();
+        let mut s = recovered(4, 7).with_topology(2, true);
+        let all = (0..4)
+            .map(|i| ReportedSubtask {
+                stage: i / 2,
+                index: i % 2,
+                round: 3,
+                ..report(i, 7)
+            })
+            .collect();
+        let actions = s.start_reconciling("r", reports(all, false), now + SECOND, now);
+        assert!(adopted(&actions).is_empty(), "{actions:?}");
+        assert_eq!(deployed(&actions), vec![0, 1, 2, 3]);
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::Discard(_)))
+                .count(),
+            4
+        );
+        // A new round, past the stale subtasks' partitions.
+        assert_eq!(s.attempt(), 4);
+        assert_eq!(s.outcome().restarts, 1);
+    }
+
+    #[test]
+    fn finished_subtasks_are_adopted_finished_and_the_final_checkpoint_follows() {
+        let now = Instant::now();
+        let mut s = recovered(2, 7);
+        let done = |i| ReportedSubtask {
+            finished: true,
+            ..report(i, 7)
+        };
+        let actions = s.start_reconciling("r", reports(vec![done(0), done(1)], false), now, now);
+        assert_eq!(adopted(&actions), vec![0, 1]);
+        assert_eq!(
+            actions.last(),
+            Some(&Action::DrawCheckpointId {
+                final_checkpoint: true
+            })
+        );
+        assert_eq!(s.subtask(0), Some(SubtaskStatus::Finished));
+        checkpoint(&mut s, 8, true, now);
+        s.on_committed(0, 8);
+        s.on_committed(1, 8);
+        assert_eq!(s.status(), JobStatus::Finished);
     }
 }

@@ -1159,4 +1159,83 @@ mod tests {
         assert!(answering.await.unwrap() >= 10);
         stop.cancel();
     }
+
+    #[tokio::test]
+    async fn reported_subtasks_hold_their_slots_until_adopted_or_discarded() {
+        let pool = TaskManagerPool::new(2, "session", Duration::from_millis(200))
+            .with_reconcile_timeout(Duration::from_secs(10));
+        pool.expect_previous(["container_1".to_string()]);
+        let watch = pool.previous_deployment("j").expect("reconciliation is on");
+        assert_eq!(*watch.reports.borrow(), Reports::default());
+        let stop = CancellationToken::new();
+        let mut client = serve(&pool, stop.clone()).await;
+        let running = |subtask| control::RunningSubtask {
+            job_id: "j".into(),
+            subtask,
+            run_id: "r".into(),
+            attempt: 1,
+            index: subtask,
+            last_acknowledged: 4,
+            deployed_epoch: 1,
+            ..Default::default()
+        };
+        let (out, out_rx) = mpsc::channel(16);
+        let register = control::Register {
+            taskmanager_id: "tm-1".into(),
+            slots: 2,
+            resource_id: "container_1".into(),
+            known_epoch: 1,
+            data_address: String::new(),
+            running: vec![running(0), running(1)],
+        };
+        out.send(tm_message(task_manager_message::Kind::Register(register)))
+            .await
+            .unwrap();
+        let mut inbound = client
+            .session(ReceiverStream::new(out_rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut reports = watch.reports;
+        let now = reports
+            .wait_for(|r| r.subtasks.len() == 2)
+            .await
+            .unwrap()
+            .clone();
+        assert!(now.complete, "the one earlier container registered");
+        assert_eq!(now.subtasks[1].last_acknowledged, Some(4));
+        // Both slots are held by what runs there.
+        assert_eq!(pool.registered(), vec![("tm-1".to_string(), 2, 0)]);
+        let (events, _events_rx) = mpsc::channel(16);
+        let adopted = pool.adopt("j", &now.subtasks[0], events).await.unwrap();
+        pool.discard("j", &now.subtasks[1]).await;
+        // The discarded one is told to stop; the adopted one gets this leader's commands.
+        adopted
+            .commands
+            .send(TaskCommand::Barrier(5))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match inbound.message().await.unwrap().and_then(|m| m.kind) {
+                Some(job_manager_message::Kind::Stop(s)) => {
+                    seen.push(format!("stop {}", s.subtask))
+                }
+                Some(job_manager_message::Kind::Barrier(b)) => {
+                    seen.push(format!("barrier {} {}", b.subtask, b.checkpoint_id))
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(seen, vec!["stop 1", "barrier 0 5"]);
+        assert_eq!(pool.registered(), vec![("tm-1".to_string(), 2, 1)]);
+        assert!(
+            pool.adopt("j", &now.subtasks[1], mpsc::channel(1).0)
+                .await
+                .is_err()
+        );
+        pool.settle("j");
+        pool.close().await;
+        stop.cancel();
+    }
 }
