@@ -490,6 +490,15 @@ mod tests {
             Some(1.5)
         );
         assert_eq!(c.i64("pipeline.max-parallelism").unwrap(), Some(-1));
+        // yarnflow's own: subtasks outlive an AM restart, and the new leader waits for them.
+        assert_eq!(
+            c.duration("taskmanager.leaderless.timeout").unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            c.duration("jobmanager.reconcile.timeout").unwrap(),
+            Some(Duration::from_secs(10))
+        );
         assert!(c.unknown_keys().is_empty());
     }
 

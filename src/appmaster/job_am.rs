@@ -111,6 +111,14 @@ pub async fn run(mut config: Config, job: Option<&std::path::Path>) -> anyhow::R
         containers = registration.containers_from_previous_attempts.len(),
         "registered with the ResourceManager"
     );
+    // The previous attempt's TaskManagers: once all have registered again, recovering job
+    // masters stop waiting for the subtasks they report (jobmanager.reconcile.timeout).
+    session.pool.expect_previous(
+        registration
+            .containers_from_previous_attempts
+            .iter()
+            .map(|c| c.id.to_string()),
+    );
 
     let recovered = session.recover().await?;
     let earlier = match job {

@@ -92,6 +92,7 @@ pub async fn run(cli: &super::Cli, args: &TaskManagerArgs) -> anyhow::Result<Exi
                 .unwrap_or_default(),
             heartbeat_interval: config.value(Config::duration, "heartbeat.interval")?,
             heartbeat_timeout: config.value(Config::duration, "heartbeat.timeout")?,
+            leaderless_timeout: config.value(Config::duration, "taskmanager.leaderless.timeout")?,
             network: Some(network),
         },
         shutdown.clone(),

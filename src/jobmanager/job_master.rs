@@ -50,6 +50,7 @@ use crate::taskmanager::exchange::{Exchange, KeyedInput, KeyedOutput};
 use crate::taskmanager::task::{SubtaskState, TaskCommand, TaskConfig, TaskEvent};
 
 // Where they used to live; callers name them through here.
+use super::runtime::Reports;
 pub use super::runtime::{Deployed, InProcess, TaskRuntime};
 pub use super::scheduler::JobOutcome;
 
@@ -196,6 +197,13 @@ pub struct JobSnapshot {
     pub last_checkpoint_duration_ms: Option<u64>,
     /// When this JobManager saw the latest checkpoint complete (ms since the Unix epoch).
     pub latest_checkpoint_completed_ms: Option<u64>,
+    /// Each subtask's attempt number, by execution vertex (Flink's `attemptNumber`: 0 at
+    /// first, one more per redeployment; an adopted subtask keeps its own).
+    #[serde(default)]
+    pub subtask_attempts: Vec<u32>,
+    /// Subtasks this leader adopted, running, from the earlier leader's deployment.
+    #[serde(default)]
+    pub adopted_subtasks: u32,
 }
 
 impl JobSnapshot {
@@ -393,6 +401,10 @@ enum Wake {
     ExpiryDue,
     Tick,
     Event(TaskEvent),
+    /// The earlier leader's TaskManagers reported more (or gone).
+    Reports,
+    /// The wait for those reports is over.
+    ReconcileDue,
 }
 
 /// One job's event loop: owns the job's deployments and does the I/O the [`Scheduler`] asks for.
@@ -425,6 +437,8 @@ struct JobMaster {
     snapshot: watch::Sender<JobSnapshot>,
     /// Deletes the snapshot files of checkpoints that are subsumed or failed.
     cleaner: CheckpointsCleaner,
+    /// While reconciling: what the TaskManagers of an earlier leader report of this job.
+    previous: Option<watch::Receiver<Reports>>,
 }
 
 impl JobMaster {
@@ -476,6 +490,7 @@ impl JobMaster {
             kill,
             cancel,
             snapshot,
+            previous: None,
         }
     }
 
@@ -484,7 +499,7 @@ impl JobMaster {
             let e = RuntimeError::InvalidJob(e.clone());
             self.core.on_fatal("cannot plan the job", e)
         } else if self.prepare().await {
-            self.core.start()
+            self.start()
         } else {
             Vec::new()
         };
@@ -504,6 +519,14 @@ impl JobMaster {
                 .observe(&tracker.pending_ids(), tracker.latest_completed);
             self.publish();
             let actions = match self.wake().await {
+                Wake::Reports => {
+                    let reports = self
+                        .previous
+                        .as_mut()
+                        .map(|r| r.borrow_and_update().clone());
+                    reports.map_or_else(Vec::new, |r| self.core.on_reports(r, Instant::now()))
+                }
+                Wake::ReconcileDue => self.core.on_reconcile_due(Instant::now()),
                 Wake::LeadershipLost => self.core.suspend(),
                 Wake::Cancel => self.core.cancel(),
                 Wake::Kill(subtask) => self.on_kill(subtask).await,
@@ -515,6 +538,28 @@ impl JobMaster {
             status = self.perform(actions).await;
         }
         self.stop().await
+    }
+
+    /// Schedules the job: a job recovered from a checkpoint first reconciles what an earlier
+    /// leader's TaskManagers still run (the runtime says whether there can be any), anything
+    /// else deploys every subtask (and stops whatever an earlier leader left of the job).
+    fn start(&mut self) -> Vec<Action> {
+        let previous = match self.core.latest_checkpoint() {
+            Some(_) => self.cfg.runtime.previous_deployment(&self.job_id),
+            None => None,
+        };
+        let Some(previous) = previous else {
+            self.cfg.runtime.settle(&self.job_id);
+            return self.core.start();
+        };
+        let now = Instant::now();
+        let mut reports = previous.reports;
+        let now_reported = reports.borrow_and_update().clone();
+        tracing::info!(job_id = %self.job_id, reported = now_reported.subtasks.len(), timeout = ?previous.timeout, "reconciling the subtasks that the earlier leader's TaskManagers still run");
+        self.previous = Some(reports);
+        let run_id = self.cfg.run_id.to_string();
+        self.core
+            .start_reconciling(&run_id, now_reported, now + previous.timeout, now)
     }
 
     /// Persists the job graph (unless it already is) and recovers the latest checkpoint;
@@ -572,6 +617,12 @@ impl JobMaster {
         // Its own timer, not the ticker's: a checkpoint expires on time whatever the interval
         // and whatever else is pending.
         let expiry_at = self.core.next_expiry();
+        let reconcile_at = self.core.reconcile_deadline();
+        if reconcile_at.is_none() {
+            // Settled: nothing more to hear.
+            self.previous = None;
+        }
+        let reports = self.previous.as_mut();
         tokio::select! {
             // Checked first, every time: once leadership is revoked this job master acts on
             // nothing else (no deployment, no checkpoint, no commit notice).
@@ -584,6 +635,8 @@ impl JobMaster {
             _ = sleep_until(expiry_at), if expiry_at.is_some() => Wake::ExpiryDue,
             _ = self.ticker.tick() => Wake::Tick,
             Some(event) = self.events.recv() => Wake::Event(event),
+            _ = reports_changed(reports) => Wake::Reports,
+            _ = sleep_until(reconcile_at), if reconcile_at.is_some() => Wake::ReconcileDue,
         }
     }
 
@@ -695,6 +748,26 @@ impl JobMaster {
                     self.core
                         .on_read_back(checkpoint_id, landed, Instant::now())
                 }
+                Action::Adopt(report) => {
+                    let subtask = report.subtask;
+                    let adopted = self
+                        .cfg
+                        .runtime
+                        .adopt(&self.job_id, &report, self.events_tx.clone())
+                        .await
+                        .map(|d| {
+                            self.tasks.insert(subtask, d);
+                        });
+                    self.core.on_adopted(subtask, adopted, Instant::now())
+                }
+                Action::Discard(report) => {
+                    self.cfg.runtime.discard(&self.job_id, &report).await;
+                    Vec::new()
+                }
+                Action::Settle => {
+                    self.cfg.runtime.settle(&self.job_id);
+                    Vec::new()
+                }
                 Action::Stop(status) => return Some(status),
             };
             queue.extend(more);
@@ -774,6 +847,7 @@ impl JobMaster {
             job_id: self.job_id.clone(),
             run_id: self.cfg.run_id.clone(),
             subtask,
+            attempt: self.core.subtask_attempt(subtask),
             parallelism: self.cfg.spec.parallelism,
             pipeline: self.cfg.spec.pipeline.clone(),
             sink_dir: self.cfg.sink_dir.clone(),
@@ -852,6 +926,8 @@ impl JobMaster {
     /// Stops every subtask and waits for them, then, for a globally terminal job, records its
     /// result and removes its HA data.
     async fn stop(mut self) -> JobOutcome {
+        // A reconciliation cut short: what an earlier leader left of the job stops too.
+        self.cfg.runtime.settle(&self.job_id);
         self.broadcast(TaskCommand::Stop).await;
         for (_, t) in std::mem::take(&mut self.tasks) {
             let _ = t.handle.await;
@@ -898,6 +974,8 @@ impl JobMaster {
             s.restored_from_checkpoint = outcome.restored_from;
             s.checkpoint_duration_ms_p50 = d.get(d.len() / 2).copied();
             s.checkpoint_duration_ms_max = d.last().copied();
+            s.subtask_attempts = self.core.subtask_attempts();
+            s.adopted_subtasks = self.core.adopted();
         });
     }
 }
@@ -979,6 +1057,16 @@ async fn cleanup(ha: &HaServices, outcome: &JobOutcome, cfg: &JobMasterConfig) -
         tracing::warn!(job_id = %outcome.job_id, error = %e, "HA cleanup incomplete; the result stays dirty for a retry");
     }
     true
+}
+
+/// Resolves when the reports change (never without a receiver, or once its sender is gone).
+async fn reports_changed(reports: Option<&mut watch::Receiver<Reports>>) {
+    if let Some(r) = reports
+        && r.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// Sleeps until `at` (forever if `None`; the arm is disabled then anyway).

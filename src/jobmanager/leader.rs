@@ -140,7 +140,8 @@ impl LeaderSession {
         .with_heartbeat(
             config.value(Config::duration, "heartbeat.interval")?,
             config.value(Config::duration, "heartbeat.timeout")?,
-        );
+        )
+        .with_reconcile_timeout(config.value(Config::duration, "jobmanager.reconcile.timeout")?);
         let runtime: Arc<dyn TaskRuntime> = if options.in_process {
             Arc::new(job_master::InProcess::default())
         } else {

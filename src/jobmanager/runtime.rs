@@ -1,6 +1,10 @@
 //! Where a job master's subtasks run (Flink's slot pool + deployment, behind one seam):
 //! [`InProcess`] runs them as tasks of this process (local mode, tests, benchmarks); the
 //! [`TaskManagerPool`](super::taskmanagers::TaskManagerPool) deploys them to TaskManagers.
+//!
+//! A new leader's runtime may also hold subtasks that an earlier leader deployed and that still
+//! run ([`TaskRuntime::previous_deployment`]): a recovering job master adopts them
+//! ([`TaskRuntime::adopt`]) instead of redeploying, or stops them ([`TaskRuntime::discard`]).
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -20,9 +24,71 @@ pub struct Deployed {
     pub data_address: Option<String>,
 }
 
+/// A subtask that an earlier leader deployed and that still runs, as its TaskManager reported
+/// it when it registered with this leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedSubtask {
+    /// The TaskManager session it runs in (what [`TaskRuntime::adopt`] takes it over by).
+    pub session: u64,
+    pub taskmanager: String,
+    pub subtask: u32,
+    pub run_id: String,
+    pub attempt: u32,
+    /// Its deployment round (the partitions it produces are named by it), stage and index.
+    pub round: u32,
+    pub stage: u32,
+    pub index: u32,
+    /// The newest checkpoint it acknowledged and the newest it committed.
+    pub last_acknowledged: Option<u64>,
+    pub last_committed: Option<u64>,
+    pub finished: bool,
+}
+
+/// What the TaskManagers of earlier leaders report for one job, as it grows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reports {
+    pub subtasks: Vec<ReportedSubtask>,
+    /// Every TaskManager known to have run under the earlier leader (the containers the AM
+    /// adopted) has registered: nothing more will be reported.
+    pub complete: bool,
+}
+
+/// An earlier leader's deployment of one job, as far as it is reported.
+pub struct PreviousDeployment {
+    pub reports: tokio::sync::watch::Receiver<Reports>,
+    /// How long to wait for the reports (`jobmanager.reconcile.timeout`).
+    pub timeout: std::time::Duration,
+}
+
 /// Where subtasks run: in this process, or on TaskManagers.
 #[async_trait::async_trait]
 pub trait TaskRuntime: Send + Sync {
+    /// The subtasks of `job` that earlier leaders deployed and that still run (`None`: this
+    /// runtime has none: it started with this leader).
+    fn previous_deployment(&self, _job: &str) -> Option<PreviousDeployment> {
+        None
+    }
+
+    /// Takes over a reported subtask: its events go to `events` from now on.
+    ///
+    /// # Errors
+    /// [`RuntimeError::DeploymentInterrupted`] when its TaskManager left, or the report is
+    /// not (any more) there to adopt.
+    async fn adopt(
+        &self,
+        _job: &str,
+        _report: &ReportedSubtask,
+        _events: mpsc::Sender<TaskEvent>,
+    ) -> Result<Deployed, RuntimeError> {
+        Err(RuntimeError::DeploymentInterrupted)
+    }
+
+    /// Stops a reported subtask that is not adopted (it restarts from a checkpoint instead).
+    async fn discard(&self, _job: &str, _report: &ReportedSubtask) {}
+
+    /// `job`'s reconciliation is over: whatever is reported of it from now on is stopped.
+    fn settle(&self, _job: &str) {}
+
     /// Deploys one subtask, restored from `restore` if given; its events go to `events`.
     ///
     /// # Errors

@@ -20,14 +20,24 @@
 //! the resource manager's own report. A frozen
 //! (SIGSTOP, GC-paused) process or a half-open connection keeps its TCP connection and HTTP/2
 //! stream looking alive; only an answer from the process itself proves it is.
+//!
+//! # Subtasks of earlier leaders
+//! A TaskManager that registers after a failover reports the subtasks it still runs
+//! ([`control::RunningSubtask`]). They occupy their slots from the start. A recovering job
+//! master watches its job's reports ([`TaskRuntime::previous_deployment`]) for up to
+//! `jobmanager.reconcile.timeout`, or until every container the ApplicationMaster adopted
+//! from the previous attempt ([`TaskManagerPool::expect_previous`]) has registered, and then
+//! adopts or discards each ([`TaskRuntime::adopt`], [`TaskRuntime::discard`]) and settles the
+//! job ([`TaskRuntime::settle`]): a report of a settled job, or one nobody watches within
+//! twice the timeout, is stopped. A reconcile timeout of zero stops every report at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +45,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::error::{LossCause, RuntimeError};
-use super::runtime::{Deployed, TaskRuntime};
+use super::runtime::{Deployed, PreviousDeployment, ReportedSubtask, Reports, TaskRuntime};
 use crate::control::job_manager_gateway_server::{JobManagerGateway, JobManagerGatewayServer};
 use crate::control::{
     self, JobManagerMessage, TaskManagerMessage, job_manager_message, task_manager_message,
@@ -66,6 +76,8 @@ struct Deployment {
     subtask: u32,
     /// Its slot-sharing group (its index in its stage).
     group: u32,
+    /// Reported at registration (an earlier leader deployed it) and not adopted yet.
+    reported: Option<control::RunningSubtask>,
 }
 
 /// Flink's `HeartbeatMonitor` for one TaskManager (pure): when it was last heard from, and
@@ -116,6 +128,79 @@ struct PoolState {
     /// Where each job's task events go.
     jobs: HashMap<String, mpsc::Sender<TaskEvent>>,
     next_session: u64,
+    /// The reports of jobs whose job masters watch them.
+    previous: HashMap<String, watch::Sender<Reports>>,
+    /// Jobs whose reconciliation is over: a report of one is stopped.
+    settled: HashSet<String>,
+    /// The containers of the earlier attempt (`None`: not known, outside YARN).
+    expected: Option<HashSet<String>>,
+    /// Every container that registered with this leader.
+    ever_registered: HashSet<String>,
+}
+
+impl PoolState {
+    /// Every unadopted report of `job`.
+    fn reports_of(&self, job: &str) -> Reports {
+        let mut subtasks: Vec<ReportedSubtask> = self
+            .tms
+            .iter()
+            .flat_map(|(session, tm)| {
+                tm.deployed.iter().filter_map(move |d| {
+                    let r = d.reported.as_ref().filter(|_| d.job == job)?;
+                    Some(ReportedSubtask {
+                        session: *session,
+                        taskmanager: tm.id.clone(),
+                        subtask: r.subtask,
+                        run_id: r.run_id.clone(),
+                        attempt: r.attempt,
+                        round: r.round,
+                        stage: r.stage,
+                        index: r.index,
+                        last_acknowledged: (r.last_acknowledged > 0).then_some(r.last_acknowledged),
+                        last_committed: (r.last_committed > 0).then_some(r.last_committed),
+                        finished: r.finished,
+                    })
+                })
+            })
+            .collect();
+        subtasks.sort_by_key(|r| (r.subtask, r.session));
+        let complete = self
+            .expected
+            .as_ref()
+            .is_some_and(|e| e.is_subset(&self.ever_registered));
+        Reports { subtasks, complete }
+    }
+
+    /// Tells every watching job master what is reported now.
+    fn publish_reports(&self) {
+        for (job, tx) in &self.previous {
+            let now = self.reports_of(job);
+            tx.send_if_modified(|r| {
+                let changed = *r != now;
+                *r = now;
+                changed
+            });
+        }
+    }
+
+    /// Takes a report out of its TaskManager's deployments, freeing its slot unless another
+    /// subtask of its sharing group holds it; its TaskManager's outbox, to stop it.
+    fn take_report(&mut self, session: u64, job: &str, subtask: u32) -> Option<Outbox> {
+        let tm = self.tms.get_mut(&session)?;
+        let i = tm
+            .deployed
+            .iter()
+            .position(|d| d.job == job && d.subtask == subtask && d.reported.is_some())?;
+        let gone = tm.deployed.remove(i);
+        if !tm
+            .deployed
+            .iter()
+            .any(|d| d.job == gone.job && d.group == gone.group)
+        {
+            tm.used = tm.used.saturating_sub(1);
+        }
+        Some(tm.outbox.clone())
+    }
 }
 
 /// Registered TaskManagers, shared by the gRPC service and the job masters.
@@ -146,6 +231,8 @@ pub struct TaskManagerPool {
     epoch: u64,
     session_id: String,
     slot_timeout: Duration,
+    /// `jobmanager.reconcile.timeout` (zero: reported subtasks are stopped at once).
+    reconcile_timeout: Duration,
 }
 
 impl TaskManagerPool {
@@ -165,6 +252,75 @@ impl TaskManagerPool {
             epoch,
             session_id: session_id.to_string(),
             slot_timeout,
+            reconcile_timeout: Duration::ZERO,
+        }
+    }
+
+    /// Job masters wait up to `timeout` (`jobmanager.reconcile.timeout`) for the subtasks
+    /// that TaskManagers still run from earlier leaders, to adopt them (zero: they are
+    /// stopped as their TaskManagers register, and every job restarts from its checkpoint).
+    pub fn with_reconcile_timeout(mut self, timeout: Duration) -> TaskManagerPool {
+        self.reconcile_timeout = timeout;
+        self
+    }
+
+    /// The containers that ran TaskManagers under the previous attempt (YARN's containers
+    /// from previous attempts): once all have registered, nothing more is reported, and job
+    /// masters stop waiting for reports.
+    pub fn expect_previous(&self, resources: impl IntoIterator<Item = String>) {
+        let mut s = self.state.lock().expect("pool lock");
+        s.expected = Some(resources.into_iter().collect());
+        s.publish_reports();
+    }
+
+    /// Stops a reported subtask on its TaskManager (the session's order keeps it ahead of
+    /// whatever this leader sends there next).
+    fn stop_reported(&self, outbox: Option<Outbox>, job: &str, subtask: u32) {
+        let Some(outbox) = outbox else { return };
+        let c = SubtaskCommand {
+            job_id: job.to_string(),
+            subtask,
+            command: TaskCommand::Stop,
+        };
+        // A full outbox: a TaskManager that reads nothing, lost soon (its subtasks with it).
+        let _ = outbox.try_send(Ok(self.message(c.into())));
+        self.slots_changed.notify_waiters();
+    }
+
+    /// Stops `session`'s reports that no job master took up: of settled jobs, of every job
+    /// when reconciliation is off, or (`unwatched`) of jobs that no job master watches.
+    fn stop_unclaimed(&self, session: u64, unwatched: bool) {
+        let mut stopped = Vec::new();
+        {
+            let mut s = self.state.lock().expect("pool lock");
+            let Some(tm) = s.tms.get(&session) else {
+                return;
+            };
+            let doomed: Vec<(String, u32)> = tm
+                .deployed
+                .iter()
+                .filter(|d| d.reported.is_some())
+                .filter(|d| {
+                    // Deployed by this very leader before the session broke: failed and
+                    // redeployed already.
+                    d.reported
+                        .as_ref()
+                        .is_some_and(|r| r.deployed_epoch >= self.epoch)
+                        || self.reconcile_timeout.is_zero()
+                        || s.settled.contains(&d.job)
+                        || (unwatched && !s.previous.contains_key(&d.job))
+                })
+                .map(|d| (d.job.clone(), d.subtask))
+                .collect();
+            for (job, subtask) in doomed {
+                let outbox = s.take_report(session, &job, subtask);
+                stopped.push((outbox, job, subtask));
+            }
+            s.publish_reports();
+        }
+        for (outbox, job, subtask) in stopped {
+            tracing::info!(job_id = %job, subtask, "stopping a subtask of an earlier leader that no job master adopts");
+            self.stop_reported(outbox, &job, subtask);
         }
     }
 
@@ -278,6 +434,7 @@ impl TaskManagerPool {
                         job: job.to_string(),
                         subtask,
                         group,
+                        reported: None,
                     });
                     return Ok(Slot {
                         session: *sid,
@@ -301,7 +458,7 @@ impl TaskManagerPool {
             && let Some(i) = tm
                 .deployed
                 .iter()
-                .position(|d| d.job == job && d.subtask == subtask)
+                .position(|d| d.job == job && d.subtask == subtask && d.reported.is_none())
         {
             let gone = tm.deployed.remove(i);
             // The slot frees up with the last subtask of its sharing group.
@@ -407,7 +564,13 @@ impl TaskManagerPool {
     /// The TaskManager is gone: out of the pool, its response stream ended (so whatever waits
     /// to send it gives up), every subtask it ran failed; a heartbeat loss is announced.
     async fn end_session(&self, session: u64, tm: &SessionEnd, cause: LossCause) {
-        let lost = self.state.lock().expect("pool lock").tms.remove(&session);
+        let lost = {
+            let mut s = self.state.lock().expect("pool lock");
+            let lost = s.tms.remove(&session);
+            // Its reports are gone with it.
+            s.publish_reports();
+            lost
+        };
         tm.ended.cancel();
         let running = lost.as_ref().map_or(0, |l| l.deployed.len());
         match cause {
@@ -427,7 +590,7 @@ impl TaskManagerPool {
                 job: job_id,
                 subtask,
                 ..
-            } in lost.deployed
+            } in lost.deployed.into_iter().filter(|d| d.reported.is_none())
             {
                 let error = RuntimeError::TaskManagerLost {
                     taskmanager: tm.id.clone(),
@@ -483,6 +646,98 @@ impl TaskManagerPool {
 
 #[async_trait::async_trait]
 impl TaskRuntime for TaskManagerPool {
+    fn previous_deployment(&self, job: &str) -> Option<PreviousDeployment> {
+        if self.reconcile_timeout.is_zero() {
+            return None;
+        }
+        let mut s = self.state.lock().expect("pool lock");
+        let now = s.reports_of(job);
+        let reports = s
+            .previous
+            .entry(job.to_string())
+            .or_insert_with(|| watch::channel(now).0)
+            .subscribe();
+        Some(PreviousDeployment {
+            reports,
+            timeout: self.reconcile_timeout,
+        })
+    }
+
+    async fn adopt(
+        &self,
+        job: &str,
+        report: &ReportedSubtask,
+        events: mpsc::Sender<TaskEvent>,
+    ) -> Result<Deployed, RuntimeError> {
+        let subtask = report.subtask;
+        let slot = {
+            let mut s = self.state.lock().expect("pool lock");
+            s.jobs.insert(job.to_string(), events);
+            let tm = s
+                .tms
+                .get_mut(&report.session)
+                .ok_or(RuntimeError::DeploymentInterrupted)?;
+            let d = tm
+                .deployed
+                .iter_mut()
+                .find(|d| d.job == job && d.subtask == subtask && d.reported.is_some())
+                .ok_or(RuntimeError::DeploymentInterrupted)?;
+            d.reported = None;
+            let slot = Slot {
+                session: report.session,
+                data_address: tm.data_address.clone(),
+                outbox: tm.outbox.clone(),
+                ended: tm.ended.clone(),
+            };
+            s.publish_reports();
+            slot
+        };
+        let data_address = (!slot.data_address.is_empty()).then(|| slot.data_address.clone());
+        let (tx, rx) = mpsc::channel::<TaskCommand>(64);
+        let guard = SlotGuard {
+            pool: self.clone(),
+            session: slot.session,
+            job: job.to_string(),
+            subtask,
+        };
+        let handle = self.tasks.spawn(self.clone().forward(guard, slot, rx));
+        Ok(Deployed {
+            commands: tx,
+            handle,
+            data_address,
+        })
+    }
+
+    async fn discard(&self, job: &str, report: &ReportedSubtask) {
+        let outbox = {
+            let mut s = self.state.lock().expect("pool lock");
+            let outbox = s.take_report(report.session, job, report.subtask);
+            s.publish_reports();
+            outbox
+        };
+        self.stop_reported(outbox, job, report.subtask);
+    }
+
+    fn settle(&self, job: &str) {
+        let sessions: Vec<u64> = {
+            let mut s = self.state.lock().expect("pool lock");
+            s.previous.remove(job);
+            s.settled.insert(job.to_string());
+            s.tms
+                .iter()
+                .filter(|(_, t)| {
+                    t.deployed
+                        .iter()
+                        .any(|d| d.job == job && d.reported.is_some())
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for session in sessions {
+            self.stop_unclaimed(session, false);
+        }
+    }
+
     async fn deploy(
         &self,
         config: TaskConfig,
@@ -598,26 +853,45 @@ impl JobManagerGateway for TaskManagerPool {
         }
         let (tx, rx) = mpsc::channel(256);
         let ended = CancellationToken::new();
+        let reported = reg.running.len();
         let session = {
             let mut s = self.state.lock().expect("pool lock");
             s.next_session += 1;
             let id = s.next_session;
+            // What an earlier leader deployed holds its slots (one per sharing group).
+            let deployed: Vec<Deployment> = reg
+                .running
+                .into_iter()
+                .map(|r| Deployment {
+                    job: r.job_id.clone(),
+                    subtask: r.subtask,
+                    group: r.index,
+                    reported: Some(r),
+                })
+                .collect();
+            let groups: HashSet<(&str, u32)> =
+                deployed.iter().map(|d| (d.job.as_str(), d.group)).collect();
+            let used = groups.len() as u32;
             s.tms.insert(
                 id,
                 TaskManager {
                     id: reg.taskmanager_id.clone(),
                     resource_id: reg.resource_id.clone(),
-                    slots: reg.slots.max(1),
-                    used: 0,
+                    slots: reg.slots.max(1).max(used),
+                    used,
                     data_address: reg.data_address.clone(),
                     outbox: tx.clone(),
                     ended: ended.clone(),
-                    deployed: Vec::new(),
+                    deployed,
                 },
             );
+            if !reg.resource_id.is_empty() {
+                s.ever_registered.insert(reg.resource_id.clone());
+            }
+            s.publish_reports();
             id
         };
-        tracing::info!(taskmanager = %reg.taskmanager_id, resource_id = %reg.resource_id, slots = reg.slots, "TaskManager registered");
+        tracing::info!(taskmanager = %reg.taskmanager_id, resource_id = %reg.resource_id, slots = reg.slots, reported, "TaskManager registered");
         let registered = self.message(job_manager_message::Kind::Registered(control::Registered {
             leader_session_id: self.session_id.clone(),
             heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
@@ -625,6 +899,20 @@ impl JobManagerGateway for TaskManagerPool {
         }));
         // Only fails if the TaskManager hung up already; the session reader then ends at once.
         let _ = tx.send(Ok(registered)).await;
+        if reported > 0 {
+            // Settled jobs' and (reconciliation off) all reports stop now; the others once
+            // nobody watched them for twice the reconcile timeout.
+            self.stop_unclaimed(session, false);
+            let pool = self.clone();
+            let wait = 2 * self.reconcile_timeout + Duration::from_secs(5);
+            let shutdown = self.shutdown.clone();
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(wait) => pool.stop_unclaimed(session, true),
+                }
+            });
+        }
         if !reg.resource_id.is_empty() {
             // No receiver (nobody listens) is fine.
             let _ = self.registrations.send(reg.resource_id.clone());
@@ -686,6 +974,7 @@ mod tests {
             resource_id: "container_1".into(),
             known_epoch: 0,
             data_address: String::new(),
+            running: Vec::new(),
         };
         out.send(tm_message(task_manager_message::Kind::Register(register)))
             .await
@@ -708,6 +997,7 @@ mod tests {
             job_id: "j".into(),
             run_id: crate::job::graph::RunId::for_legacy_job("j"),
             subtask: 0,
+            attempt: 0,
             parallelism: 1,
             pipeline: Vec::new(),
             sink_dir: Location {
@@ -799,6 +1089,7 @@ mod tests {
             resource_id: resource_id.into(),
             known_epoch: 0,
             data_address: String::new(),
+            running: Vec::new(),
         };
         out.send(tm_message(task_manager_message::Kind::Register(register)))
             .await
@@ -846,6 +1137,7 @@ mod tests {
             job_id: "j".into(),
             run_id: crate::job::graph::RunId::for_legacy_job("j"),
             subtask,
+            attempt: 0,
             parallelism: 2,
             pipeline: Vec::new(),
             sink_dir: Location {
@@ -911,6 +1203,7 @@ mod tests {
             job_id: "j".into(),
             run_id: crate::job::graph::RunId::for_legacy_job("j"),
             subtask: 0,
+            attempt: 0,
             parallelism: 1,
             pipeline: Vec::new(),
             sink_dir: Location {
@@ -939,6 +1232,85 @@ mod tests {
         };
         assert!(error.is_taskmanager_lost(), "{error}");
         assert!(losses.try_recv().is_err(), "the idle one was not announced");
+        pool.close().await;
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn reported_subtasks_hold_their_slots_until_adopted_or_discarded() {
+        let pool = TaskManagerPool::new(2, "session", Duration::from_millis(200))
+            .with_reconcile_timeout(Duration::from_secs(10));
+        pool.expect_previous(["container_1".to_string()]);
+        let watch = pool.previous_deployment("j").expect("reconciliation is on");
+        assert_eq!(*watch.reports.borrow(), Reports::default());
+        let stop = CancellationToken::new();
+        let mut client = serve(&pool, stop.clone()).await;
+        let running = |subtask| control::RunningSubtask {
+            job_id: "j".into(),
+            subtask,
+            run_id: "r".into(),
+            attempt: 1,
+            index: subtask,
+            last_acknowledged: 4,
+            deployed_epoch: 1,
+            ..Default::default()
+        };
+        let (out, out_rx) = mpsc::channel(16);
+        let register = control::Register {
+            taskmanager_id: "tm-1".into(),
+            slots: 2,
+            resource_id: "container_1".into(),
+            known_epoch: 1,
+            data_address: String::new(),
+            running: vec![running(0), running(1)],
+        };
+        out.send(tm_message(task_manager_message::Kind::Register(register)))
+            .await
+            .unwrap();
+        let mut inbound = client
+            .session(ReceiverStream::new(out_rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut reports = watch.reports;
+        let now = reports
+            .wait_for(|r| r.subtasks.len() == 2)
+            .await
+            .unwrap()
+            .clone();
+        assert!(now.complete, "the one earlier container registered");
+        assert_eq!(now.subtasks[1].last_acknowledged, Some(4));
+        // Both slots are held by what runs there.
+        assert_eq!(pool.registered(), vec![("tm-1".to_string(), 2, 0)]);
+        let (events, _events_rx) = mpsc::channel(16);
+        let adopted = pool.adopt("j", &now.subtasks[0], events).await.unwrap();
+        pool.discard("j", &now.subtasks[1]).await;
+        // The discarded one is told to stop; the adopted one gets this leader's commands.
+        adopted
+            .commands
+            .send(TaskCommand::Barrier(5))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match inbound.message().await.unwrap().and_then(|m| m.kind) {
+                Some(job_manager_message::Kind::Stop(s)) => {
+                    seen.push(format!("stop {}", s.subtask))
+                }
+                Some(job_manager_message::Kind::Barrier(b)) => {
+                    seen.push(format!("barrier {} {}", b.subtask, b.checkpoint_id))
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(seen, vec!["stop 1", "barrier 0 5"]);
+        assert_eq!(pool.registered(), vec![("tm-1".to_string(), 2, 1)]);
+        assert!(
+            pool.adopt("j", &now.subtasks[1], mpsc::channel(1).0)
+                .await
+                .is_err()
+        );
+        pool.settle("j");
         pool.close().await;
         stop.cancel();
     }

@@ -47,6 +47,9 @@ pub struct TaskConfig {
     pub run_id: RunId,
     /// Its execution vertex: the index the job master knows it by, over all stages.
     pub subtask: u32,
+    /// Its attempt number (Flink's `attemptNumber`): 0 at first, one more per redeployment;
+    /// kept when a new leader adopts the running subtask.
+    pub attempt: u32,
     /// Its stage's parallelism.
     pub parallelism: u32,
     /// Its stage's steps.
@@ -844,6 +847,7 @@ mod tests {
             job_id: "wc".into(),
             run_id: RunId::for_legacy_job("wc"),
             subtask: parallelism + index,
+            attempt: 0,
             parallelism,
             pipeline: vec![Step::Count],
             sink_dir: local(format!("{dir}/out")),

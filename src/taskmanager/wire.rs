@@ -230,6 +230,7 @@ pub fn deploy_message(
             .as_ref()
             .map(Location::uri)
             .unwrap_or_default(),
+        attempt: config.attempt,
     })
 }
 

@@ -135,6 +135,65 @@ async fn am_kill_is_adopted(name: &str, extra: &str) {
     check_logs(cluster, &conf, &app);
 }
 
+/// Issue 13: an AM SIGKILL restarts no subtask. The TaskManagers keep their subtasks running
+/// while no leader is known; attempt 2 recovers the job from HA and adopts every subtask they
+/// report (the job's restart count and every subtask's attempt number stay as they were),
+/// checkpoints go on with the next ids, and the output is exactly-once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_am_sigkill_restarts_no_subtask() {
+    let _one = support::ONE_AT_A_TIME.lock().await;
+    let cluster = crate::cluster();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(cluster, "am-kill-no-restart", "");
+    let app = submit(cluster, &conf, &half_spec(cluster));
+    let before = wait_checkpoints(cluster, &rest, &app, 5).await;
+    let (attempt, am) = current_am_container(&rest, &app).await;
+    assert_eq!(attempt, 1);
+    let parallelism = before["parallelism"].as_u64().unwrap();
+    let attempts = before["subtask_attempts"].clone();
+    assert_eq!(
+        attempts.as_array().map(Vec::len),
+        Some(parallelism as usize),
+        "{before}"
+    );
+    let restarts = before["restarts"].clone();
+    let killed = Instant::now();
+    kill_container(cluster, &am);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        if current_am_container(&rest, &app).await.0 == 2
+            && let Some((_, v)) = job_view(&rest, &app).await
+            && v["status"] == "RUNNING"
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "attempt 2 never ran the job");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "AM SIGKILL -> job RUNNING under attempt 2, subtasks adopted: {} ms",
+        killed.elapsed().as_millis()
+    );
+    assert_eq!(view["adopted_subtasks"], parallelism, "{view}");
+    assert_eq!(view["restarts"], restarts, "{view}");
+    assert_eq!(view["subtask_attempts"], attempts, "{view}");
+    let recovered = view["restored_from_checkpoint"]
+        .as_u64()
+        .expect("recovered");
+    // Checkpoints go on under attempt 2, with ids past the recovered one.
+    let after = wait_checkpoints(cluster, &rest, &app, 2).await;
+    assert!(
+        after["latest_checkpoint_id"].as_u64().unwrap() > recovered,
+        "{after}"
+    );
+    assert_eq!(after["restarts"], restarts, "{after}");
+    assert_eq!(after["subtask_attempts"], attempts, "{after}");
+    wait_succeeded(&rest, &app, Duration::from_secs(180)).await;
+    assert_eq!(rest.attempts(&app).await.unwrap().len(), 2);
+    check_output_of(cluster, &app, HALF_RECORDS).await;
+    check_no_ha_data(cluster, &conf, &app).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
     let _one = support::ONE_AT_A_TIME.lock().await;
