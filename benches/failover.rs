@@ -610,19 +610,50 @@ fn mb(v: &[(u64, u64)]) -> String {
     }
 }
 
-fn print_report(r: &Report) {
+/// The table's rows: figure, now, target.
+const ROWS: [(&str, &str, &str); 10] = [
+    ("AM SIGKILL → job RUNNING, p50", "1.6–2.4 s", "≤ 0.8 s"),
+    (
+        "AM SIGKILL → first checkpoint completed after the kill, p50",
+        "2.3 s",
+        "≤ 1.2 s",
+    ),
+    ("TaskManager SIGKILL → job RUNNING, p50", "2.0 s", "≤ 1.0 s"),
+    (
+        "TaskManager SIGKILL → first checkpoint completed after the kill, p50",
+        "2.8 s",
+        "≤ 1.5 s",
+    ),
+    ("AM RSS with a running job", "~160 MB", "≤ 40 MB"),
+    (
+        "TaskManager RSS with a running subtask",
+        "~160 MB",
+        "≤ 40 MB",
+    ),
+    ("200 jobs recovered after AM SIGKILL", "–", "≤ 3 s"),
+    ("HA checkpoint commit p50 on HDFS", "~32 ms", "≤ 10 ms"),
+    ("subtasks restarted by an AM SIGKILL", "all", "0"),
+    (
+        "longest gap between committed checkpoints across an AM SIGKILL, p50",
+        "~2.8 s",
+        "≤ 1.5 s",
+    ),
+];
+
+/// One backend's column of [`ROWS`].
+fn column(r: &Report) -> [String; 10] {
     let s = &r.single;
-    println!("\n== storage.hdfs.client: {}", r.backend);
-    let restarted: Vec<String> = s
-        .am_restarted
-        .iter()
-        .map(|n| n.map_or("?".into(), |n| n.to_string()))
-        .collect();
-    let restarted = if s.am_restarted.iter().all(Option::is_some) && !s.am_restarted.is_empty() {
+    let restarted = if !s.am_restarted.is_empty() && s.am_restarted.iter().all(Option::is_some) {
+        let per: Vec<String> = s
+            .am_restarted
+            .iter()
+            .flatten()
+            .map(u64::to_string)
+            .collect();
         format!(
-            "{} (per kill: {})",
+            "{} (max; per kill: {})",
             s.am_restarted.iter().flatten().max().unwrap(),
-            restarted.join(", ")
+            per.join(", ")
         )
     } else {
         "n/a (the job view has no subtask_attempts / adopted_subtasks)".into()
@@ -633,88 +664,59 @@ fn print_report(r: &Report) {
         (None, Some(e)) => format!("not measured: {e}"),
         (None, None) => "not measured".into(),
     };
-    let rows = [
-        (
-            "AM SIGKILL → job RUNNING, p50",
-            "1.6–2.4 s",
-            "≤ 0.8 s",
-            ms(&s.am_running),
-        ),
-        (
-            "AM SIGKILL → first checkpoint completed after the kill, p50",
-            "2.3 s",
-            "≤ 1.2 s",
-            ms(&s.am_checkpoint),
-        ),
-        (
-            "TaskManager SIGKILL → job RUNNING, p50",
-            "2.0 s",
-            "≤ 1.0 s",
-            ms(&s.tm_running),
-        ),
-        (
-            "TaskManager SIGKILL → first checkpoint completed after the kill, p50",
-            "2.8 s",
-            "≤ 1.5 s",
-            ms(&s.tm_checkpoint),
-        ),
-        (
-            "AM RSS with a running job",
-            "~160 MB",
-            "≤ 40 MB",
-            mb(&s.am_rss_kb),
-        ),
-        (
-            "TaskManager RSS with a running subtask",
-            "~160 MB",
-            "≤ 40 MB",
-            mb(&s.tm_rss_kb),
-        ),
-        ("200 jobs recovered after AM SIGKILL", "–", "≤ 3 s", many),
-        (
-            "HA checkpoint commit p50 on HDFS",
-            "~32 ms",
-            "≤ 10 ms",
-            r.commit_p50_ms
-                .map_or("n/a (not measured)".into(), |v| format!("{v:.1} ms")),
-        ),
-        ("subtasks restarted by an AM SIGKILL", "all", "0", restarted),
-        (
-            "longest gap between committed checkpoints across an AM SIGKILL, p50",
-            "~2.8 s",
-            "≤ 1.5 s",
-            ms(&s.am_gap),
-        ),
-    ];
-    println!("| figure | now | target | {} |", r.backend);
-    println!("|---|---|---|---|");
-    for (figure, now, target, measured) in rows {
-        println!("| {figure} | {now} | {target} | {measured} |");
+    [
+        ms(&s.am_running),
+        ms(&s.am_checkpoint),
+        ms(&s.tm_running),
+        ms(&s.tm_checkpoint),
+        mb(&s.am_rss_kb),
+        mb(&s.tm_rss_kb),
+        many,
+        r.commit_p50_ms
+            .map_or("n/a (not measured)".into(), |v| format!("{v:.1} ms")),
+        restarted,
+        ms(&s.am_gap),
+    ]
+}
+
+fn print_reports(reports: &[Report]) {
+    let columns: Vec<[String; 10]> = reports.iter().map(column).collect();
+    let names: Vec<&str> = reports.iter().map(|r| r.backend.as_str()).collect();
+    println!("\n| figure | now | target | {} |", names.join(" | "));
+    println!("|---|---|---|{}", "---|".repeat(names.len()));
+    for (i, (figure, now, target)) in ROWS.iter().enumerate() {
+        let measured: Vec<&str> = columns.iter().map(|c| c[i].as_str()).collect();
+        println!("| {figure} | {now} | {target} | {} |", measured.join(" | "));
     }
-    println!("\nAM SIGKILL → job RUNNING, by phase (one job):");
-    let names = [
+    let phases = [
         "YARN detection",
         "new AM start",
         "leadership",
         "recovery",
         "redeploy on re-registered TaskManagers",
     ];
-    for (name, v) in names.iter().zip(&s.phases) {
+    for r in reports {
         println!(
-            "  {name:<40} p50 {:>6.0} ms  p95 {:>6.0} ms",
-            percentile(v, 0.5),
-            percentile(v, 0.95)
+            "\n[{}] AM SIGKILL → job RUNNING, by phase (one job):",
+            r.backend
         );
-    }
-    println!(
-        "AM SIGKILL → every job RUNNING, by phase ({} jobs):",
-        r.many.jobs
-    );
-    for (name, v) in &r.many.phases {
+        for (name, v) in phases.iter().zip(&r.single.phases) {
+            println!(
+                "  {name:<40} p50 {:>6.0} ms  p95 {:>6.0} ms",
+                percentile(v, 0.5),
+                percentile(v, 0.95)
+            );
+        }
         println!(
-            "  {name:<40} {}",
-            v.map_or("n/a".into(), |v| format!("{v:>6.0} ms"))
+            "[{}] AM SIGKILL → every job RUNNING, each boundary since the kill ({} jobs):",
+            r.backend, r.many.jobs
         );
+        for (name, v) in &r.many.phases {
+            println!(
+                "  {name:<40} {}",
+                v.map_or("n/a".into(), |v| format!("{v:>6.0} ms"))
+            );
+        }
     }
 }
 
@@ -738,9 +740,7 @@ async fn run() {
             commit_p50_ms,
         });
     }
-    for r in &reports {
-        print_report(r);
-    }
+    print_reports(&reports);
 }
 
 fn main() {
