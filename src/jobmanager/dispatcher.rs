@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::{StreamExt, TryStreamExt, stream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,10 +20,10 @@ use super::job_master::{
     self, JobMasterConfig, JobMasterHandle, JobOutcome, JobSnapshot, TaskRuntime,
 };
 use crate::config::{Config, ConfigError};
-use crate::ha::{HaError, HaServices};
+use crate::ha::{HaError, HaServices, JobResultEntry};
 use crate::job::graph::JobGraph;
 use crate::job::spec::{JobSpec, SinkSpec, Step};
-use crate::storage::Location;
+use crate::storage::{BlobStore, Location, StorageError};
 
 /// Why a job was not started.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +40,16 @@ pub enum DispatchError {
     Ha(#[from] HaError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("{first} (and {others} more jobs could not be recovered; each is logged)")]
+    RecoveryFailed {
+        first: Box<DispatchError>,
+        others: usize,
+    },
 }
+
+/// How many jobs recover at once: enough to overlap the ZooKeeper and HDFS round trips of
+/// hundreds of jobs, few enough not to flood the NameNode and ZooKeeper with a burst.
+pub const RECOVERY_CONCURRENCY: usize = 32;
 
 impl DispatchError {
     /// Whether the submission may succeed if retried shortly (recovery still running).
@@ -81,6 +91,8 @@ pub struct Dispatcher {
     admission: Arc<tokio::sync::Mutex<()>>,
     /// Set once [`Dispatcher::recover`] is done; submissions wait for it (REST answers 503).
     recovered: Arc<AtomicBool>,
+    /// Filesystems opened for jobs' sinks and checkpoints, shared by every later job.
+    stores: Arc<Mutex<Vec<Arc<dyn BlobStore>>>>,
 }
 
 impl Dispatcher {
@@ -107,6 +119,7 @@ impl Dispatcher {
                 active: Arc::default(),
                 admission: Arc::default(),
                 recovered: Arc::default(),
+                stores: Arc::default(),
             },
             rx,
         )
@@ -135,6 +148,12 @@ impl Dispatcher {
 
     /// Finishes the cleanup of dirty job results, then starts every job graph found in the HA
     /// services that has no result. Returns the recovered job ids.
+    ///
+    /// Jobs recover [`RECOVERY_CONCURRENCY`] at a time: each needs a few ZooKeeper and HDFS
+    /// round trips, which a session with hundreds of jobs must not pay one after another. A
+    /// job that cannot be recovered is one error line naming it and does not hold back the
+    /// others; once every other job has started, the error is returned (the deployment ends
+    /// visibly, as when a job's checkpoints cannot be recovered).
     pub async fn recover(&self) -> Result<Vec<String>, DispatchError> {
         let _admission = self.admission.lock().await;
         let recovered = self.recover_job_graphs().await?;
@@ -144,43 +163,89 @@ impl Dispatcher {
 
     async fn recover_job_graphs(&self) -> Result<Vec<String>, DispatchError> {
         let cleanup = RetryStrategy::cleanup(&self.config)?;
-        for dirty in self.ha.job_results.dirty_results().await? {
-            tracing::info!(job_id = %dirty.job_id, status = %dirty.status, "finishing the cleanup of a terminated job");
-            let job_id = dirty.job_id.as_str();
-            cleanup
-                .run(
-                    "remove a terminated job's HA data",
-                    &self.leadership,
-                    || self.ha.remove_job_data(job_id),
-                )
-                .await?;
-            cleanup
-                .run("mark a job result clean", &self.leadership, || {
-                    self.ha.job_results.mark_clean(job_id)
+        // Every dirty result first: its job's HA data must be gone before any graph is read.
+        stream::iter(self.ha.job_results.dirty_results().await?)
+            .map(|dirty| self.finish_cleanup(&cleanup, dirty))
+            .buffer_unordered(RECOVERY_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
+        let mut outcomes: Vec<(String, Result<bool, DispatchError>)> =
+            stream::iter(self.ha.job_graphs.job_ids().await?)
+                .map(|job_id| async move {
+                    let outcome = self.recover_job(&job_id).await;
+                    (job_id, outcome)
                 })
-                .await?;
-        }
+                .buffer_unordered(RECOVERY_CONCURRENCY)
+                .collect()
+                .await;
+        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
         let mut recovered = Vec::new();
-        for job_id in self.ha.job_graphs.job_ids().await? {
-            if self.ha.job_results.has_result(&job_id).await? {
-                tracing::info!(job_id = %job_id, "job graph of a terminated job left behind; removing it");
-                self.ha.remove_job_data(&job_id).await?;
-                continue;
+        let mut failed = Vec::new();
+        for (job_id, outcome) in outcomes {
+            match outcome {
+                Ok(true) => recovered.push(job_id),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(job_id = %job_id, error = %e, "job recovery failed; the other jobs are not held back");
+                    failed.push(e);
+                }
             }
-            let Some(graph) = self.ha.job_graphs.get(&job_id).await? else {
-                continue;
-            };
-            let graph = JobGraph::from_bytes(&graph).map_err(|e| {
-                DispatchError::Ha(HaError::Corrupt {
-                    path: format!("job graph {job_id}"),
-                    message: e.to_string(),
-                })
-            })?;
-            tracing::info!(job_id = %job_id, run_id = %graph.run_id, "job graph recovered");
-            self.start(graph).await?;
-            recovered.push(job_id);
         }
-        Ok(recovered)
+        let others = failed.len().saturating_sub(1);
+        match failed.into_iter().next() {
+            None => Ok(recovered),
+            Some(first) if others == 0 => Err(first),
+            Some(first) => Err(DispatchError::RecoveryFailed {
+                others,
+                first: Box::new(first),
+            }),
+        }
+    }
+
+    /// Removes a terminated job's HA data (the previous leader died during its cleanup), then
+    /// marks its result clean.
+    async fn finish_cleanup(
+        &self,
+        cleanup: &RetryStrategy,
+        dirty: JobResultEntry,
+    ) -> Result<(), DispatchError> {
+        tracing::info!(job_id = %dirty.job_id, status = %dirty.status, "finishing the cleanup of a terminated job");
+        let job_id = dirty.job_id.as_str();
+        cleanup
+            .run(
+                "remove a terminated job's HA data",
+                &self.leadership,
+                || self.ha.remove_job_data(job_id),
+            )
+            .await?;
+        cleanup
+            .run("mark a job result clean", &self.leadership, || {
+                self.ha.job_results.mark_clean(job_id)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Starts one stored job graph unless its job has a result; `false` if there was nothing
+    /// to start.
+    async fn recover_job(&self, job_id: &str) -> Result<bool, DispatchError> {
+        if self.ha.job_results.has_result(job_id).await? {
+            tracing::info!(job_id = %job_id, "job graph of a terminated job left behind; removing it");
+            self.ha.remove_job_data(job_id).await?;
+            return Ok(false);
+        }
+        let Some(graph) = self.ha.job_graphs.get(job_id).await? else {
+            return Ok(false);
+        };
+        let graph = JobGraph::from_bytes(&graph).map_err(|e| {
+            DispatchError::Ha(HaError::Corrupt {
+                path: format!("job graph {job_id}"),
+                message: e.to_string(),
+            })
+        })?;
+        tracing::info!(job_id = %job_id, run_id = %graph.run_id, "job graph recovered");
+        self.start(graph).await?;
+        Ok(true)
     }
 
     /// Submits a job: refused if it already has a result or is running.
@@ -235,21 +300,21 @@ impl Dispatcher {
 
     async fn sink_dir(&self, spec: &JobSpec) -> Result<Location, DispatchError> {
         match spec.pipeline.last() {
-            Some(Step::Sink(SinkSpec::Files { path: Some(p) })) => crate::storage::open(p)
+            Some(Step::Sink(SinkSpec::Files { path: Some(p) })) => self
+                .open_shared(p)
                 .await
                 .map_err(|e| DispatchError::BadJob {
                     job: spec.job_id(),
                     message: format!("sink path: {e}"),
                 }),
             _ => match &self.default_output {
-                Some(d) => {
-                    crate::storage::open(&format!("{}/{}", d.trim_end_matches('/'), spec.job_id()))
-                        .await
-                        .map_err(|e| DispatchError::BadJob {
-                            job: spec.job_id(),
-                            message: format!("default output: {e}"),
-                        })
-                }
+                Some(d) => self
+                    .open_shared(&format!("{}/{}", d.trim_end_matches('/'), spec.job_id()))
+                    .await
+                    .map_err(|e| DispatchError::BadJob {
+                        job: spec.job_id(),
+                        message: format!("default output: {e}"),
+                    }),
                 None => Err(DispatchError::BadJob {
                     job: spec.job_id(),
                     message:
@@ -274,19 +339,36 @@ impl Dispatcher {
             }
             return Ok(None);
         };
-        // The HA storage's filesystem is open already; another one is opened here.
-        if let Some(path) = uri.strip_prefix(self.ha.blob_store.base_uri())
-            && path.starts_with('/')
-        {
-            return Ok(Some(Location {
-                store: self.ha.blob_store.clone(),
-                path: path.to_string(),
-            }));
-        }
-        crate::storage::open(&uri)
+        self.open_shared(&uri)
             .await
             .map(Some)
             .map_err(|e| bad(format!("execution.checkpointing.dir: {e}")))
+    }
+
+    /// Opens `uri` on a filesystem this dispatcher has open already (the HA storage's, or one
+    /// an earlier job opened), else opens it once for all later jobs: a session of hundreds
+    /// of jobs keeps one HDFS client per NameNode, not one per job.
+    async fn open_shared(&self, uri: &str) -> Result<Location, StorageError> {
+        let on = |store: &Arc<dyn BlobStore>| {
+            uri.strip_prefix(store.base_uri())
+                .filter(|path| path.starts_with('/'))
+                .map(|path| Location {
+                    store: store.clone(),
+                    path: path.to_string(),
+                })
+        };
+        if let Some(l) = on(&self.ha.blob_store) {
+            return Ok(l);
+        }
+        if let Some(l) = self.stores.lock().expect("stores lock").iter().find_map(on) {
+            return Ok(l);
+        }
+        let opened = crate::storage::open(uri).await?;
+        self.stores
+            .lock()
+            .expect("stores lock")
+            .push(opened.store.clone());
+        Ok(opened)
     }
 
     /// Starts a job master for a job whose graph is in the job graph store.
@@ -444,6 +526,127 @@ mod tests {
             outcome.status,
             crate::jobmanager::status::JobStatus::Finished
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The local filesystem, counting the job graph reads in flight at once (each held a
+    /// moment, as a ZooKeeper or HDFS round trip would be).
+    #[derive(Debug, Default)]
+    struct Overlap {
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[derive(Debug)]
+    struct Counted(Arc<Overlap>);
+
+    #[async_trait::async_trait]
+    impl BlobStore for Counted {
+        fn base_uri(&self) -> &str {
+            LocalStore.base_uri()
+        }
+        async fn write(&self, path: &str, data: bytes::Bytes) -> Result<(), StorageError> {
+            LocalStore.write(path, data).await
+        }
+        async fn read(&self, path: &str) -> Result<bytes::Bytes, StorageError> {
+            if !path.contains("/jobgraphs/") {
+                return LocalStore.read(path).await;
+            }
+            let now = self.0.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.0.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let read = LocalStore.read(path).await;
+            self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+            read
+        }
+        async fn delete(&self, path: &str) -> Result<(), StorageError> {
+            LocalStore.delete(path).await
+        }
+        async fn delete_dir(&self, path: &str) -> Result<(), StorageError> {
+            LocalStore.delete_dir(path).await
+        }
+        async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
+            LocalStore.rename(from, to).await
+        }
+        async fn list(&self, dir: &str) -> Result<Vec<crate::storage::BlobMeta>, StorageError> {
+            LocalStore.list(dir).await
+        }
+        async fn exists(&self, path: &str) -> Result<bool, StorageError> {
+            LocalStore.exists(path).await
+        }
+        async fn mkdirs(&self, path: &str) -> Result<(), StorageError> {
+            LocalStore.mkdirs(path).await
+        }
+    }
+
+    /// Many stored jobs recover side by side, at most `RECOVERY_CONCURRENCY` at once; a dirty
+    /// result is cleaned up before any graph is read; a job that cannot be recovered is named
+    /// and does not keep the others from starting.
+    #[tokio::test]
+    async fn many_jobs_recover_concurrently_and_one_failure_does_not_hold_back_the_others() {
+        let dir =
+            std::env::temp_dir().join(format!("yarnflow-dispatcher-many-{}", std::process::id()));
+        let overlap = Arc::new(Overlap::default());
+        let ha = HaServices::embedded(
+            Arc::new(Counted(overlap.clone())),
+            &dir.join("ha").display().to_string(),
+            1,
+        );
+        let jobs = 2 * RECOVERY_CONCURRENCY;
+        for i in 0..jobs {
+            let spec = JobSpec::parse(
+                &format!(
+                    "name: job-{i:03}\nparallelism: 1\npipeline:\n  - source: {{ kind: sequence, from: 0, to: 10 }}\n  - sink: {{ kind: files, path: 'file://{}/out-{i}' }}\n",
+                    dir.display()
+                ),
+                "test",
+            )
+            .unwrap();
+            let graph = JobGraph::submitted(spec).to_bytes().unwrap();
+            ha.job_graphs
+                .put(&format!("job-{i:03}"), bytes::Bytes::from(graph))
+                .await
+                .unwrap();
+        }
+        // Sorted in the middle of the others: those after it start too.
+        ha.job_graphs
+            .put(
+                "job-010-broken",
+                bytes::Bytes::from_static(b"not a job graph"),
+            )
+            .await
+            .unwrap();
+        // A job whose previous leader died during its cleanup: its graph must go, not run.
+        let finished = JobResultEntry {
+            job_id: "job-005".into(),
+            status: crate::jobmanager::status::JobStatus::Finished,
+            failure: None,
+            finished_at_ms: 1,
+        };
+        ha.job_results.create_dirty(&finished).await.unwrap();
+        let (d, _outcomes) = Dispatcher::new(
+            ha,
+            Arc::new(Config::defaults()),
+            Arc::new(InProcess::default()),
+            None,
+            CancellationToken::new(),
+        );
+        let e = d.recover().await.unwrap_err().to_string();
+        assert!(e.starts_with("job graph job-010-broken"), "{e}");
+        assert!(d.job("job-010-broken").is_none());
+        assert!(d.job("job-005").is_none(), "a job with a result ran again");
+        assert!(d.ha.job_results.dirty_results().await.unwrap().is_empty());
+        let started = (0..jobs)
+            .filter(|i| d.job(&format!("job-{i:03}")).is_some())
+            .count();
+        assert_eq!(started, jobs - 1);
+        let most = overlap.most.load(Ordering::SeqCst);
+        assert!(
+            most > 1 && most <= RECOVERY_CONCURRENCY,
+            "{most} job graph reads at once"
+        );
+        d.leadership.cancel();
+        d.closed().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 
