@@ -570,15 +570,21 @@ async fn many_jobs(cluster: &MiniCluster, backend: &str, jobs: usize) -> ManyJob
     m
 }
 
-/// HA checkpoint commit p50 (ms) on the mini cluster's HDFS with `backend`.
-///
-/// MERGE: the one call site of `tests/support/commit.rs` (issue 13, deliverable 4, written
-/// by another branch): replace the body with its measurement, e.g.
-/// `Some(support::commit::commit_p50_ms(cluster, backend).await)`. Until then the row says
-/// "n/a (not measured)".
-async fn ha_commit_p50_ms(_cluster: &MiniCluster, _backend: &str) -> Option<f64> {
-    None
+/// HA checkpoint commit p50 (ms) on the mini cluster's HDFS with `backend` (blob write plus
+/// fenced ZooKeeper multi, `support::commit`); its whole line (p99, how often the NameNode's
+/// first `complete()` answered false) is printed as it is measured.
+async fn ha_commit_p50_ms(cluster: &MiniCluster, backend: &str) -> Option<f64> {
+    let client = match backend {
+        "libhdfs" => yarnflow::storage::HdfsClient::Libhdfs,
+        _ => yarnflow::storage::HdfsClient::Native,
+    };
+    let stats = support::commit::ha_commit_latency(cluster, client, COMMITS).await;
+    println!("{stats}");
+    Some(stats.p50.as_secs_f64() * 1000.0)
 }
+
+/// HA commits measured per backend.
+const COMMITS: usize = 100;
 
 struct Report {
     backend: String,
