@@ -153,8 +153,18 @@ impl NativeStore {
             f.hsync().await
         })
         .await;
+        // Either failure is the one libhdfs reports at close (its writes reach the DataNodes
+        // there): the file could not be made durable.
         let written = match pushed {
-            Ok(r) => r.map_err(|e| classify(tmp, e)),
+            Ok(r) => r.map_err(|e| {
+                io_error(
+                    tmp,
+                    format!(
+                        "closing the written file failed: {}",
+                        first_line(&e.to_string())
+                    ),
+                )
+            }),
             Err(_) => Err(io_error(
                 tmp,
                 format!(
