@@ -754,11 +754,19 @@ impl JobMaster {
                         .cfg
                         .runtime
                         .adopt(&self.job_id, &report, self.events_tx.clone())
-                        .await
-                        .map(|d| {
-                            self.tasks.insert(subtask, d);
-                        });
-                    self.core.on_adopted(subtask, adopted, Instant::now())
+                        .await;
+                    let finished = adopted
+                        .as_ref()
+                        .is_ok_and(|a| a.finished && !report.finished);
+                    let adopted = adopted.map(|a| {
+                        self.tasks.insert(subtask, a.deployed);
+                    });
+                    let mut more = self.core.on_adopted(subtask, adopted, Instant::now());
+                    if finished {
+                        // Its `Finished` came after the report was read.
+                        more.extend(self.core.on_finished(subtask));
+                    }
+                    more
                 }
                 Action::Discard(report) => {
                     self.cfg.runtime.discard(&self.job_id, &report).await;

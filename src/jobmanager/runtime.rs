@@ -44,6 +44,13 @@ pub struct ReportedSubtask {
     pub finished: bool,
 }
 
+/// A subtask taken over from an earlier leader.
+pub struct Adopted {
+    pub deployed: Deployed,
+    /// It finished after its report was read (its `Finished` event went into the report).
+    pub finished: bool,
+}
+
 /// What the TaskManagers of earlier leaders report for one job, as it grows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reports {
@@ -79,7 +86,7 @@ pub trait TaskRuntime: Send + Sync {
         _job: &str,
         _report: &ReportedSubtask,
         _events: mpsc::Sender<TaskEvent>,
-    ) -> Result<Deployed, RuntimeError> {
+    ) -> Result<Adopted, RuntimeError> {
         Err(RuntimeError::DeploymentInterrupted)
     }
 

@@ -45,7 +45,9 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::error::{LossCause, RuntimeError};
-use super::runtime::{Deployed, PreviousDeployment, ReportedSubtask, Reports, TaskRuntime};
+use super::runtime::{
+    Adopted, Deployed, PreviousDeployment, ReportedSubtask, Reports, TaskRuntime,
+};
 use crate::control::job_manager_gateway_server::{JobManagerGateway, JobManagerGatewayServer};
 use crate::control::{
     self, JobManagerMessage, TaskManagerMessage, job_manager_message, task_manager_message,
@@ -538,14 +540,15 @@ impl TaskManagerPool {
             if let task_manager_message::Kind::Heartbeat(_) = kind {
                 continue;
             }
-            self.on_message(&tm.id, kind).await;
+            self.on_message(session, &tm.id, kind).await;
         };
         self.end_session(session, &tm, cause).await;
     }
 
     /// Routes one message of a TaskManager's session to its job master.
-    async fn on_message(&self, tm_id: &str, kind: task_manager_message::Kind) {
+    async fn on_message(&self, session: u64, tm_id: &str, kind: task_manager_message::Kind) {
         match JobEvent::try_from(kind) {
+            Ok(e) if self.update_report(session, &e) => {}
             Ok(e) => self.route(e).await,
             Err(error) => match &error {
                 // The subtask cannot take part in checkpoints any more: it fails.
@@ -615,6 +618,44 @@ impl TaskManagerPool {
         }
     }
 
+    /// An event of a subtask that is reported but not adopted yet updates its report (a job
+    /// master adopting it later learns, say, that it finished meanwhile) instead of reaching a
+    /// job master; `false` for any other event. A failure withdraws the report.
+    fn update_report(&self, session: u64, e: &JobEvent) -> bool {
+        let subtask = match &e.event {
+            TaskEvent::Ack { subtask, .. }
+            | TaskEvent::Declined { subtask, .. }
+            | TaskEvent::Finished { subtask }
+            | TaskEvent::Failed { subtask, .. }
+            | TaskEvent::Progress { subtask, .. }
+            | TaskEvent::Committed { subtask, .. } => *subtask,
+        };
+        let mut s = self.state.lock().expect("pool lock");
+        let Some(r) = s.tms.get_mut(&session).and_then(|tm| {
+            tm.deployed
+                .iter_mut()
+                .find(|d| d.job == e.job_id && d.subtask == subtask)
+                .and_then(|d| d.reported.as_mut())
+        }) else {
+            return false;
+        };
+        match &e.event {
+            TaskEvent::Ack { checkpoint_id, .. } => {
+                r.last_acknowledged = r.last_acknowledged.max(*checkpoint_id)
+            }
+            TaskEvent::Committed { checkpoint_id, .. } => {
+                r.last_committed = r.last_committed.max(*checkpoint_id)
+            }
+            TaskEvent::Finished { .. } => r.finished = true,
+            TaskEvent::Failed { .. } => {
+                s.take_report(session, &e.job_id, subtask);
+            }
+            TaskEvent::Declined { .. } | TaskEvent::Progress { .. } => {}
+        }
+        s.publish_reports();
+        true
+    }
+
     /// Forwards a job master's commands for one subtask to its TaskManager's session, until
     /// `Stop`, the session's end or the pool's.
     async fn forward(
@@ -668,9 +709,9 @@ impl TaskRuntime for TaskManagerPool {
         job: &str,
         report: &ReportedSubtask,
         events: mpsc::Sender<TaskEvent>,
-    ) -> Result<Deployed, RuntimeError> {
+    ) -> Result<Adopted, RuntimeError> {
         let subtask = report.subtask;
-        let slot = {
+        let (slot, finished) = {
             let mut s = self.state.lock().expect("pool lock");
             s.jobs.insert(job.to_string(), events);
             let tm = s
@@ -682,7 +723,7 @@ impl TaskRuntime for TaskManagerPool {
                 .iter_mut()
                 .find(|d| d.job == job && d.subtask == subtask && d.reported.is_some())
                 .ok_or(RuntimeError::DeploymentInterrupted)?;
-            d.reported = None;
+            let finished = d.reported.take().is_some_and(|r| r.finished);
             let slot = Slot {
                 session: report.session,
                 data_address: tm.data_address.clone(),
@@ -690,7 +731,7 @@ impl TaskRuntime for TaskManagerPool {
                 ended: tm.ended.clone(),
             };
             s.publish_reports();
-            slot
+            (slot, finished)
         };
         let data_address = (!slot.data_address.is_empty()).then(|| slot.data_address.clone());
         let (tx, rx) = mpsc::channel::<TaskCommand>(64);
@@ -701,11 +742,12 @@ impl TaskRuntime for TaskManagerPool {
             subtask,
         };
         let handle = self.tasks.spawn(self.clone().forward(guard, slot, rx));
-        Ok(Deployed {
+        let deployed = Deployed {
             commands: tx,
             handle,
             data_address,
-        })
+        };
+        Ok(Adopted { deployed, finished })
     }
 
     async fn discard(&self, job: &str, report: &ReportedSubtask) {
@@ -1284,6 +1326,8 @@ mod tests {
         assert_eq!(pool.registered(), vec![("tm-1".to_string(), 2, 0)]);
         let (events, _events_rx) = mpsc::channel(16);
         let adopted = pool.adopt("j", &now.subtasks[0], events).await.unwrap();
+        assert!(!adopted.finished);
+        let adopted = adopted.deployed;
         pool.discard("j", &now.subtasks[1]).await;
         // The discarded one is told to stop; the adopted one gets this leader's commands.
         adopted

@@ -194,6 +194,55 @@ async fn an_am_sigkill_restarts_no_subtask() {
     check_no_ha_data(cluster, &conf, &app).await;
 }
 
+/// The AM and a TaskManager container die together: attempt 2 adopts the subtasks the
+/// surviving TaskManagers report and restarts only the lost one from the latest completed
+/// checkpoint (one restart, its attempt number one more), once every container of attempt 1
+/// still alive has registered or `jobmanager.reconcile.timeout` is over; exactly-once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_am_and_taskmanager_sigkill_restarts_only_the_lost_subtask() {
+    let _one = support::ONE_AT_A_TIME.lock().await;
+    let cluster = crate::cluster();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(cluster, "am-tm-kill", "");
+    let app = submit(cluster, &conf, &half_spec(cluster));
+    let before = wait_checkpoints(cluster, &rest, &app, 5).await;
+    let parallelism = before["parallelism"].as_u64().unwrap();
+    let (_, am) = current_am_container(&rest, &app).await;
+    let victim = busy_taskmanager_container(&rest, &app)
+        .await
+        .expect("a TaskManager running a subtask");
+    kill_container(cluster, &victim);
+    kill_container(cluster, &am);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let view = loop {
+        if current_am_container(&rest, &app).await.0 == 2
+            && let Some((_, v)) = job_view(&rest, &app).await
+            && v["status"] == "RUNNING"
+            && v["completed_checkpoints"].as_u64().unwrap_or(0) >= 1
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "attempt 2 never ran the job");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(view["adopted_subtasks"], parallelism - 1, "{view}");
+    assert_eq!(view["restarts"], 1, "{view}");
+    let attempts: Vec<u64> = view["subtask_attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        attempts.iter().filter(|a| **a == 1).count(),
+        1,
+        "only the lost subtask is a new attempt: {view}"
+    );
+    wait_succeeded(&rest, &app, Duration::from_secs(180)).await;
+    check_output_of(cluster, &app, HALF_RECORDS).await;
+    check_no_ha_data(cluster, &conf, &app).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_taskmanager_container_is_replaced_and_its_subtasks_restore() {
     let _one = support::ONE_AT_A_TIME.lock().await;
