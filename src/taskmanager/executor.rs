@@ -100,16 +100,27 @@ pub async fn run(cfg: TaskManagerConfig, shutdown: CancellationToken) {
             }
         };
         tokio::pin!(leader_changed);
+        // Once `leader_changed` resolved it must not be polled again (a finished async block
+        // panics when resumed).
+        let mut changed = false;
         let result = tokio::select! {
             r = session(&cfg, &address, &mut known_epoch, &mut subtasks, &shutdown) => r,
-            _ = &mut leader_changed => Err(RuntimeError::Session("a new leader was published".into())),
+            _ = &mut leader_changed => {
+                changed = true;
+                Err(RuntimeError::Session("a new leader was published".into()))
+            }
         };
         subtasks.leaderless();
         match result {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(jobmanager = %address, error = %e, running = subtasks.running.len(), "JobManager session ended; its subtasks keep running until a leader adopts them or taskmanager.leaderless.timeout");
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = if changed {
+                    // The new leader is known: connect to it at once.
+                    Duration::from_millis(100)
+                } else {
+                    (backoff * 2).min(Duration::from_secs(5))
+                };
             }
         }
         let wait = async {
@@ -117,7 +128,7 @@ pub async fn run(cfg: TaskManagerConfig, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => None,
                 _ = tokio::time::sleep(backoff) => Some(backoff),
                 // A new leader: connect at once.
-                _ = &mut leader_changed => Some(Duration::from_millis(100)),
+                _ = &mut leader_changed, if !changed => Some(Duration::from_millis(100)),
             }
         };
         match subtasks.while_leaderless(wait).await {
