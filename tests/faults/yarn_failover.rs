@@ -104,17 +104,7 @@ async fn am_kill_is_adopted(name: &str, extra: &str) {
     let killed = Instant::now();
     kill_container(cluster, &am);
     // Attempt 2 serves the job, restored from a checkpoint.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let view = loop {
-        if current_am_container(&rest, &app).await.0 == 2
-            && let Some((_, v)) = job_view(&rest, &app).await
-            && v["status"] == "RUNNING"
-        {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "attempt 2 never ran the job");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let view = wait_attempt_running(&rest, &app, 2, 0, Duration::from_secs(60)).await;
     println!(
         "AM SIGKILL -> job RUNNING under attempt 2 ({name}): {} ms",
         killed.elapsed().as_millis()
@@ -159,17 +149,7 @@ async fn an_am_sigkill_restarts_no_subtask() {
     let restarts = before["restarts"].clone();
     let killed = Instant::now();
     kill_container(cluster, &am);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let view = loop {
-        if current_am_container(&rest, &app).await.0 == 2
-            && let Some((_, v)) = job_view(&rest, &app).await
-            && v["status"] == "RUNNING"
-        {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "attempt 2 never ran the job");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let view = wait_attempt_running(&rest, &app, 2, 0, Duration::from_secs(60)).await;
     println!(
         "AM SIGKILL -> job RUNNING under attempt 2, subtasks adopted: {} ms",
         killed.elapsed().as_millis()
@@ -213,18 +193,7 @@ async fn an_am_and_taskmanager_sigkill_restarts_only_the_lost_subtask() {
         .expect("a TaskManager running a subtask");
     kill_container(cluster, &victim);
     kill_container(cluster, &am);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let view = loop {
-        if current_am_container(&rest, &app).await.0 == 2
-            && let Some((_, v)) = job_view(&rest, &app).await
-            && v["status"] == "RUNNING"
-            && v["completed_checkpoints"].as_u64().unwrap_or(0) >= 1
-        {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "attempt 2 never ran the job");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let view = wait_attempt_running(&rest, &app, 2, 1, Duration::from_secs(90)).await;
     assert_eq!(view["adopted_subtasks"], parallelism - 1, "{view}");
     assert_eq!(view["restarts"], 1, "{view}");
     let attempts: Vec<u64> = view["subtask_attempts"]

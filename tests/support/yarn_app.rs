@@ -217,6 +217,32 @@ pub async fn current_am_container(rest: &RmRest, app: &str) -> (i64, String) {
     }
 }
 
+/// Waits until attempt `attempt` serves the job RUNNING with at least `checkpoints` completed
+/// checkpoints, polling every 50 ms for up to `within`; its job view.
+pub async fn wait_attempt_running(
+    rest: &RmRest,
+    app: &str,
+    attempt: i64,
+    checkpoints: u64,
+    within: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if current_am_container(rest, app).await.0 == attempt
+            && let Some((_, v)) = job_view(rest, app).await
+            && v["status"] == "RUNNING"
+            && v["completed_checkpoints"].as_u64().unwrap_or(0) >= checkpoints
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attempt {attempt} never ran the job of {app} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A container whose TaskManager runs a subtask now (TaskManager ids are `tm-<container>`),
 /// never the AM's.
 pub async fn busy_taskmanager_container(rest: &RmRest, app: &str) -> Option<String> {
