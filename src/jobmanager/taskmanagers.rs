@@ -1228,7 +1228,7 @@ mod tests {
         let stop = CancellationToken::new();
         let mut client = serve(&pool, stop.clone()).await;
         let (idle_out, _idle_in) = register(&mut client, "tm-idle", "container_i").await;
-        while pool.registered().len() < 1 {
+        while pool.registered().is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // Idle: hanging up is no loss worth a replacement.
@@ -1237,7 +1237,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let (busy_out, _busy_in) = register(&mut client, "tm-busy", "container_b").await;
-        while pool.registered().len() < 1 {
+        while pool.registered().is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let (events_tx, mut events) = mpsc::channel(16);
