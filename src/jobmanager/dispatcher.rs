@@ -427,8 +427,13 @@ mod tests {
     use crate::storage::local::LocalStore;
 
     fn dispatcher(dir: &std::path::Path) -> (Dispatcher, mpsc::UnboundedReceiver<JobOutcome>) {
+        dispatcher_on(ha(dir))
+    }
+
+    /// A dispatcher with in-process subtasks over `ha`.
+    fn dispatcher_on(ha: HaServices) -> (Dispatcher, mpsc::UnboundedReceiver<JobOutcome>) {
         Dispatcher::new(
-            ha(dir),
+            ha,
             Arc::new(Config::defaults()),
             Arc::new(InProcess::default()),
             None,
@@ -463,13 +468,7 @@ mod tests {
             .put("theirs", bytes::Bytes::from(graph))
             .await
             .unwrap();
-        let (d, _outcomes) = Dispatcher::new(
-            ha,
-            Arc::new(Config::defaults()),
-            Arc::new(InProcess::default()),
-            None,
-            CancellationToken::new(),
-        );
+        let (d, _outcomes) = dispatcher_on(ha);
         let e = d.recover().await.unwrap_err().to_string();
         assert!(
             e.starts_with("job theirs: its stored job graph: pipeline[1]: no operator 'tokenize' is registered in yarnflow"),
@@ -624,13 +623,7 @@ mod tests {
             finished_at_ms: 1,
         };
         ha.job_results.create_dirty(&finished).await.unwrap();
-        let (d, _outcomes) = Dispatcher::new(
-            ha,
-            Arc::new(Config::defaults()),
-            Arc::new(InProcess::default()),
-            None,
-            CancellationToken::new(),
-        );
+        let (d, _outcomes) = dispatcher_on(ha);
         let e = d.recover().await.unwrap_err().to_string();
         assert!(e.starts_with("job graph job-010-broken"), "{e}");
         assert!(d.job("job-010-broken").is_none());

@@ -982,6 +982,25 @@ mod tests {
     use crate::storage::Location;
     use crate::storage::local::LocalStore;
 
+    /// Subtask `subtask` of `parallelism` of a test job "j" with an empty pipeline.
+    fn task_config(subtask: u32, parallelism: u32) -> TaskConfig {
+        TaskConfig {
+            job_id: "j".into(),
+            run_id: crate::job::graph::RunId::for_legacy_job("j"),
+            subtask,
+            attempt: 0,
+            parallelism,
+            pipeline: Vec::new(),
+            sink_dir: Location {
+                store: Arc::new(LocalStore),
+                path: "/tmp/yarnflow-pool-test".into(),
+            },
+            checkpoint_dir: None,
+            batch: 1,
+            exchange: crate::taskmanager::exchange::Exchange::single(subtask),
+        }
+    }
+
     /// Serves `pool` on a loopback port until `stop`; a client connected to it.
     async fn serve(
         pool: &TaskManagerPool,
@@ -1035,21 +1054,7 @@ mod tests {
         assert_eq!(pool.registered_resources(), vec!["container_1".to_string()]);
 
         let (events_tx, mut events) = mpsc::channel(16);
-        let config = TaskConfig {
-            job_id: "j".into(),
-            run_id: crate::job::graph::RunId::for_legacy_job("j"),
-            subtask: 0,
-            attempt: 0,
-            parallelism: 1,
-            pipeline: Vec::new(),
-            sink_dir: Location {
-                store: Arc::new(LocalStore),
-                path: "/tmp/yarnflow-pool-test".into(),
-            },
-            checkpoint_dir: None,
-            batch: 1,
-            exchange: crate::taskmanager::exchange::Exchange::single(0),
-        };
+        let config = task_config(0, 1);
         let deployed = pool.deploy(config, None, events_tx).await.unwrap();
         assert!(matches!(
             kind(inbound.message().await.unwrap()),
@@ -1175,21 +1180,7 @@ mod tests {
         }
         // A subtask on the silent one (the alive one's slot is taken first, whichever it is).
         let (events_tx, mut events) = mpsc::channel(16);
-        let config = |subtask| TaskConfig {
-            job_id: "j".into(),
-            run_id: crate::job::graph::RunId::for_legacy_job("j"),
-            subtask,
-            attempt: 0,
-            parallelism: 2,
-            pipeline: Vec::new(),
-            sink_dir: Location {
-                store: Arc::new(LocalStore),
-                path: "/tmp/yarnflow-pool-test".into(),
-            },
-            checkpoint_dir: None,
-            batch: 1,
-            exchange: crate::taskmanager::exchange::Exchange::single(subtask),
-        };
+        let config = |subtask| task_config(subtask, 2);
         let _d0 = pool
             .deploy(config(0), None, events_tx.clone())
             .await
@@ -1241,21 +1232,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let (events_tx, mut events) = mpsc::channel(16);
-        let config = TaskConfig {
-            job_id: "j".into(),
-            run_id: crate::job::graph::RunId::for_legacy_job("j"),
-            subtask: 0,
-            attempt: 0,
-            parallelism: 1,
-            pipeline: Vec::new(),
-            sink_dir: Location {
-                store: Arc::new(LocalStore),
-                path: "/tmp/yarnflow-pool-test".into(),
-            },
-            checkpoint_dir: None,
-            batch: 1,
-            exchange: crate::taskmanager::exchange::Exchange::single(0),
-        };
+        let config = task_config(0, 1);
         let _d = pool.deploy(config, None, events_tx).await.unwrap();
         drop(busy_out);
         let lost = tokio::time::timeout(Duration::from_secs(5), losses.recv())

@@ -283,20 +283,9 @@ async fn pointer_round_trip_on_hdfs_and_corruption_is_named() {
 async fn terminal_cleanup_leaves_nothing_and_suspension_deletes_nothing() {
     let cluster = MiniCluster::get();
     let blobs = hdfs(cluster).await;
-    let mut config = yarnflow::config::Config::defaults();
     let cluster_id = unique("application");
-    config.set("high-availability.type", "zookeeper");
-    config.set("high-availability.zookeeper.quorum", cluster.zk_quorum());
-    config.set("high-availability.zookeeper.path.root", "/yarnflow-test");
-    config.set("high-availability.cluster-id", &cluster_id);
-    config.set(
-        "high-availability.storageDir",
-        format!(
-            "{}/yarnflow-test-ha/{}",
-            cluster.hdfs_uri(),
-            unique("storage")
-        ),
-    );
+    let storage = format!("/yarnflow-test-ha/{}", unique("storage"));
+    let mut config = cluster.zk_ha_config("/yarnflow-test", &cluster_id, &storage);
     config.set("high-availability.zookeeper.client.session-timeout", "4 s");
     let cfg = yarnflow::ha::config::HaConfig::from_config(&config).unwrap();
     let ha = yarnflow::ha::HaServices::from_config(&config, "attempt-1")
@@ -759,19 +748,8 @@ async fn a_stale_job_master_of_an_earlier_term_cannot_write_after_the_process_le
     let cluster = MiniCluster::get();
     // Points libhdfs at the cluster's jars, as for the other tests here.
     let _ = hdfs(cluster).await;
-    let mut config = yarnflow::config::Config::defaults();
-    config.set("high-availability.type", "zookeeper");
-    config.set("high-availability.zookeeper.quorum", cluster.zk_quorum());
-    config.set("high-availability.zookeeper.path.root", "/yarnflow-test");
-    config.set("high-availability.cluster-id", unique("standalone"));
-    config.set(
-        "high-availability.storageDir",
-        format!(
-            "{}/yarnflow-test-ha/{}",
-            cluster.hdfs_uri(),
-            unique("storage")
-        ),
-    );
+    let storage = format!("/yarnflow-test-ha/{}", unique("storage"));
+    let mut config = cluster.zk_ha_config("/yarnflow-test", &unique("standalone"), &storage);
     config.set("high-availability.zookeeper.client.session-timeout", "4 s");
     let ha = yarnflow::ha::HaServices::from_config(&config, "jobmanager-1")
         .await

@@ -60,15 +60,7 @@ pub async fn ha_commit_latency(cluster: &MiniCluster, client: HdfsClient, n: usi
     // libhdfs: its jars and libjvm, as for the other tests.
     let _ = super::hdfs_store(cluster).await;
     let root = format!("/yarnflow-commit/{}", unique("commit"));
-    let mut config = yarnflow::config::Config::defaults();
-    config.set("high-availability.type", "zookeeper");
-    config.set("high-availability.zookeeper.quorum", cluster.zk_quorum());
-    config.set("high-availability.zookeeper.path.root", "/yarnflow-commit");
-    config.set("high-availability.cluster-id", unique("application"));
-    config.set(
-        "high-availability.storageDir",
-        format!("{}{root}", cluster.hdfs_uri()),
-    );
+    let config = cluster.zk_ha_config("/yarnflow-commit", &unique("application"), &root);
     let cfg = yarnflow::ha::config::HaConfig::from_config(&config).unwrap();
     let blobs = yarnflow::storage::open_with(cluster.hdfs_uri(), client)
         .await

@@ -157,6 +157,26 @@ impl MiniCluster {
     pub fn webhdfs(&self) -> &str {
         self.env("WEBHDFS")
     }
+    /// A configuration with ZooKeeper HA on this cluster: znodes under `root`, the cluster id
+    /// `cluster_id`, HA blobs in `storage_path` on this cluster's HDFS.
+    pub fn zk_ha_config(
+        &self,
+        root: &str,
+        cluster_id: &str,
+        storage_path: &str,
+    ) -> yarnflow::config::Config {
+        let mut config = yarnflow::config::Config::defaults();
+        config.set("high-availability.type", "zookeeper");
+        config.set("high-availability.zookeeper.quorum", self.zk_quorum());
+        config.set("high-availability.zookeeper.path.root", root);
+        config.set("high-availability.cluster-id", cluster_id);
+        config.set(
+            "high-availability.storageDir",
+            format!("{}{storage_path}", self.hdfs_uri()),
+        );
+        config
+    }
+
     pub fn datanodes(&self) -> u32 {
         self.env("MINICLUSTER_DATANODES").parse().unwrap()
     }
