@@ -507,19 +507,24 @@ async fn an_am_killed_between_the_end_and_unregister_still_ends_succeeded() {
             "pause-before-unregister:attempt=1,secs=600",
         )],
     );
-    // The job FINISHED under attempt 1, which now waits before unregistering.
+    // The job ended under attempt 1, which now waits before unregistering. Its FINISHED
+    // status shows before its result is recorded (a kill in between recovers the job, as in
+    // Flink), so the fault point's log line is what says the result is recorded.
     let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Some((_, v)) = job_view(&rest, &app).await
-            && v["status"] == "FINISHED"
+    let am = loop {
+        let (attempt, am) = current_am_container(&rest, &app).await;
+        assert_eq!(attempt, 1);
+        if container_log(cluster, &app, &am, "appmaster.err")
+            .contains("fault point: pausing before unregister")
         {
-            break;
+            break am;
         }
-        assert!(Instant::now() < deadline, "the job never finished");
+        assert!(
+            Instant::now() < deadline,
+            "attempt 1 never paused before unregistering"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (attempt, am) = current_am_container(&rest, &app).await;
-    assert_eq!(attempt, 1);
+    };
     kill_container(cluster, &am);
     let report = wait_succeeded(&rest, &app, Duration::from_secs(120)).await;
     assert_eq!(rest.attempts(&app).await.unwrap().len(), 2);

@@ -259,9 +259,10 @@ pub async fn busy_taskmanager_container(rest: &RmRest, app: &str) -> Option<Stri
         .map(str::to_string)
 }
 
-/// Containers of `app` that ever ran on the mini cluster's NodeManagers (their log dirs).
-pub fn containers_of(cluster: &MiniCluster, app: &str) -> Vec<String> {
-    fn walk(dir: &Path, app: &str, out: &mut Vec<String>, depth: u32) {
+/// The log directories of `app`'s containers on the mini cluster's NodeManagers, by
+/// container id.
+fn container_log_dirs(cluster: &MiniCluster, app: &str) -> Vec<(String, PathBuf)> {
+    fn walk(dir: &Path, app: &str, out: &mut Vec<(String, PathBuf)>, depth: u32) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -269,7 +270,7 @@ pub fn containers_of(cluster: &MiniCluster, app: &str) -> Vec<String> {
             let name = e.file_name().to_string_lossy().to_string();
             if name == app {
                 for c in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
-                    out.push(c.file_name().to_string_lossy().to_string());
+                    out.push((c.file_name().to_string_lossy().to_string(), c.path()));
                 }
             } else if depth < 4 && e.path().is_dir() && name != "usercache" {
                 walk(&e.path(), app, out, depth + 1);
@@ -278,9 +279,29 @@ pub fn containers_of(cluster: &MiniCluster, app: &str) -> Vec<String> {
     }
     let mut out = Vec::new();
     walk(&cluster.dir.join("data"), app, &mut out, 0);
+    out
+}
+
+/// Containers of `app` that ever ran on the mini cluster's NodeManagers (their log dirs).
+pub fn containers_of(cluster: &MiniCluster, app: &str) -> Vec<String> {
+    let mut out: Vec<String> = container_log_dirs(cluster, app)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// The log file `file` (`appmaster.err`, `taskmanager.err`, ...) of `app`'s container
+/// `container`, as far as it is written; empty if there is none yet.
+pub fn container_log(cluster: &MiniCluster, app: &str, container: &str, file: &str) -> String {
+    container_log_dirs(cluster, app)
+        .into_iter()
+        .filter(|(c, _)| c == container)
+        .filter_map(|(_, dir)| std::fs::read(dir.join(file)).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect()
 }
 
 /// `yarn/minicluster/run <verb> <args>`, asserting it succeeded; returns its stdout.
@@ -497,7 +518,29 @@ pub async fn leftovers(cluster: &MiniCluster, conf: &Path, app: &str) -> Leftove
 }
 
 /// [`leftovers`] of an application `user` submitted with HA storage `ha_dir`.
+///
+/// YARN reports an application FINISHED as soon as its AM unregisters (the RM's FINISHING
+/// state reads as FINISHED), and the AM removes the HA data and staging directory after that
+/// (Flink's order). So this reads again for up to [`AM_CLEANUP`] while anything is left, and
+/// returns what it read last.
 pub async fn leftovers_of(
+    cluster: &MiniCluster,
+    conf: &Path,
+    user: &str,
+    ha_dir: &str,
+    app: &str,
+) -> Leftovers {
+    let deadline = Instant::now() + AM_CLEANUP;
+    loop {
+        let left = read_leftovers(cluster, conf, user, ha_dir, app).await;
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn read_leftovers(
     cluster: &MiniCluster,
     conf: &Path,
     user: &str,
@@ -567,3 +610,6 @@ pub async fn check_no_ha_data(cluster: &MiniCluster, conf: &Path, app: &str) {
     let left = leftovers(cluster, conf, app).await;
     assert!(left.is_empty(), "{app} left {left:?}");
 }
+
+/// How long an AM may take, after unregistering, to remove its HA data and staging directory.
+pub const AM_CLEANUP: Duration = Duration::from_secs(20);
