@@ -46,6 +46,10 @@
 //!   completed (its notice may have died with the leader) and the next checkpoint id comes
 //!   from the HA counter, past any checkpoint the dead leader left pending.
 //!
+//! * a job that restored from a checkpoint (a recovery or a restart) checkpoints as soon as
+//!   every subtask runs again, not an interval later: its sinks' output since that checkpoint
+//!   stays uncommitted until the next one completes.
+//!
 //! One subtask's life:
 //! ```text
 //! Reconciling ──adopted──▶ Running / Finished
@@ -215,6 +219,11 @@ pub struct Scheduler {
     reconcile: Option<Reconcile>,
     /// Subtasks adopted from an earlier leader.
     adopted: u32,
+    /// The job restored from a checkpoint (a recovery or a restart): the next checkpoint is
+    /// triggered as soon as every subtask runs, not an interval later. What the sinks wrote
+    /// since that checkpoint is uncommitted until the next one completes, so this shortens
+    /// the output gap of a failover.
+    checkpoint_when_up: bool,
 }
 
 /// What a reconciliation waits for.
@@ -266,6 +275,7 @@ impl Scheduler {
             round_base: 0,
             reconcile: None,
             adopted: 0,
+            checkpoint_when_up: false,
         }
     }
 
@@ -536,6 +546,7 @@ impl Scheduler {
                 final_checkpoint: true,
             });
         }
+        self.checkpoint_if_up(&mut actions);
         let _ = now;
         actions
     }
@@ -564,6 +575,7 @@ impl Scheduler {
     /// parts first, so the output stays exactly-once.
     pub fn recover(&mut self, latest: CheckpointMetadata, newer_skipped: bool) {
         self.outcome.restored_from = Some(latest.checkpoint_id);
+        self.checkpoint_when_up = true;
         self.fell_back_to = newer_skipped.then_some(latest.checkpoint_id);
         self.latest = Some(latest);
     }
@@ -674,6 +686,7 @@ impl Scheduler {
                 if self.status() == JobStatus::Restarting && !restarts_pending {
                     self.transition(JobStatus::Running, &mut actions);
                 }
+                self.checkpoint_if_up(&mut actions);
                 actions
             }
             Err(e) => self.on_failed(subtask, RuntimeError::deploy(e), now),
@@ -744,6 +757,7 @@ impl Scheduler {
             match self.restore_of(subtask) {
                 Ok(restore) => {
                     *self.attempts.entry(subtask).or_insert(0) += 1;
+                    self.checkpoint_when_up |= self.latest.is_some();
                     tracing::info!(job_id = %self.job_id, subtask, checkpoint_id = ?self.latest.as_ref().map(|m| m.checkpoint_id), "restarting the failed subtask's region");
                     self.subtasks.insert(subtask, SubtaskStatus::Deploying);
                     actions.push(Action::Deploy { subtask, restore });
@@ -798,13 +812,10 @@ impl Scheduler {
             );
             return actions;
         }
-        let all_up = self
-            .subtasks
-            .values()
-            .all(|s| matches!(s, SubtaskStatus::Running | SubtaskStatus::Finished));
-        if !all_up || !self.tracker.pending_ids().is_empty() {
+        if !self.all_up() || !self.tracker.pending_ids().is_empty() {
             return actions;
         }
+        self.checkpoint_when_up = false;
         match &self.final_checkpoint {
             FinalCheckpoint::NotYet => actions.push(Action::DrawCheckpointId {
                 final_checkpoint: false,
@@ -822,6 +833,32 @@ impl Scheduler {
             }
         }
         actions
+    }
+
+    /// Whether every subtask runs (or has finished).
+    fn all_up(&self) -> bool {
+        self.subtasks
+            .values()
+            .all(|s| matches!(s, SubtaskStatus::Running | SubtaskStatus::Finished))
+    }
+
+    /// The first checkpoint after a restore, once every subtask runs ([`Scheduler`]'s
+    /// `checkpoint_when_up`); later ones follow the interval.
+    fn checkpoint_if_up(&mut self, actions: &mut Vec<Action>) {
+        if !self.checkpoint_when_up
+            || self.status() != JobStatus::Running
+            || !self.all_up()
+            || !self.unknown.is_empty()
+            || !self.tracker.pending_ids().is_empty()
+            || self.final_checkpoint != FinalCheckpoint::NotYet
+        {
+            return;
+        }
+        self.checkpoint_when_up = false;
+        tracing::debug!(job_id = %self.job_id, "every subtask runs again after a restore: checkpointing at once");
+        actions.push(Action::DrawCheckpointId {
+            final_checkpoint: false,
+        });
     }
 
     /// A checkpoint id was drawn (or could not be).
@@ -1446,7 +1483,13 @@ mod tests {
         };
         let restore = restore.as_ref().expect("restored from checkpoint 1");
         assert_eq!(restore.sink.as_ref().unwrap().pending, vec![1]);
-        assert!(s.on_deployed(1, Ok(()), now + SECOND).is_empty());
+        // Restored and every subtask up: the next checkpoint goes out at once.
+        assert_eq!(
+            s.on_deployed(1, Ok(()), now + SECOND),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: false
+            }]
+        );
         assert_eq!(s.status(), JobStatus::Running);
         let o = s.outcome();
         assert_eq!(o.restarts, 1);
@@ -1893,10 +1936,16 @@ mod tests {
         assert_eq!(adopted(&actions), vec![0, 1]);
         assert!(deployed(&actions).is_empty(), "{actions:?}");
         assert!(actions.contains(&Action::Settle));
-        // The recovered checkpoint's notice may have died with the leader.
+        // The recovered checkpoint's notice may have died with the leader; then, every
+        // subtask running, the next checkpoint goes out at once (checkpoint_when_up).
         assert_eq!(
-            actions.last(),
-            Some(&Action::Broadcast(TaskCommand::Complete(7)))
+            actions[actions.len() - 2..],
+            [
+                Action::Broadcast(TaskCommand::Complete(7)),
+                Action::DrawCheckpointId {
+                    final_checkpoint: false
+                }
+            ]
         );
         for i in 0..2 {
             assert!(s.on_adopted(i, Ok(()), now).is_empty());
@@ -1907,12 +1956,6 @@ mod tests {
         assert_eq!(s.adopted(), 2);
         assert_eq!(s.reconcile_deadline(), None);
         // Checkpoints go on with the next id the counter gives.
-        assert_eq!(
-            s.on_tick(now),
-            vec![Action::DrawCheckpointId {
-                final_checkpoint: false
-            }]
-        );
         checkpoint(&mut s, 9, false, now);
         assert_eq!(s.tracker().latest_completed, Some(9));
         // Later reports change nothing.
@@ -1952,8 +1995,13 @@ mod tests {
         assert_eq!(s.outcome().restarts, 1, "one restart");
         assert_eq!(s.subtask_attempts(), vec![2, 1, 2]);
         assert_eq!(s.subtask(1), Some(SubtaskStatus::Deploying));
-        assert!(s.on_deployed(1, Ok(()), now).is_empty());
-        assert_eq!(s.on_tick(now).len(), 1, "checkpoints resume");
+        assert_eq!(
+            s.on_deployed(1, Ok(()), now),
+            vec![Action::DrawCheckpointId {
+                final_checkpoint: false
+            }],
+            "checkpoints resume at once"
+        );
     }
 
     #[test]
