@@ -40,9 +40,10 @@
 //!   checkpoint is adopted (RUNNING or FINISHED, same attempt number, no restart); the others
 //!   (missing: their TaskManager died too; reported twice; not matching) are redeployed from
 //!   the latest completed checkpoint as one restart, and their stale reports stopped. A job
-//!   with a keyed edge (one region) is for now never adopted: it restarts as a whole from its
-//!   checkpoint at once, in a new deployment round ([`ADOPT_KEYED_JOBS`]). Then RUNNING;
-//!   adopted sinks are told the recovered checkpoint
+//!   with a keyed edge (one region) is adopted only as a whole: every subtask adoptable, all
+//!   of one deployment round (their partitions feed each other); anything less restarts it as
+//!   a whole from its checkpoint, in a new round, and a report that cannot be adopted settles
+//!   that at once. Then RUNNING; adopted sinks are told the recovered checkpoint
 //!   completed (its notice may have died with the leader) and the next checkpoint id comes
 //!   from the HA counter, past any checkpoint the dead leader left pending.
 //!
@@ -159,10 +160,6 @@ pub enum SubtaskStatus {
         at: Instant,
     },
 }
-
-/// Whether a job with a keyed edge (one failover region) may be adopted (see
-/// `Scheduler::verdicts`).
-const ADOPT_KEYED_JOBS: bool = false;
 
 /// What the reports say about one subtask.
 #[derive(Debug, Clone)]
@@ -350,8 +347,10 @@ impl Scheduler {
         let verdicts = self.verdicts();
         let all_adoptable = verdicts.iter().all(|v| matches!(v, Verdict::Adopt(_)));
         let complete = self.reconcile.as_ref().is_some_and(|r| r.reports.complete);
-        // Keyed jobs are not adopted yet (see `verdicts`): they restart at once, as before.
-        if all_adoptable || complete || self.whole_job_region {
+        // One refused subtask of a keyed job restarts it as a whole: no need to wait for more.
+        let keyed_refused =
+            self.whole_job_region && verdicts.iter().any(|v| matches!(v, Verdict::Refuse(_)));
+        if all_adoptable || complete || keyed_refused {
             self.settle(verdicts, now)
         } else {
             Vec::new()
@@ -407,16 +406,6 @@ impl Scheduler {
                 }
             })
             .collect();
-        // A job with a keyed edge is not adopted yet: on the mini cluster its first checkpoint
-        // after an adoption never completed (word count, AM SIGKILL), so until that is
-        // understood it restarts from its checkpoint as it did before adoption existed.
-        if self.whole_job_region && !ADOPT_KEYED_JOBS {
-            for v in &mut verdicts {
-                if let Verdict::Adopt(r) = v {
-                    *v = Verdict::Refuse(vec![r.clone()]);
-                }
-            }
-        }
         // Connected subtasks must come from one deployment round.
         if self.whole_job_region {
             let rounds: BTreeSet<u32> = verdicts
@@ -2049,19 +2038,71 @@ mod tests {
         assert_eq!(s.outcome().restarts, 1);
     }
 
+    /// A keyed job's report of subtask `i` of four (two stages of two), deployed in `round`.
+    fn keyed_report(i: u32, acked: u64, round: u32) -> ReportedSubtask {
+        ReportedSubtask {
+            stage: i / 2,
+            index: i % 2,
+            round,
+            ..report(i, acked)
+        }
+    }
+
     #[test]
-    fn a_keyed_job_restarts_as_one_region_from_its_checkpoint() {
+    fn a_keyed_job_is_adopted_as_a_whole_and_checkpoints_on() {
         let now = Instant::now();
         let mut s = recovered(4, 7).with_topology(2, true);
-        let all = (0..4)
-            .map(|i| ReportedSubtask {
-                stage: i / 2,
-                index: i % 2,
-                round: 3,
-                ..report(i, 7)
+        // Three of four in: a keyed job waits for the rest, as any other.
+        let some = (0..3).map(|i| keyed_report(i, 7, 3)).collect();
+        let actions = s.start_reconciling("r", reports(some, false), now + SECOND, now);
+        assert!(actions.is_empty(), "{actions:?}");
+        let all = (0..4).map(|i| keyed_report(i, 7, 3)).collect();
+        let actions = s.on_reports(reports(all, false), now);
+        assert_eq!(adopted(&actions), vec![0, 1, 2, 3]);
+        assert!(deployed(&actions).is_empty(), "{actions:?}");
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Discard(_))),
+            "{actions:?}"
+        );
+        // The adopted round goes on: the subtasks' partitions still feed each other.
+        assert_eq!(s.attempt(), 3);
+        assert_eq!(s.outcome().restarts, 0);
+        assert_eq!(s.subtask_attempts(), vec![2, 2, 2, 2]);
+        // Every subtask running, the next checkpoint goes out at once, its barriers to the
+        // sources only, with the counter's next id (past one the dead leader left pending).
+        assert_eq!(
+            actions.last(),
+            Some(&Action::DrawCheckpointId {
+                final_checkpoint: false
             })
-            .collect();
-        let actions = s.start_reconciling("r", reports(all, false), now + SECOND, now);
+        );
+        assert_eq!(
+            s.on_checkpoint_id(false, Ok(9), now),
+            vec![Action::Trigger {
+                checkpoint_id: 9,
+                subtasks: vec![0, 1]
+            }]
+        );
+        for i in 0..3 {
+            assert!(s.on_ack(i, 9, state(i, 9)).is_empty());
+        }
+        assert!(matches!(
+            &s.on_ack(3, 9, state(3, 9))[..],
+            [Action::Store(_)]
+        ));
+        s.on_stored(9, Ok(()), now);
+        assert_eq!(s.tracker().latest_completed, Some(9));
+        assert_eq!(s.status(), JobStatus::Running);
+    }
+
+    #[test]
+    fn a_keyed_job_restarts_as_one_region_unless_every_subtask_is_adoptable() {
+        let now = Instant::now();
+        // One subtask acknowledged only an older checkpoint: refused, so the job restarts as a
+        // whole at once, without waiting for the deadline or the rest.
+        let mut s = recovered(4, 7).with_topology(2, true);
+        let some = vec![keyed_report(0, 7, 3), keyed_report(1, 6, 3)];
+        let actions = s.start_reconciling("r", reports(some, false), now + SECOND, now);
         assert!(adopted(&actions).is_empty(), "{actions:?}");
         assert_eq!(deployed(&actions), vec![0, 1, 2, 3]);
         assert_eq!(
@@ -2069,10 +2110,30 @@ mod tests {
                 .iter()
                 .filter(|a| matches!(a, Action::Discard(_)))
                 .count(),
-            4
+            2
         );
         // A new round, past the stale subtasks' partitions.
         assert_eq!(s.attempt(), 4);
+        assert_eq!(s.outcome().restarts, 1);
+        assert_eq!(s.subtask_attempts(), vec![3, 3, 1, 1]);
+        // Every subtask adoptable, but from two deployment rounds: restarted as a whole.
+        let mut s = recovered(4, 7).with_topology(2, true);
+        let mixed = (0..4).map(|i| keyed_report(i, 7, 3 + i % 2)).collect();
+        let actions = s.start_reconciling("r", reports(mixed, false), now + SECOND, now);
+        assert!(adopted(&actions).is_empty(), "{actions:?}");
+        assert_eq!(deployed(&actions), vec![0, 1, 2, 3]);
+        assert_eq!(s.attempt(), 5);
+        // One subtask missing at the deadline: restarted as a whole, nothing adopted.
+        let mut s = recovered(4, 7).with_topology(2, true);
+        let three = (0..3).map(|i| keyed_report(i, 7, 3)).collect();
+        assert!(
+            s.start_reconciling("r", reports(three, false), now + SECOND, now)
+                .is_empty()
+        );
+        let actions = s.on_reconcile_due(now + SECOND);
+        assert!(adopted(&actions).is_empty(), "{actions:?}");
+        assert_eq!(deployed(&actions), vec![0, 1, 2, 3]);
+        assert_eq!(s.adopted(), 0);
         assert_eq!(s.outcome().restarts, 1);
     }
 

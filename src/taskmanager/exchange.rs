@@ -293,7 +293,8 @@ mod tests {
     fn a_newer_barrier_abandons_the_older_checkpoint() {
         let mut a = BarrierAligner::new(2);
         assert_eq!(a.on_barrier(0, 4), Alignment::default());
-        // Checkpoint 4 never aligned on channel 1 (it expired); 5 comes there first.
+        // Checkpoint 4 never aligned on channel 1 (it expired, or its leader died mid-trigger
+        // and the next leader drew 5 from the counter); 5 comes there first.
         let superseded = a.on_barrier(1, 5);
         assert_eq!(
             superseded,
