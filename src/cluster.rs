@@ -228,13 +228,33 @@ fn hostname() -> String {
 }
 
 /// Who owns the daemons, in pid and log file names (Flink's `FLINK_IDENT_STRING`, which
-/// defaults to `$USER`): `$USER`, else `$LOGNAME`, else the effective user id.
+/// defaults to `$USER`): `$USER`, else `$LOGNAME`, else the effective user's name (its id if it
+/// has none).
 pub fn ident() -> String {
     ["USER", "LOGNAME"]
         .into_iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        // SAFETY: geteuid cannot fail.
-        .unwrap_or_else(|| unsafe { libc::geteuid() }.to_string())
+        .unwrap_or_else(effective_user)
+}
+
+fn effective_user() -> String {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    // SAFETY: every pointer is valid for the call: `pwd` and `found` are ours, and `buf` is
+    // valid for its length; `pw_name` points into `buf` when `found` is set.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut found = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found);
+        if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
+            let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy();
+            if !name.is_empty() {
+                return name.into_owned();
+            }
+        }
+    }
+    uid.to_string()
 }
 
 /// The two kinds of daemon of a standalone cluster.
@@ -372,6 +392,10 @@ impl Daemons {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
+        // A log file, not a terminal: no colour codes (tracing honours NO_COLOR).
+        if std::env::var_os("NO_COLOR").is_none() {
+            command.env("NO_COLOR", "1");
+        }
         // Its own session: no terminal's or caller's signals reach it, and nothing waits for it.
         // SAFETY: setsid is async-signal-safe; the closure touches nothing else.
         unsafe {
@@ -616,6 +640,7 @@ mod tests {
             assert!(!this.is(host), "{host}");
         }
         assert!(!ThisHost::get().name.is_empty());
+        assert!(!effective_user().is_empty());
     }
 
     #[test]

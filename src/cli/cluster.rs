@@ -94,13 +94,13 @@ fn start(cli: &Cli, args: &StartArgs) -> anyhow::Result<ExitCode> {
             let started = daemons.start(DaemonKind::JobManager, &exe, &args, &log_dir)?;
             let port = master.rest_port.map_or(configured_port, u64::from);
             println!(
-                "Starting {} daemon on host {} (REST port {}, pid {}, log {}).",
+                "Starting {} daemon on host {} ({}, pid {}, log {}).",
                 DaemonKind::JobManager.name(),
                 this.name,
                 if port == 0 {
-                    "any free port".into()
+                    "any free REST port".into()
                 } else {
-                    port.to_string()
+                    format!("REST port {port}")
                 },
                 started.pid,
                 started.log.display()
