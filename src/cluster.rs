@@ -128,35 +128,45 @@ fn entries(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .filter(|(_, l)| !l.is_empty())
 }
 
-/// Parses a `masters` file's text (`file` names it in errors).
+/// Parses a `masters` file's text (`file` names it in errors). One host and port twice is an
+/// error too: the second JobManager could never serve.
 pub fn parse_masters(text: &str, file: &Path) -> Result<Vec<Master>, ClusterError> {
-    entries(text)
-        .map(|(line, entry)| {
-            let malformed = |message: String| ClusterError::Malformed {
-                file: file.to_path_buf(),
-                line,
-                message,
-            };
-            let (host, port) = match entry.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (entry, None),
-            };
-            check_host(host, MASTER_FORM).map_err(malformed)?;
-            let rest_port = port
-                .map(|p| {
-                    p.parse::<u16>().map_err(|_| {
-                        malformed(format!(
-                            "'{p}' is not a port (0..65535; expected {MASTER_FORM})"
-                        ))
-                    })
+    let mut masters: Vec<Master> = Vec::new();
+    for (line, entry) in entries(text) {
+        let malformed = |message: String| ClusterError::Malformed {
+            file: file.to_path_buf(),
+            line,
+            message,
+        };
+        let (host, port) = match entry.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (entry, None),
+        };
+        check_host(host, MASTER_FORM).map_err(malformed)?;
+        let rest_port = port
+            .map(|p| {
+                p.parse::<u16>().map_err(|_| {
+                    malformed(format!(
+                        "'{p}' is not a port (0..65535; expected {MASTER_FORM})"
+                    ))
                 })
-                .transpose()?;
-            Ok(Master {
-                host: host.to_string(),
-                rest_port,
             })
-        })
-        .collect()
+            .transpose()?;
+        if rest_port.is_some_and(|p| p != 0)
+            && masters
+                .iter()
+                .any(|m| m.rest_port == rest_port && m.host.eq_ignore_ascii_case(host))
+        {
+            return Err(malformed(format!(
+                "'{entry}' again: two JobManagers cannot share one REST port"
+            )));
+        }
+        masters.push(Master {
+            host: host.to_string(),
+            rest_port,
+        });
+    }
+    Ok(masters)
 }
 
 /// Parses a `workers` file's text (`file` names it in errors).
@@ -563,6 +573,11 @@ mod tests {
                 .unwrap_err()
                 .starts_with("conf/masters:1: '70000'")
         );
+        assert_eq!(
+            masters("localhost:8081\nh:8081\nLOCALHOST:8081\n").unwrap_err(),
+            "conf/masters:3: 'LOCALHOST:8081' again: two JobManagers cannot share one REST port"
+        );
+        assert_eq!(masters("h\nh\nh:0\nh:0").unwrap().len(), 4);
         assert!(
             masters("h:1:2")
                 .unwrap_err()
