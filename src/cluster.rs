@@ -586,6 +586,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_files_in_conf_name_this_host() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        assert_eq!(
+            ClusterFiles::read(&dir).unwrap(),
+            ClusterFiles {
+                masters: vec![master("localhost", Some(8081))],
+                workers: vec!["localhost".into()],
+            }
+        );
+    }
+
+    #[test]
     fn workers_lines_are_hosts() {
         let file = Path::new("conf/workers");
         assert_eq!(
