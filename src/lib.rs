@@ -20,6 +20,8 @@
 //!   registry;
 //! * [`appmaster`]: the ApplicationMaster: TaskManager containers, the allocate loop;
 //! * [`cli`]: clap subcommands, the thin layer between argv and the library;
+//! * [`cluster`]: the standalone cluster's `masters` and `workers` files and this host's daemons
+//!   (`yarnflow cluster start|stop`, Flink's `start-cluster.sh`);
 //! * [`faults`]: test-only fault points (cargo feature `fault-points`), armed by `YARNFLOW_FAULTS`;
 //! * [`config`]: Flink-style flat configuration keys with Flink's defaults, from `conf/yarnflow.yaml`;
 //! * [`job`]: job specs, operators and the exactly-once file sink;
@@ -40,6 +42,7 @@
 pub mod api;
 pub mod appmaster;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod faults;

@@ -2,6 +2,7 @@
 //! Each subcommand lives in its own file and returns `anyhow::Result`; errors print as one line.
 
 mod appmaster;
+mod cluster;
 mod config;
 mod doctor;
 mod fail_attempt;
@@ -62,6 +63,10 @@ pub enum Command {
     Jobmanager(standalone::JobManagerArgs),
     /// Submit a job to the leading standalone JobManager (found through ZooKeeper).
     Run(standalone::RunArgs),
+    /// Start or stop this host's part of a standalone HA cluster: a JobManager per
+    /// `<conf>/masters` entry, a TaskManager per `<conf>/workers` entry (Flink's
+    /// start-cluster.sh / stop-cluster.sh).
+    Cluster(cluster::ClusterArgs),
     /// A TaskManager process: registers its slots with a JobManager and runs subtasks.
     Taskmanager(taskmanager::TaskManagerArgs),
     /// The ApplicationMaster (launched by YARN, not by users).
@@ -81,7 +86,8 @@ impl Command {
             | Command::Cancel(_)
             | Command::Status(_)
             | Command::FailAttempt(_)
-            | Command::Run(_) => "client",
+            | Command::Run(_)
+            | Command::Cluster(_) => "client",
             Command::Jobmanager(_) => "jobmanager",
             Command::Appmaster(_) => "appmaster",
             Command::Local(_) => "jobmanager",
@@ -151,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Local(args) => local::run(&cli, args).await,
         Command::Jobmanager(args) => standalone::jobmanager(&cli, args).await,
         Command::Run(args) => standalone::run(&cli, args).await,
+        Command::Cluster(args) => cluster::run(&cli, args).await,
         Command::Submit(args) => submit::submit(&cli, args).await,
         Command::Cancel(args) => submit::cancel(args).await,
         Command::Taskmanager(args) => taskmanager::run(&cli, args).await,

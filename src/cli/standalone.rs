@@ -40,7 +40,7 @@ pub struct RunArgs {
     pub detached: bool,
 }
 
-fn zookeeper_config(config: &crate::config::Config) -> anyhow::Result<HaConfig> {
+pub(super) fn zookeeper_config(config: &crate::config::Config) -> anyhow::Result<HaConfig> {
     let ha = HaConfig::from_config(config)?;
     if ha.kind != HaType::ZooKeeper {
         bail!(
@@ -66,12 +66,27 @@ pub async fn jobmanager(cli: &Cli, args: &JobManagerArgs) -> anyhow::Result<Exit
     tokio::pin!(run);
     tokio::select! {
         r = &mut run => r?,
-        _ = tokio::signal::ctrl_c() => {
+        _ = stop_requested() => {
             stop.cancel();
             run.await?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (`yarnflow cluster stop`, `kill`): the JobManager stops and
+/// resigns, so a standby takes over at once instead of after the ZooKeeper session timeout.
+async fn stop_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// Follows the published leader of the configured cluster.

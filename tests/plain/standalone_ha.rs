@@ -2,15 +2,19 @@
 //! TaskManagers, `yarnflow run`; SIGKILL the leading JobManager mid-job → the standby takes over
 //! when the dead one's ZooKeeper session ends, recovers the job graph and the latest checkpoint
 //! through the pointers, the TaskManagers re-register with it (same processes), and the output
-//! is exactly-once.
+//! is exactly-once. The same cluster from `conf/masters` and `conf/workers` through `yarnflow
+//! cluster start|stop`, and its second master taking over.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::support::{self, MiniCluster};
 use yarnflow::hadoop::webhdfs::WebHdfs;
 use yarnflow::jobmanager::client::JobManagerClient;
+use yarnflow::jobmanager::job_master::JobSnapshot;
+use yarnflow::jobmanager::status::JobStatus;
 
 struct Children(Vec<(String, Child)>);
 
@@ -210,4 +214,307 @@ async fn the_standby_jobmanager_takes_over_and_the_output_stays_exactly_once() {
         }
     }
     assert_eq!(count, 2_000_000);
+}
+
+/// The daemons `yarnflow cluster start` recorded in a pid directory, SIGKILLed when the test ends
+/// however it ends (those whose command line still names the test's configuration directory:
+/// never a process that took a recorded pid over).
+struct ClusterDaemons {
+    pid_dir: PathBuf,
+    conf: PathBuf,
+    /// Every pid seen in the pid files.
+    seen: Vec<i32>,
+}
+
+impl ClusterDaemons {
+    /// The pids of `<pid dir>/yarnflow-<user>-<daemon>.pid`, in start order.
+    fn pids(&mut self, daemon: &str) -> Vec<i32> {
+        let mut pids = vec![];
+        for entry in std::fs::read_dir(&self.pid_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("yarnflow-") && name.ends_with(&format!("-{daemon}.pid")) {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        self.seen.extend(&pids);
+        pids
+    }
+
+    /// Whether `pid` is a live (not zombie) daemon of this test's cluster.
+    fn runs(&self, pid: i32) -> bool {
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let zombie = std::fs::read_to_string(proc.join("stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true);
+        let conf = self.conf.to_string_lossy();
+        !zombie
+            && std::fs::read(proc.join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(conf.as_ref()))
+    }
+}
+
+impl Drop for ClusterDaemons {
+    fn drop(&mut self) {
+        let mut pids = self.pids("standalonesession");
+        pids.extend(self.pids("taskexecutor"));
+        pids.extend(self.seen.clone());
+        for pid in pids {
+            if pid > 0 && self.runs(pid) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The job of the `cluster start` test: runs until cancelled, checkpointing.
+const CLUSTER_JOB: &str = "cluster-takeover";
+
+async fn cluster_job(port: u16) -> Option<JobSnapshot> {
+    jobmanager(port).job(CLUSTER_JOB).await.ok()
+}
+
+/// `yarnflow cluster start --conf DIR` with two masters and two workers on this host (and one
+/// master elsewhere, skipped): it prints each daemon it starts and records its pid; one
+/// JobManager leads, runs a job; SIGKILL it → the other takes over and runs the job from its
+/// latest checkpoint; `yarnflow cluster stop` ends every daemon and removes the pid files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_start_runs_this_hosts_masters_and_workers_and_the_second_master_takes_over() {
+    let cluster = MiniCluster::get();
+    let id = support::unique("cluster");
+    // `<conf>/../log` is where the daemons log by default.
+    let home = cluster.dir.join(&id);
+    let (conf, log_dir, pid_dir) = (home.join("conf"), home.join("log"), home.join("pids"));
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("yarnflow.yaml"),
+        format!(
+            "high-availability.type: zookeeper\n\
+             high-availability.storageDir: {hdfs}/yarnflow/ha\n\
+             high-availability.zookeeper.quorum: {zk}\n\
+             high-availability.cluster-id: {id}\n\
+             high-availability.zookeeper.client.session-timeout: 6 s\n\
+             rest.address: 127.0.0.1\n\
+             env.pid.dir: {pids}\n",
+            hdfs = cluster.hdfs_uri(),
+            zk = cluster.zk_quorum(),
+            pids = pid_dir.display()
+        ),
+    )
+    .unwrap();
+    let ports = [free_port(), free_port()];
+    std::fs::write(
+        conf.join("masters"),
+        format!(
+            "# two JobManagers here, one elsewhere\nlocalhost:{}\n\n127.0.0.1:{}   # the standby\nother-host.invalid:8081\n",
+            ports[0], ports[1]
+        ),
+    )
+    .unwrap();
+    std::fs::write(conf.join("workers"), "localhost\n127.0.0.1\n").unwrap();
+    let mut daemons = ClusterDaemons {
+        pid_dir: pid_dir.clone(),
+        conf: conf.clone(),
+        seen: vec![],
+    };
+    let start = cluster
+        .yarnflow(&conf)
+        .args(["cluster", "start"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&start.stdout).to_string();
+    assert!(
+        start.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+    let jobmanagers = daemons.pids("standalonesession");
+    let taskmanagers = daemons.pids("taskexecutor");
+    assert_eq!((jobmanagers.len(), taskmanagers.len()), (2, 2), "{out}");
+    // What it started, one line each, as start-cluster.sh prints it.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "Starting HA cluster with 3 masters.", "{out}");
+    assert_eq!(lines.len(), 6, "{out}");
+    for (i, (port, pid)) in ports.iter().zip(&jobmanagers).enumerate() {
+        assert!(
+            lines[1 + i].starts_with("Starting standalonesession daemon on host ")
+                && lines[1 + i].contains(&format!("(REST port {port}, pid {pid}, log ")),
+            "{out}"
+        );
+    }
+    assert!(
+        lines[3].starts_with(
+            "Skipping standalonesession daemon on host other-host.invalid: not this host"
+        ),
+        "{out}"
+    );
+    for (i, pid) in taskmanagers.iter().enumerate() {
+        assert!(
+            lines[4 + i].starts_with("Starting taskexecutor daemon on host ")
+                && lines[4 + i].contains(&format!("(pid {pid}, log {}", log_dir.display())),
+            "{out}"
+        );
+    }
+    let all: Vec<i32> = jobmanagers.iter().chain(&taskmanagers).copied().collect();
+    for pid in &all {
+        assert!(daemons.runs(*pid), "daemon {pid} is not running: {out}");
+    }
+    // One JobManager leads: only the leader binds its port.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let leader = loop {
+        let mut led = None;
+        for (i, port) in ports.iter().enumerate() {
+            if jobmanager(*port).overview().await.is_ok() {
+                led = Some(i);
+            }
+        }
+        if let Some(i) = led {
+            break i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no JobManager led; logs in {}",
+            log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let standby = 1 - leader;
+    let spec = home.join("job.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: {CLUSTER_JOB}\nparallelism: 2\ncheckpoint-interval: 500 ms\npipeline:\n  \
+             - source: {{ kind: sequence, from: 0, to: 1000000000, rate: 1000 }}\n  \
+             - sink: {{ kind: files, path: \"{}/yarnflow/cluster-output/{id}\" }}\n",
+            cluster.hdfs_uri()
+        ),
+    )
+    .unwrap();
+    let run = cluster
+        .yarnflow(&conf)
+        .arg("run")
+        .arg(&spec)
+        .arg("--detached")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cluster_job(ports[leader])
+        .await
+        .is_some_and(|j| j.status == JobStatus::Running && j.completed_checkpoints >= 2)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never ran the job; logs in {}",
+            log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let killed = Instant::now();
+    unsafe { libc::kill(jobmanagers[leader], libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        if let Some(j) = cluster_job(ports[standby]).await
+            && j.status == JobStatus::Running
+        {
+            break j;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the other JobManager never took over the job; logs in {}",
+            log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "cluster start: leader SIGKILL -> job RUNNING on the other master: {} ms (ZooKeeper session timeout 6 s)",
+        killed.elapsed().as_millis()
+    );
+    assert!(view.restored_from_checkpoint.is_some(), "{view:?}");
+    // Cancelled, so that its HA data goes.
+    jobmanager(ports[standby])
+        .cancel(CLUSTER_JOB)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cluster_job(ports[standby])
+        .await
+        .is_some_and(|j| j.status == JobStatus::Canceled)
+    {
+        assert!(Instant::now() < deadline, "the job was never cancelled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stop = cluster
+        .yarnflow(&conf)
+        .args(["cluster", "stop"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&stop.stdout).to_string();
+    assert!(
+        stop.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let host = " on host ";
+    for expected in [
+        format!(
+            "No standalonesession daemon (pid: {}) is running anymore{host}",
+            jobmanagers[leader]
+        ),
+        format!(
+            "Stopped standalonesession daemon (pid: {}){host}",
+            jobmanagers[standby]
+        ),
+        format!(
+            "Stopped taskexecutor daemon (pid: {}){host}",
+            taskmanagers[0]
+        ),
+        format!(
+            "Stopped taskexecutor daemon (pid: {}){host}",
+            taskmanagers[1]
+        ),
+    ] {
+        assert!(out.contains(&expected), "no '{expected}' in:\n{out}");
+    }
+    for pid in &all {
+        assert!(
+            !daemons.runs(*pid),
+            "daemon {pid} still runs after stop:\n{out}"
+        );
+    }
+    assert!(
+        daemons.pids("standalonesession").is_empty() && daemons.pids("taskexecutor").is_empty(),
+        "pid files left in {}",
+        pid_dir.display()
+    );
+    let again = cluster
+        .yarnflow(&conf)
+        .args(["cluster", "stop"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout)
+            .lines()
+            .map(|l| l.split(" on host ").next().unwrap().to_string())
+            .collect::<Vec<_>>(),
+        [
+            "No standalonesession daemon to stop",
+            "No taskexecutor daemon to stop"
+        ]
+    );
 }
