@@ -6,7 +6,7 @@
 //! cluster start|stop`, and its second master taking over.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,86 @@ async fn job(port: u16) -> Option<serde_json::Value> {
     Some(serde_json::to_value(job).unwrap())
 }
 
+/// Polls `check` every `every` until it gives a value; fails after `within`, naming `what` and
+/// where the daemons' logs are.
+async fn wait_for<T>(
+    within: Duration,
+    every: Duration,
+    what: &str,
+    logs: &Path,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {within:?}; logs in {}",
+            logs.display()
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Which of the JobManagers on `ports` gives `check` a value, once one does (only a leader binds
+/// its port).
+async fn wait_leader<T>(
+    ports: &[u16],
+    what: &str,
+    logs: &Path,
+    check: impl AsyncFn(u16) -> Option<T>,
+) -> usize {
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        what,
+        logs,
+        async || {
+            for (i, p) in ports.iter().enumerate() {
+                if check(*p).await.is_some() {
+                    return Some(i);
+                }
+            }
+            None
+        },
+    )
+    .await
+}
+
+/// A standalone cluster's `yarnflow.yaml`: ZooKeeper HA on the mini cluster under cluster id
+/// `id`, a short session timeout (the takeover waits for it), then `extra` lines.
+fn standalone_yaml(cluster: &MiniCluster, id: &str, extra: &str) -> String {
+    format!(
+        "high-availability.type: zookeeper\n\
+         high-availability.storageDir: {hdfs}/yarnflow/ha\n\
+         high-availability.zookeeper.quorum: {zk}\n\
+         high-availability.cluster-id: {id}\n\
+         high-availability.zookeeper.client.session-timeout: 6 s\n\
+         rest.address: 127.0.0.1\n{extra}",
+        hdfs = cluster.hdfs_uri(),
+        zk = cluster.zk_quorum()
+    )
+}
+
+/// `yarnflow run SPEC --detached` with `conf`: the job is accepted.
+fn run_detached(cluster: &MiniCluster, conf: &Path, spec: &Path) {
+    let run = cluster
+        .yarnflow(conf)
+        .arg("run")
+        .arg(spec)
+        .arg("--detached")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_jobmanager_takes_over_and_the_output_stays_exactly_once() {
     let cluster = MiniCluster::get();
@@ -52,16 +132,7 @@ async fn the_standby_jobmanager_takes_over_and_the_output_stays_exactly_once() {
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(
         conf.join("yarnflow.yaml"),
-        format!(
-            "high-availability.type: zookeeper\n\
-             high-availability.storageDir: {hdfs}/yarnflow/ha\n\
-             high-availability.zookeeper.quorum: {zk}\n\
-             high-availability.cluster-id: {id}\n\
-             high-availability.zookeeper.client.session-timeout: 6 s\n\
-             rest.address: 127.0.0.1\n",
-            hdfs = cluster.hdfs_uri(),
-            zk = cluster.zk_quorum()
-        ),
+        standalone_yaml(cluster, &id, ""),
     )
     .unwrap();
     let out_dir = format!("/yarnflow/standalone-output/{id}");
@@ -119,40 +190,13 @@ async fn the_standby_jobmanager_takes_over_and_the_output_stays_exactly_once() {
             &["taskmanager", "--slots", "2", "--id", &format!("tm-{i}")],
         ));
     }
-    let run = cluster
-        .yarnflow(&conf)
-        .args(["run"])
-        .arg(&spec)
-        .arg("--detached")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    // Which one leads: only the leader binds its port.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let leader = loop {
-        let mut found = None;
-        for (i, p) in ports.iter().enumerate() {
-            if let Some(j) = job(*p).await
-                && j["completed_checkpoints"].as_u64().unwrap_or(0) >= 5
-            {
-                found = Some(i);
-            }
-        }
-        if let Some(i) = found {
-            break i;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no leader ran 5 checkpoints; logs in {}",
-            logs.display()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    run_detached(cluster, &conf, &spec);
+    let leader = wait_leader(&ports, "no leader ran 5 checkpoints", &logs, async |p| {
+        job(p)
+            .await
+            .filter(|j| j["completed_checkpoints"].as_u64().unwrap_or(0) >= 5)
+    })
+    .await;
     let standby = 1 - leader;
     let killed = Instant::now();
     {
@@ -160,20 +204,18 @@ async fn the_standby_jobmanager_takes_over_and_the_output_stays_exactly_once() {
         c.kill().unwrap();
         c.wait().unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let view = loop {
-        if let Some(j) = job(ports[standby]).await
-            && j["status"] == "RUNNING"
-        {
-            break j;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the standby never ran the job; logs in {}",
-            logs.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let view = wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        "the standby never ran the job",
+        &logs,
+        async || {
+            job(ports[standby])
+                .await
+                .filter(|j| j["status"] == "RUNNING")
+        },
+    )
+    .await;
     println!(
         "leader SIGKILL -> job RUNNING on the standby: {} ms (ZooKeeper session timeout 6 s)",
         killed.elapsed().as_millis()
@@ -298,17 +340,10 @@ async fn cluster_start_runs_this_hosts_masters_and_workers_and_the_second_master
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(
         conf.join("yarnflow.yaml"),
-        format!(
-            "high-availability.type: zookeeper\n\
-             high-availability.storageDir: {hdfs}/yarnflow/ha\n\
-             high-availability.zookeeper.quorum: {zk}\n\
-             high-availability.cluster-id: {id}\n\
-             high-availability.zookeeper.client.session-timeout: 6 s\n\
-             rest.address: 127.0.0.1\n\
-             env.pid.dir: {pids}\n",
-            hdfs = cluster.hdfs_uri(),
-            zk = cluster.zk_quorum(),
-            pids = pid_dir.display()
+        standalone_yaml(
+            cluster,
+            &id,
+            &format!("env.pid.dir: {}\n", pid_dir.display()),
         ),
     )
     .unwrap();
@@ -369,25 +404,10 @@ async fn cluster_start_runs_this_hosts_masters_and_workers_and_the_second_master
     for pid in &all {
         assert!(daemons.runs(*pid), "daemon {pid} is not running: {out}");
     }
-    // One JobManager leads: only the leader binds its port.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let leader = loop {
-        let mut led = None;
-        for (i, port) in ports.iter().enumerate() {
-            if jobmanager(*port).overview().await.is_ok() {
-                led = Some(i);
-            }
-        }
-        if let Some(i) = led {
-            break i;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no JobManager led; logs in {}",
-            log_dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let leader = wait_leader(&ports, "no JobManager led", &log_dir, async |p| {
+        jobmanager(p).overview().await.ok()
+    })
+    .await;
     let standby = 1 - leader;
     let spec = home.join("job.yaml");
     std::fs::write(
@@ -400,47 +420,33 @@ async fn cluster_start_runs_this_hosts_masters_and_workers_and_the_second_master
         ),
     )
     .unwrap();
-    let run = cluster
-        .yarnflow(&conf)
-        .arg("run")
-        .arg(&spec)
-        .arg("--detached")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cluster_job(ports[leader])
-        .await
-        .is_some_and(|j| j.status == JobStatus::Running && j.completed_checkpoints >= 2)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the leader never ran the job; logs in {}",
-            log_dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    run_detached(cluster, &conf, &spec);
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        "the leader never ran the job",
+        &log_dir,
+        async || {
+            cluster_job(ports[leader])
+                .await
+                .filter(|j| j.status == JobStatus::Running && j.completed_checkpoints >= 2)
+        },
+    )
+    .await;
     let killed = Instant::now();
     unsafe { libc::kill(jobmanagers[leader], libc::SIGKILL) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let view = loop {
-        if let Some(j) = cluster_job(ports[standby]).await
-            && j.status == JobStatus::Running
-        {
-            break j;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the other JobManager never took over the job; logs in {}",
-            log_dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let view = wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        "the other JobManager never took over the job",
+        &log_dir,
+        async || {
+            cluster_job(ports[standby])
+                .await
+                .filter(|j| j.status == JobStatus::Running)
+        },
+    )
+    .await;
     println!(
         "cluster start: leader SIGKILL -> job RUNNING on the other master: {} ms (ZooKeeper session timeout 6 s)",
         killed.elapsed().as_millis()
@@ -451,14 +457,18 @@ async fn cluster_start_runs_this_hosts_masters_and_workers_and_the_second_master
         .cancel(CLUSTER_JOB)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cluster_job(ports[standby])
-        .await
-        .is_some_and(|j| j.status == JobStatus::Canceled)
-    {
-        assert!(Instant::now() < deadline, "the job was never cancelled");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        "the job was never cancelled",
+        &log_dir,
+        async || {
+            cluster_job(ports[standby])
+                .await
+                .filter(|j| j.status == JobStatus::Canceled)
+        },
+    )
+    .await;
     let stop = cluster
         .yarnflow(&conf)
         .args(["cluster", "stop"])
