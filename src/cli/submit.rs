@@ -26,6 +26,8 @@ use crate::jobmanager::status::JobStatus;
 
 /// Timeout of each job status request while `submit` follows the job.
 const JOB_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Where the AM keeps job graphs and checkpoints (defaulted under the user's HDFS home).
+const HA_STORAGE_DIR_KEY: &str = "high-availability.storageDir";
 /// Timeout of each request `cancel` makes to the JobManager.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -72,17 +74,12 @@ fn effective_config_yaml(config: &crate::config::Config) -> anyhow::Result<Strin
 }
 
 pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+    let mut config = cli.load_config()?;
     let spec = JobSpec::load(&args.job)?;
     let spec_text = std::fs::read_to_string(&args.job)
         .with_context(|| format!("read {}", args.job.display()))?;
     let hadoop = HadoopConf::load(args.hadoop_conf.as_deref())?;
     let user = current_user();
-    if config.get("high-availability.storageDir").is_none() {
-        bail!(
-            "high-availability.storageDir is not set: the ApplicationMaster keeps job graphs and checkpoints there (e.g. hdfs://namenode:8020/yarnflow/ha)"
-        );
-    }
     let rest = RmRest::new(hadoop.required(conf::RM_WEBAPP_ADDRESS)?);
     let webhdfs = WebHdfs::new(&hadoop.webhdfs_url()?, &user);
     let fs = hadoop
@@ -91,6 +88,15 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         .to_string();
     let mut progress = Progress::new(Mode::detect(args.json));
     let t0 = Instant::now();
+    if config.get(HA_STORAGE_DIR_KEY).is_none() {
+        // The AM keeps job graphs and checkpoints there; it gets the value in the staged
+        // configuration.
+        let dir = crate::ha::config::default_storage_dir(&fs, &user);
+        progress.line(&format!(
+            "{HA_STORAGE_DIR_KEY} is not set: HA data goes to {dir} (your HDFS home)"
+        ));
+        config.set(HA_STORAGE_DIR_KEY, dir);
+    }
 
     let (app, max) = rest.new_application().await?;
     let staging = format!("/user/{user}/.yarnflow/{app}");
