@@ -1,6 +1,6 @@
 //! The progress of a running job, as `yarnflow local` and an attached `yarnflow submit` show it:
 //! fed the job's REST view about once a second ([`POLL_INTERVAL`]), it shows job status,
-//! records/s, the latest checkpoint and its age, restarts and TaskManagers
+//! records/s, the latest checkpoint and its age, restarts and TaskManagers:
 //!
 //! * on a terminal (stderr): one live status line (indicatif), other lines printed above it;
 //! * without one (CI, pipes): a plain `progress: ...` line on stdout every [`PLAIN_INTERVAL`];
