@@ -1035,6 +1035,7 @@ fn local_json_progress_is_one_object_per_line() {
     }
     assert_eq!(view["final"], false);
     assert!(stderr.contains("work directory: "), "{stderr}");
+    assert!(stderr.contains("job progress FINISHED: "), "{stderr}");
     assert!(stderr.contains("checkpoint completed"), "-v: {stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

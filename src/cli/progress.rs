@@ -222,19 +222,20 @@ impl Progress {
         }
     }
 
-    /// Clears the live line and prints the command's last line: `text`, or in `Json` mode
-    /// `job`'s report with `"final": true`.
+    /// Clears the live line and prints the command's last line, `text` (on stderr in `Json`
+    /// mode, where `job`'s report with `"final": true` follows on stdout).
     pub fn finish(&self, job: Option<&JobSnapshot>, text: &str) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        match (self.mode, job) {
-            (Mode::Json, Some(job)) => {
-                let report = Report::new(job, None, None, self.started.elapsed(), now_ms());
-                println!("{}", json_line(&report, true));
-            }
-            (Mode::Json, None) => eprintln!("{text}"),
-            _ => println!("{text}"),
+        if self.mode != Mode::Json {
+            println!("{text}");
+            return;
+        }
+        eprintln!("{text}");
+        if let Some(job) = job {
+            let report = Report::new(job, None, None, self.started.elapsed(), now_ms());
+            println!("{}", json_line(&report, true));
         }
     }
 
