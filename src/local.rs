@@ -196,13 +196,18 @@ async fn supervise(index: u32, exe: PathBuf, address: String, slots: u32, mut s:
         generation += 1;
         // Its resource id too: what the JobManager names when it loses it.
         let id = format!("taskmanager-{index}-{generation}");
-        let child = tokio::process::Command::new(&exe)
+        let mut command = tokio::process::Command::new(&exe);
+        command
             .args(["taskmanager", "--jobmanager", &address, "--slots"])
             .arg(slots.to_string())
             .args(["--id", &id, "--resource-id", &id])
             .kill_on_drop(true)
-            .stdin(std::process::Stdio::null())
-            .spawn();
+            .stdin(std::process::Stdio::null());
+        // As quiet on the shared terminal as this process.
+        if let Some(directive) = crate::logging::stderr_directive() {
+            command.env(crate::logging::STDERR_FILTER_ENV, directive);
+        }
+        let child = command.spawn();
         let mut child = match child {
             Ok(c) => c,
             Err(e) => {

@@ -80,19 +80,67 @@ pub fn log_dir_from_env() -> Option<PathBuf> {
     std::env::var_os("YARNFLOW_LOG_DIR").map(PathBuf::from)
 }
 
-/// Installs the global subscriber. `RUST_LOG` sets the level (default `info`, dependencies `warn`). A JSON file that
-/// cannot be opened is reported on stderr and skipped: logging must never stop the process.
-pub fn init(identity: ProcessIdentity, log_dir: Option<&Path>) {
-    // Dependencies' routine chatter (session established, ...) only when asked for.
-    let filter = || {
-        EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info,zookeeper_client=warn,h2=warn,hyper=warn"))
+/// The default filter: `info`, dependencies' routine chatter (session established, ...) only
+/// when asked for.
+const DEFAULT_FILTER: &str = "info,zookeeper_client=warn,h2=warn,hyper=warn";
+
+/// Overrides what reaches stderr (a filter directive), below `RUST_LOG`: how `yarnflow local`
+/// keeps its TaskManager children as quiet on the terminal as itself.
+pub const STDERR_FILTER_ENV: &str = "YARNFLOW_STDERR_LOG";
+
+/// How much of the log reaches stderr (the JSON log always gets `info` and up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StderrLevel {
+    /// Everything from `info` up: what a long-running role (AM, JobManager, TaskManager) shows.
+    Info,
+    /// Warnings and errors only: a command that shows its own progress (`local`, `submit`),
+    /// whose per-checkpoint `info` lines would bury it. `-v` gives `Info`.
+    Quiet,
+    /// `-vv`: debug lines too.
+    Debug,
+}
+
+impl StderrLevel {
+    /// The filter directive of this level.
+    pub fn directive(self) -> &'static str {
+        match self {
+            StderrLevel::Info => DEFAULT_FILTER,
+            StderrLevel::Quiet => "warn",
+            StderrLevel::Debug => "debug,zookeeper_client=info,h2=info,hyper=info",
+        }
+    }
+}
+
+/// The stderr filter directive this process chose (for its children to inherit through
+/// [`STDERR_FILTER_ENV`]); `None` before [`init`] or under `RUST_LOG`.
+pub fn stderr_directive() -> Option<&'static str> {
+    STDERR_DIRECTIVE.get().copied().flatten()
+}
+
+static STDERR_DIRECTIVE: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+
+/// Installs the global subscriber. `RUST_LOG` sets the level of both outputs; without it the
+/// JSON file gets `info` (dependencies `warn`) and stderr what [`STDERR_FILTER_ENV`] says, else
+/// `stderr`. A JSON file that cannot be opened is reported on stderr and skipped: logging must
+/// never stop the process.
+pub fn init(identity: ProcessIdentity, log_dir: Option<&Path>, stderr: StderrLevel) {
+    let from_env = std::env::var("RUST_LOG").is_ok_and(|v| !v.is_empty());
+    let filter = |default: &str| {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
     };
+    let inherited = std::env::var(STDERR_FILTER_ENV)
+        .ok()
+        .filter(|v| !v.is_empty());
+    let directive: &'static str = match inherited {
+        Some(v) => v.leak(),
+        None => stderr.directive(),
+    };
+    let _ = STDERR_DIRECTIVE.set((!from_env).then_some(directive));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_filter(filter());
+        .with_filter(filter(directive));
     let json = log_dir.and_then(|dir| match JsonLinesLayer::open(dir, &identity) {
-        Ok(layer) => Some(layer.with_filter(filter())),
+        Ok(layer) => Some(layer.with_filter(filter(DEFAULT_FILTER))),
         Err(e) => {
             eprintln!(
                 "yarnflow: cannot write {}: {e}; JSON log disabled",

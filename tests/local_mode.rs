@@ -891,3 +891,151 @@ fn a_slow_sink_back_pressures_the_source_with_bounded_memory_and_exact_counts() 
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A job of about `seconds` s (4,000 records/s), checkpointed every 200 ms, in `dir`.
+fn progress_job(dir: &std::path::Path, seconds: u64) -> std::path::PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let job = dir.join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "name: progress\nparallelism: 2\ncheckpoint-interval: 200 ms\npipeline:\n  - source: {{ kind: sequence, from: 0, to: {}, rate: 4000 }}\n  - sink: {{ kind: files }}\n",
+            seconds * 4000
+        ),
+    )
+    .unwrap();
+    job
+}
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), `yarnflow local` shows one live
+/// line with the job's status and latest checkpoint, redrawn in place; the per-checkpoint log
+/// lines stay off the terminal.
+#[test]
+fn on_a_terminal_local_shows_one_live_progress_line() {
+    let dir = std::env::temp_dir().join(format!("yarnflow-live-{}", std::process::id()));
+    let job = progress_job(&dir, 4);
+    // A terminal wide enough for the whole line (it is cut to the width).
+    let command = format!(
+        "stty rows 40 cols 200; '{}' local '{}' --taskmanagers 1 --workdir '{}'",
+        env!("CARGO_BIN_EXE_yarnflow"),
+        job.display(),
+        dir.join("work").display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(support::repo_root())
+        .env_remove("YARNFLOW_CONF_DIR")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux / bsdutils) is installed");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("FINISHED"), "{tty}");
+    // Redrawn in place: carriage returns and erase-line sequences, no plain lines.
+    assert!(tty.contains("\r\x1b[2K"), "{tty:?}");
+    assert!(!tty.contains("progress: "), "{tty}");
+    let live = tty
+        .split(['\r', '\n'])
+        .find(|l| l.contains("progress RUNNING | ") && l.contains(" s ago) | restarts: 0 | TMs: 1"))
+        .unwrap_or_else(|| panic!("no live line with a checkpoint: {tty:?}"));
+    assert!(live.contains("records/s | checkpoint "), "{live}");
+    assert!(!tty.contains("checkpoint completed"), "{tty}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without a terminal, `yarnflow local` prints a plain progress line every few seconds, and no
+/// line per checkpoint.
+#[test]
+fn without_a_terminal_local_prints_a_periodic_progress_line() {
+    let dir = std::env::temp_dir().join(format!("yarnflow-plain-{}", std::process::id()));
+    let job = progress_job(&dir, 7);
+    let started = Instant::now();
+    let out = support::yarnflow(&["local"])
+        .arg(&job)
+        .args(["--taskmanagers", "0", "--workdir"])
+        .arg(dir.join("work"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let progress: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    // One at the start, then one every 5 s: far fewer than the ~35 checkpoints.
+    let most = elapsed.as_secs() / 5 + 1;
+    assert!(
+        !progress.is_empty() && progress.len() as u64 <= most,
+        "{} progress lines in {elapsed:?}: {stdout}",
+        progress.len()
+    );
+    assert!(
+        progress.iter().all(|l| l.contains(" | restarts: 0")),
+        "{stdout}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains("progress RUNNING") && l.contains(" records/s | ")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("checkpoint completed"), "{stdout}");
+    assert!(!stderr.contains("checkpoint completed"), "{stderr}");
+    assert!(
+        !stderr.contains(" INFO "),
+        "info lines only at -v: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `yarnflow local --json` prints one JSON object per line, the last one `final`; with `-v`
+/// the per-checkpoint log lines go to stderr, stdout stays JSON.
+#[test]
+fn local_json_progress_is_one_object_per_line() {
+    let dir = std::env::temp_dir().join(format!("yarnflow-json-{}", std::process::id()));
+    let job = progress_job(&dir, 3);
+    let out = support::yarnflow(&["-v", "local", "--json"])
+        .arg(&job)
+        .args(["--taskmanagers", "1", "--workdir"])
+        .arg(dir.join("work"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let (last, running) = lines.split_last().expect("progress lines");
+    assert_eq!(last["final"], true, "{stdout}");
+    assert_eq!(last["status"], "FINISHED", "{stdout}");
+    assert!(last["completed_checkpoints"].as_u64() > Some(0), "{stdout}");
+    assert_eq!(last["records_in"], 12_000, "{stdout}");
+    let view = running
+        .iter()
+        .find(|v| v["status"] == "RUNNING" && v["records_per_second"].is_number())
+        .unwrap_or_else(|| panic!("a RUNNING line with a rate: {stdout}"));
+    for key in [
+        "job_id",
+        "records_in",
+        "latest_checkpoint_id",
+        "latest_checkpoint_age_s",
+        "restarts",
+        "taskmanagers",
+        "elapsed_s",
+    ] {
+        assert!(view.get(key).is_some(), "{key}: {view}");
+    }
+    assert_eq!(view["final"], false);
+    assert!(stderr.contains("work directory: "), "{stderr}");
+    assert!(stderr.contains("job progress FINISHED: "), "{stderr}");
+    assert!(stderr.contains("checkpoint completed"), "-v: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,7 +1,6 @@
 //! `yarnflow local JOB.yaml`: run a job on this machine, no Hadoop, no JVM (see
 //! [`crate::local`]). Embedded HA and local storage under a work directory it prints.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,7 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::Cli;
+use super::progress::{self, Mode, Progress};
 use crate::job::spec::{JobSpec, SinkSpec, Step};
+use crate::jobmanager::client::JobManagerClient;
+use crate::jobmanager::job_master::JobSnapshot;
 use crate::jobmanager::status::JobStatus;
 use crate::local::{LocalCluster, LocalEvent};
 
@@ -23,6 +25,9 @@ pub struct LocalArgs {
     /// TaskManager processes to start (0: run the subtasks inside this process).
     #[arg(long, default_value_t = 2)]
     pub taskmanagers: u32,
+    /// Progress as JSON lines on stdout (other lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
@@ -46,43 +51,65 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
             .context("open the sink path")?,
         _ => anyhow::bail!("{}: the job has no files sink", args.job.display()),
     };
-    println!("work directory: {}", workdir.display());
-    println!("output: {}", output.uri());
+    let mut progress = Progress::new(Mode::detect(args.json));
+    progress.line(&format!("work directory: {}", workdir.display()));
+    progress.line(&format!("output: {}", output.uri()));
     let (mut cluster, mut events) =
         LocalCluster::start(&config, &workdir, args.taskmanagers == 0).await?;
     // Printed before any TaskManager starts, so the address precedes their lines.
-    println!("REST API: {}", cluster.session.address);
+    progress.line(&format!("REST API: {}", cluster.session.address));
     cluster.start_taskmanagers(
         args.taskmanagers,
         spec.parallelism.div_ceil(args.taskmanagers.max(1)),
     )?;
-    let progress = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(format!("running {}", spec.name));
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    });
+    progress.status(&format!("running {}", spec.name));
+    let job_id = spec.job_id();
+    let rest = JobManagerClient::new(&cluster.session.address, Duration::from_secs(2));
+    let mut poll = tokio::time::interval(progress::POLL_INTERVAL);
     let outcome = {
         let job = cluster.run_job(spec);
         tokio::pin!(job);
         loop {
             tokio::select! {
-                outcome = &mut job => break outcome?,
-                Some(event) = events.recv() => print_event(&event),
+                outcome = &mut job => break outcome,
+                Some(event) = events.recv() => print_event(&progress, &event),
+                _ = poll.tick() => {
+                    if let Ok(view) = rest.job(&job_id).await {
+                        let taskmanagers = rest.overview().await.ok().map(|o| o.taskmanagers);
+                        progress.update(&view, taskmanagers);
+                    }
+                }
             }
         }
     };
+    // The last view (if the JobManager still serves it), for --json's final line.
+    let last = rest.job(&job_id).await.unwrap_or_default();
     cluster.close().await;
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            progress.clear();
+            return Err(e.into());
+        }
+    };
     if let Some(cause) = outcome.recovery_failure() {
+        progress.clear();
         // One line, and the work directory's HA data is untouched for `yarnflow ha inspect`.
         anyhow::bail!("{cause}");
     }
-    println!(
-        "job {} {}: {} checkpoints, {} restarts",
-        outcome.job_id, outcome.status, outcome.completed_checkpoints, outcome.restarts
+    let last = JobSnapshot {
+        job_id: outcome.job_id.clone(),
+        status: outcome.status,
+        restarts: outcome.restarts,
+        completed_checkpoints: outcome.completed_checkpoints,
+        ..last
+    };
+    progress.finish(
+        Some(&last),
+        &format!(
+            "job {} {}: {} checkpoints, {} restarts",
+            outcome.job_id, outcome.status, outcome.completed_checkpoints, outcome.restarts
+        ),
     );
     match outcome.status {
         JobStatus::Finished => Ok(ExitCode::SUCCESS),
@@ -98,21 +125,19 @@ pub async fn run(cli: &Cli, args: &LocalArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_event(event: &LocalEvent) {
+fn print_event(progress: &Progress, event: &LocalEvent) {
     match event {
         LocalEvent::TaskManagerStarted { index, pid } => {
-            println!("taskmanager {index} started (pid {pid})")
+            progress.line(&format!("taskmanager {index} started (pid {pid})"))
         }
-        LocalEvent::TaskManagerExited { index, status } => {
-            println!("taskmanager {index} exited ({status}); starting a replacement")
-        }
-        LocalEvent::TaskManagerLost { index, pid } => {
-            println!(
-                "taskmanager {index} (pid {pid}) lost by the JobManager; killed, starting a replacement"
-            )
-        }
-        LocalEvent::TaskManagerFailed { index, error } => {
-            eprintln!("yarnflow: cannot start TaskManager {index}: {error}")
-        }
+        LocalEvent::TaskManagerExited { index, status } => progress.line(&format!(
+            "taskmanager {index} exited ({status}); starting a replacement"
+        )),
+        LocalEvent::TaskManagerLost { index, pid } => progress.line(&format!(
+            "taskmanager {index} (pid {pid}) lost by the JobManager; killed, starting a replacement"
+        )),
+        LocalEvent::TaskManagerFailed { index, error } => progress.warn(&format!(
+            "yarnflow: cannot start TaskManager {index}: {error}"
+        )),
     }
 }

@@ -9,6 +9,7 @@ mod fail_attempt;
 mod ha;
 mod local;
 mod logs;
+mod progress;
 mod standalone;
 mod status;
 mod submit;
@@ -30,6 +31,11 @@ pub struct Cli {
     /// Override one configuration key, e.g. -D high-availability.type=zookeeper.
     #[arg(short = 'D', global = true, value_name = "KEY=VALUE")]
     pub define: Vec<String>,
+
+    /// More log lines on stderr: -v shows `local`'s and `submit`'s info lines (per-checkpoint
+    /// ones included; they always go to the JSON log), -vv debug lines.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 
     #[command(subcommand)]
     pub command: Command,
@@ -75,6 +81,11 @@ pub enum Command {
 }
 
 impl Command {
+    /// A command that shows its own live progress keeps stderr to warnings unless `-v`.
+    fn shows_progress(&self) -> bool {
+        matches!(self, Command::Local(_) | Command::Submit(_))
+    }
+
     /// The component name stamped on every log line of this process.
     pub fn component(&self) -> &'static str {
         match self {
@@ -128,7 +139,16 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let identity = crate::logging::ProcessIdentity::from_env(cli.command.component());
-    crate::logging::init(identity, crate::logging::log_dir_from_env().as_deref());
+    let stderr = match (cli.verbose, cli.command.shows_progress()) {
+        (0, true) => crate::logging::StderrLevel::Quiet,
+        (0 | 1, _) => crate::logging::StderrLevel::Info,
+        _ => crate::logging::StderrLevel::Debug,
+    };
+    crate::logging::init(
+        identity,
+        crate::logging::log_dir_from_env().as_deref(),
+        stderr,
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

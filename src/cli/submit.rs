@@ -3,7 +3,6 @@
 //! `yarnflow appmaster --mode job`), follow it, or cancel its jobs cleanly.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use bytes::Bytes;
 
 use super::Cli;
 use super::doctor::current_user;
+use super::progress::{Mode, Progress};
 use crate::appmaster::launch::{self, StagedFile};
 use crate::config::Origin;
 use crate::hadoop::conf::{self, HadoopConf};
@@ -21,10 +21,13 @@ use crate::hadoop::webhdfs::WebHdfs;
 use crate::hadoop::yarn::{ApplicationId, LaunchContext, Resource};
 use crate::job::spec::JobSpec;
 use crate::jobmanager::client::JobManagerClient;
+use crate::jobmanager::job_master::JobSnapshot;
 use crate::jobmanager::status::JobStatus;
 
 /// Timeout of each job status request while `submit` follows the job.
 const JOB_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Where the AM keeps job graphs and checkpoints (defaulted under the user's HDFS home).
+const HA_STORAGE_DIR_KEY: &str = "high-availability.storageDir";
 /// Timeout of each request `cancel` makes to the JobManager.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -44,6 +47,9 @@ pub struct SubmitArgs {
     /// Return once the job runs instead of following it to its end.
     #[arg(long)]
     pub detached: bool,
+    /// Progress as JSON lines on stdout (other lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,38 +59,6 @@ pub struct CancelArgs {
     /// Hadoop configuration directory (default: $HADOOP_CONF_DIR).
     #[arg(long, value_name = "DIR")]
     pub hadoop_conf: Option<PathBuf>,
-}
-
-/// Progress on a terminal (spinner), plain lines otherwise.
-struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn new() -> Progress {
-        Progress(std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        }))
-    }
-
-    fn line(&self, msg: &str) {
-        match &self.0 {
-            Some(bar) => bar.println(msg),
-            None => println!("{msg}"),
-        }
-    }
-
-    fn status(&self, msg: &str) {
-        if let Some(bar) = &self.0 {
-            bar.set_message(msg.to_string());
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 /// The configuration handed to the AM: every key that is not a built-in default.
@@ -100,25 +74,29 @@ fn effective_config_yaml(config: &crate::config::Config) -> anyhow::Result<Strin
 }
 
 pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+    let mut config = cli.load_config()?;
     let spec = JobSpec::load(&args.job)?;
     let spec_text = std::fs::read_to_string(&args.job)
         .with_context(|| format!("read {}", args.job.display()))?;
     let hadoop = HadoopConf::load(args.hadoop_conf.as_deref())?;
     let user = current_user();
-    if config.get("high-availability.storageDir").is_none() {
-        bail!(
-            "high-availability.storageDir is not set: the ApplicationMaster keeps job graphs and checkpoints there (e.g. hdfs://namenode:8020/yarnflow/ha)"
-        );
-    }
     let rest = RmRest::new(hadoop.required(conf::RM_WEBAPP_ADDRESS)?);
     let webhdfs = WebHdfs::new(&hadoop.webhdfs_url()?, &user);
     let fs = hadoop
         .required(conf::FS_DEFAULT)?
         .trim_end_matches('/')
         .to_string();
-    let progress = Progress::new();
+    let mut progress = Progress::new(Mode::detect(args.json));
     let t0 = Instant::now();
+    if config.get(HA_STORAGE_DIR_KEY).is_none() {
+        // The AM keeps job graphs and checkpoints there; it gets the value in the staged
+        // configuration.
+        let dir = crate::ha::config::default_storage_dir(&fs, &user);
+        progress.line(&format!(
+            "{HA_STORAGE_DIR_KEY} is not set: HA data goes to {dir} (your HDFS home)"
+        ));
+        config.set(HA_STORAGE_DIR_KEY, dir);
+    }
 
     let (app, max) = rest.new_application().await?;
     let staging = format!("/user/{user}/.yarnflow/{app}");
@@ -138,15 +116,26 @@ pub async fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     ));
     progress.line(&format!("output: {output}"));
 
-    let Some(report) = follow(&rest, app, &spec.job_id(), &progress, t0, args.detached).await?
-    else {
-        return Ok(ExitCode::SUCCESS);
+    let followed = follow(&rest, app, &spec.job_id(), &mut progress, t0, args.detached).await;
+    let (report, job) = match followed {
+        Ok((Some(report), job)) => (report, job),
+        Ok((None, _)) => {
+            progress.clear();
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            progress.clear();
+            return Err(e);
+        }
     };
-    println!(
-        "{app} {} / {}: {}",
-        report.state,
-        report.final_status,
-        report.diagnostics.lines().next().unwrap_or_default()
+    progress.finish(
+        job.as_ref(),
+        &format!(
+            "{app} {} / {}: {}",
+            report.state,
+            report.final_status,
+            report.diagnostics.lines().next().unwrap_or_default()
+        ),
     );
     Ok(if report.final_status == "SUCCEEDED" {
         ExitCode::SUCCESS
@@ -289,16 +278,18 @@ fn submission_context(
     })
 }
 
-/// Follows the application (ACCEPTED → RUNNING) and its job (→ RUNNING) to the end: the
-/// final report, or `None` once the job runs when `detached`.
+/// Follows the application (ACCEPTED → RUNNING) and its job (→ RUNNING) to the end, showing
+/// the job's progress: the final report (`None` once the job runs when `detached`) and the
+/// job's last view.
 async fn follow(
     rest: &RmRest,
     app: ApplicationId,
     job_id: &str,
-    progress: &Progress,
+    progress: &mut Progress,
     t0: Instant,
     detached: bool,
-) -> anyhow::Result<Option<AppReport>> {
+) -> anyhow::Result<(Option<AppReport>, Option<JobSnapshot>)> {
+    let mut last_job: Option<JobSnapshot> = None;
     let mut last_state = String::new();
     let mut jobmanager: Option<JobManagerClient> = None;
     let mut job_running = false;
@@ -316,8 +307,7 @@ async fn follow(
             last_state = r.state.clone();
         }
         if r.is_final() {
-            progress.finish();
-            return Ok(Some(r));
+            return Ok((Some(r), last_job));
         }
         if let Some(address) = r.jobmanager_url()
             && jobmanager.as_ref().map(JobManagerClient::address) != Some(address.as_str())
@@ -329,7 +319,6 @@ async fn follow(
         if let Some(jm) = &jobmanager
             && let Ok(job) = jm.job(job_id).await
         {
-            progress.status(&format!("job {job_id} {}", job.status));
             if job.status == JobStatus::Running && !job_running {
                 job_running = true;
                 progress.line(&format!(
@@ -337,10 +326,20 @@ async fn follow(
                     t0.elapsed().as_secs_f64()
                 ));
                 if detached {
-                    progress.finish();
-                    return Ok(None);
+                    return Ok((None, Some(job)));
                 }
             }
+            let taskmanagers = jm.overview().await.ok().map(|o| o.taskmanagers);
+            progress.update(&job, taskmanagers);
+            last_job = Some(job);
+        } else if let Some(job) = &last_job {
+            // Between JobManagers (an AM failover): the last view stands.
+            progress.status(&format!(
+                "job {job_id} {}: waiting for the JobManager",
+                job.status
+            ));
+        } else {
+            progress.status(&format!("{app} {}", r.state));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -126,6 +126,13 @@ impl HaConfig {
     }
 }
 
+/// The `high-availability.storageDir` `yarnflow submit` uses when none is configured: the
+/// submitting user's HDFS home on the default file system `fs` (`hdfs://nn:8020`), so that a
+/// first submit needs no configuration at all.
+pub fn default_storage_dir(fs: &str, user: &str) -> String {
+    format!("{}/user/{user}/.yarnflow/ha", fs.trim_end_matches('/'))
+}
+
 /// `host:port[,host:port...]`, whitespace stripped (as Flink does).
 fn parse_quorum(v: &str) -> Result<String, String> {
     let quorum: String = v.split_whitespace().collect();
@@ -172,6 +179,15 @@ fn parse_storage_uri(v: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::config::Origin;
+
+    #[test]
+    fn the_default_storage_dir_is_under_the_users_hdfs_home() {
+        let dir = default_storage_dir("hdfs://nn:8020/", "alice");
+        assert_eq!(dir, "hdfs://nn:8020/user/alice/.yarnflow/ha");
+        let mut c = Config::defaults();
+        c.set("high-availability.storageDir", &dir);
+        assert_eq!(HaConfig::from_config(&c).unwrap().storage_dir, dir);
+    }
 
     #[test]
     fn zookeeper_requires_quorum_and_storage_dir() {

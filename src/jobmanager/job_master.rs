@@ -204,6 +204,33 @@ pub struct JobSnapshot {
     /// Subtasks this leader adopted, running, from the earlier leader's deployment.
     #[serde(default)]
     pub adopted_subtasks: u32,
+    /// Records the job's sources have read under this JobManager, every deployment's counted
+    /// (records replayed after a restart count again); updated about once a second. Its rate
+    /// is the job's records/s.
+    #[serde(default)]
+    pub records_in: u64,
+}
+
+/// The job's [`JobSnapshot::records_in`] from its source subtasks' progress reports (each a
+/// count since that subtask's deployment): a monotonic sum of what every report added.
+#[derive(Debug, Default, Clone)]
+struct RecordsCounter {
+    total: u64,
+    /// The latest report of each source subtask.
+    last: BTreeMap<u32, u64>,
+}
+
+impl RecordsCounter {
+    /// Subtask `subtask` reported `records` since its deployment. A count below its previous
+    /// one is a new deployment's (counting from 0 again).
+    fn on_progress(&mut self, subtask: u32, records: u64) {
+        let last = self.last.insert(subtask, records).unwrap_or(0);
+        self.total += if records >= last {
+            records - last
+        } else {
+            records
+        };
+    }
 }
 
 impl JobSnapshot {
@@ -439,6 +466,8 @@ struct JobMaster {
     cleaner: CheckpointsCleaner,
     /// While reconciling: what the TaskManagers of an earlier leader report of this job.
     previous: Option<watch::Receiver<Reports>>,
+    /// Records read by the sources (subtasks `0..parallelism`).
+    records: RecordsCounter,
 }
 
 impl JobMaster {
@@ -491,6 +520,7 @@ impl JobMaster {
             cancel,
             snapshot,
             previous: None,
+            records: RecordsCounter::default(),
         }
     }
 
@@ -673,7 +703,12 @@ impl JobMaster {
                 subtask,
                 checkpoint_id,
             } => self.core.on_committed(subtask, checkpoint_id),
-            TaskEvent::Progress { .. } => Vec::new(),
+            TaskEvent::Progress { subtask, records } => {
+                if subtask < self.cfg.spec.parallelism {
+                    self.records.on_progress(subtask, records);
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -984,6 +1019,7 @@ impl JobMaster {
             s.checkpoint_duration_ms_max = d.last().copied();
             s.subtask_attempts = self.core.subtask_attempts();
             s.adopted_subtasks = self.core.adopted();
+            s.records_in = self.records.total;
         });
     }
 }
@@ -1092,6 +1128,20 @@ mod tests {
 
     use super::*;
     use crate::storage::StorageError;
+
+    #[test]
+    fn records_in_sums_every_deployment_and_never_goes_back() {
+        let mut r = RecordsCounter::default();
+        r.on_progress(0, 100);
+        r.on_progress(1, 50);
+        r.on_progress(0, 250);
+        assert_eq!(r.total, 300);
+        // Subtask 0 redeployed (a restart): its count starts again, the total goes on.
+        r.on_progress(0, 20);
+        assert_eq!(r.total, 320);
+        r.on_progress(0, 20);
+        assert_eq!(r.total, 320);
+    }
 
     /// A checkpoint store whose answers the test scripts: per checkpoint its metadata bytes,
     /// and a queue of errors each call returns first.

@@ -650,7 +650,9 @@ impl TaskManagerPool {
             TaskEvent::Failed { .. } => {
                 s.take_report(session, &e.job_id, subtask);
             }
-            TaskEvent::Declined { .. } | TaskEvent::Progress { .. } => {}
+            // Nothing a report holds: no update for the job master to read.
+            TaskEvent::Progress { .. } => return true,
+            TaskEvent::Declined { .. } => {}
         }
         s.publish_reports();
         true

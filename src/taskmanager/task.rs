@@ -134,7 +134,8 @@ pub enum TaskEvent {
         subtask: u32,
         error: RuntimeError,
     },
-    /// Records processed so far (progress).
+    /// Records processed so far by this deployment (about once a second while records flow,
+    /// and at the end): the job's records/s.
     Progress {
         subtask: u32,
         records: u64,
@@ -240,6 +241,7 @@ async fn run(
         outputs: Vec::new(),
         pool: TextPool::default(),
         processed: 0,
+        last_progress: tokio::time::Instant::now(),
         finished: false,
         flush: tokio::time::interval(flush_every),
     };
@@ -435,6 +437,8 @@ struct Task {
     /// The text buffers of records written or sent, for the next ones read.
     pool: TextPool,
     processed: u64,
+    /// When [`Task::progress`] last reported (see [`PROGRESS_INTERVAL`]).
+    last_progress: tokio::time::Instant,
     /// The input ended and so did the output.
     finished: bool,
     /// `execution.buffer-timeout.interval`: partly filled buffers go out at least this often.
@@ -482,7 +486,7 @@ impl Task {
                     self.emit_outputs().await?;
                     if source.finished() {
                         self.finish().await?;
-                    } else if self.processed % 10_000 < per_tick as u64 {
+                    } else if self.progress_due() {
                         // Awaited like every event: a full inbox slows the source, never loses one.
                         self.progress().await?;
                     }
@@ -529,7 +533,6 @@ impl Task {
         let channel = item.channel;
         match item.content {
             Content::Buffer(buffer) => {
-                let before = self.processed;
                 for frame in buffer.record_slices() {
                     let (group, record) = decode_keyed(frame?, &mut self.pool).map_err(|e| {
                         RuntimeError::Operator {
@@ -540,7 +543,7 @@ impl Task {
                     self.process(record, Some(group))?;
                 }
                 self.emit_outputs().await?;
-                if self.processed / 10_000 != before / 10_000 {
+                if self.progress_due() {
                     self.progress().await?;
                 }
             }
@@ -725,6 +728,16 @@ impl Task {
         .await
     }
 
+    /// [`PROGRESS_INTERVAL`] has passed since the last report (which this one then is).
+    fn progress_due(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.last_progress) < PROGRESS_INTERVAL {
+            return false;
+        }
+        self.last_progress = now;
+        true
+    }
+
     /// Reports the records processed so far. (Holds no borrow of the task while it waits:
     /// the keyed backend in it is not `Sync`.)
     fn progress(&self) -> impl std::future::Future<Output = Result<(), RuntimeError>> + use<> {
@@ -736,6 +749,10 @@ impl Task {
         async move { send(&events, event).await }
     }
 }
+
+/// How often a subtask reports its records processed while records flow: often enough for a
+/// live records/s, rare enough to cost nothing on the control stream.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The acknowledgement of checkpoint `id` with `state` (a state that does not serialize
 /// declines the checkpoint).

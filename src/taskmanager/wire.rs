@@ -76,7 +76,7 @@ impl TryFrom<job_manager_message::Kind> for SubtaskCommand {
 }
 
 impl TryFrom<JobEvent> for task_manager_message::Kind {
-    /// Progress stays in the TaskManager (nobody on the JobManager side reads it): handed back.
+    /// Every event goes on the wire (the error type stays for events that may not).
     type Error = JobEvent;
 
     fn try_from(e: JobEvent) -> Result<Self, Self::Error> {
@@ -120,7 +120,13 @@ impl TryFrom<JobEvent> for task_manager_message::Kind {
                 subtask,
                 checkpoint_id,
             }),
-            event @ TaskEvent::Progress { .. } => return Err(JobEvent { job_id, event }),
+            TaskEvent::Progress { subtask, records } => {
+                task_manager_message::Kind::Progress(control::SubtaskProgress {
+                    job_id,
+                    subtask,
+                    records,
+                })
+            }
         })
     }
 }
@@ -158,6 +164,13 @@ impl TryFrom<task_manager_message::Kind> for JobEvent {
             task_manager_message::Kind::Finished(f) => {
                 (f.job_id, TaskEvent::Finished { subtask: f.subtask })
             }
+            task_manager_message::Kind::Progress(p) => (
+                p.job_id,
+                TaskEvent::Progress {
+                    subtask: p.subtask,
+                    records: p.records,
+                },
+            ),
             task_manager_message::Kind::Declined(d) => (
                 d.job_id,
                 TaskEvent::Declined {
@@ -355,7 +368,14 @@ mod tests {
                 records: 5,
             },
         };
-        assert!(task_manager_message::Kind::try_from(progress).is_err());
+        let kind = task_manager_message::Kind::try_from(progress).unwrap();
+        assert!(matches!(
+            JobEvent::try_from(kind).unwrap().event,
+            TaskEvent::Progress {
+                subtask: 0,
+                records: 5
+            }
+        ));
     }
 
     fn wire_heartbeat() -> task_manager_message::Kind {
