@@ -621,6 +621,7 @@ mod tests {
             status: crate::jobmanager::status::JobStatus::Finished,
             failure: None,
             finished_at_ms: 1,
+            lifetime: None,
         };
         ha.job_results.create_dirty(&finished).await.unwrap();
         let (d, _outcomes) = dispatcher_on(ha);

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval};
 use tokio_util::task::TaskTracker;
 
-use super::checkpoint::{CheckpointMetadata, CheckpointTracker};
+use super::checkpoint::{CheckpointMetadata, CheckpointTracker, LifetimeCounts};
 use super::checkpoint_storage::{CheckpointStorage, CheckpointsCleaner};
 use super::cleanup::RetryStrategy;
 use super::error::{RecoveryError, RuntimeError};
@@ -204,6 +204,10 @@ pub struct JobSnapshot {
     /// Subtasks this leader adopted, running, from the earlier leader's deployment.
     #[serde(default)]
     pub adopted_subtasks: u32,
+    /// Checkpoints, restarts and failovers over the job's whole life (the fields above count
+    /// under this JobManager only); carried from leader to leader in the stored checkpoints.
+    #[serde(default)]
+    pub lifetime: LifetimeCounts,
 }
 
 impl JobSnapshot {
@@ -984,6 +988,7 @@ impl JobMaster {
             s.checkpoint_duration_ms_max = d.last().copied();
             s.subtask_attempts = self.core.subtask_attempts();
             s.adopted_subtasks = self.core.adopted();
+            s.lifetime = self.core.lifetime();
         });
     }
 }
@@ -1036,6 +1041,7 @@ async fn cleanup(ha: &HaServices, outcome: &JobOutcome, cfg: &JobMasterConfig) -
         status: outcome.status,
         failure: outcome.failure.clone(),
         finished_at_ms: now_ms(),
+        lifetime: Some(outcome.lifetime),
     };
     let job_id = outcome.job_id.as_str();
     let retry = &cfg.cleanup;
@@ -1112,6 +1118,7 @@ mod tests {
                     job_id: "j".into(),
                     checkpoint_id: id,
                     subtasks: BTreeMap::new(),
+                    lifetime: Default::default(),
                 };
                 s.checkpoints.insert(id, Bytes::from(m.to_bytes()));
             }
