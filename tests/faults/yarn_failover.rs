@@ -601,10 +601,8 @@ async fn counts_cover_the_jobs_whole_life_across_am_and_taskmanager_kills() {
     let cluster = crate::cluster();
     let rest = RmRest::new(cluster.rm_rest());
     let conf = conf_dir(cluster, "lifetime-counts", "yarn.application-attempts: 4\n");
-    // About 27 s of records: the job outlasts both AM failovers and the TaskManager's restart.
-    let records = 1_800_000;
-    let spec = exactly_once_spec(cluster, "exactly-once-counts", records, 66_667);
-    let app = submit(cluster, &conf, spec.to_str().unwrap());
+    // Each failover takes a few seconds (the subtasks run on): the half job outlasts them all.
+    let app = submit(cluster, &conf, &half_spec(cluster));
     let count = |v: &serde_json::Value, key: &str| v[key].as_u64().unwrap_or(0);
     let lifetime = |v: &serde_json::Value, key: &str| v["lifetime"][key].as_u64().unwrap_or(0);
     let mut view = wait_checkpoints(cluster, &rest, &app, 2).await;
@@ -681,6 +679,6 @@ async fn counts_cover_the_jobs_whole_life_across_am_and_taskmanager_kills() {
     assert_eq!(failovers, 2, "{line}");
     assert!(restarts >= 1, "{line}");
     assert!(checkpoints >= seen, "{seen} checkpoints seen: {line}");
-    check_output_of(cluster, &app, records).await;
+    check_output_of(cluster, &app, HALF_RECORDS).await;
     check_no_ha_data(cluster, &conf, &app).await;
 }
