@@ -689,3 +689,58 @@ impl AllocateLoop {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_diagnostics_count_over_each_jobs_whole_life() {
+        let outcome = JobOutcome {
+            job_id: "j".into(),
+            status: JobStatus::Finished,
+            // Under this attempt only.
+            restarts: 0,
+            failure: None,
+            completed_checkpoints: 3,
+            failed_checkpoints: 0,
+            checkpoint_durations: Vec::new(),
+            restored_from: Some(9),
+            failures: Vec::new(),
+            recovery_failed: false,
+            lifetime: LifetimeCounts {
+                completed_checkpoints: 12,
+                failed_checkpoints: 1,
+                restarts: 6,
+                failovers: 7,
+            },
+        };
+        let earlier = [
+            EarlierResult {
+                job_id: "k".into(),
+                status: JobStatus::Finished,
+                failure: None,
+                lifetime: Some(LifetimeCounts {
+                    completed_checkpoints: 4,
+                    failed_checkpoints: 0,
+                    restarts: 1,
+                    failovers: 2,
+                }),
+            },
+            EarlierResult {
+                job_id: "old".into(),
+                status: JobStatus::Canceled,
+                failure: Some("by the user".into()),
+                lifetime: None,
+            },
+        ];
+        let (status, diagnostics) = final_status(&[outcome], &earlier);
+        assert_eq!(status, FinalApplicationStatus::Killed);
+        assert_eq!(
+            diagnostics,
+            "job j FINISHED: 12 checkpoints, 6 restarts, 7 failovers\n\
+             job k FINISHED (under an earlier attempt): 4 checkpoints, 1 restarts, 2 failovers\n\
+             job old CANCELED (under an earlier attempt); cause: by the user"
+        );
+    }
+}
