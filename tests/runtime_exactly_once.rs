@@ -61,6 +61,7 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
         runtime: Arc::new(job_master::InProcess::default()),
         leadership: tokio_util::sync::CancellationToken::new(),
         graph_persisted: false,
+        recovered: false,
         recovery: job_master::RecoveryPolicy::default(),
         cleanup: yarnflow::jobmanager::cleanup::RetryStrategy::None,
     }

@@ -45,9 +45,9 @@ pub struct CheckpointMetadata {
 ///
 /// Known imprecision: what happened after the latest completed checkpoint under a leader that
 /// then died (a restart, a failed checkpoint) is counted only if a later checkpoint of that
-/// leader completed, and a failover before the job's first completed checkpoint is not counted
-/// (the next leader has nothing to recover the counts from). A restored job checkpoints as
-/// soon as every subtask runs again, so the window after a restart is short.
+/// leader completed. A restored job checkpoints as soon as every subtask runs again, so the
+/// window after a restart is short. A leader that recovers a job without a completed
+/// checkpoint counts one failover (several failovers before the first checkpoint count one).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LifetimeCounts {
@@ -56,7 +56,8 @@ pub struct LifetimeCounts {
     pub failed_checkpoints: u64,
     /// Restarts of the job or of a failover region (a reconciliation that redeploys counts one).
     pub restarts: u64,
-    /// JobManager failovers: recoveries of the job by a later leader from a checkpoint.
+    /// JobManager failovers: recoveries of the job by a later leader (from its latest
+    /// checkpoint, or afresh when it has none).
     pub failovers: u64,
 }
 

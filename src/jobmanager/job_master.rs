@@ -74,6 +74,10 @@ pub struct JobMasterConfig {
     /// The job graph is already in the HA job graph store (submitted by the dispatcher, or
     /// recovered from it); otherwise the job master persists it first.
     pub graph_persisted: bool,
+    /// The job graph was recovered from HA by a later leader (a failover), not submitted: a
+    /// job without a completed checkpoint then still counts the failover in its lifetime
+    /// counts.
+    pub recovered: bool,
     /// How the latest checkpoint is read at recovery.
     pub recovery: RecoveryPolicy,
     /// Retries of the HA cleanup once the job is globally terminal (`cleanup-strategy`).
@@ -160,6 +164,7 @@ impl JobMasterConfig {
             runtime,
             leadership,
             graph_persisted: false,
+            recovered: false,
         })
     }
 }
@@ -603,7 +608,12 @@ impl JobMaster {
                 self.core.recover(r.metadata, !r.skipped.is_empty());
                 true
             }
-            Ok(None) => true,
+            Ok(None) => {
+                if self.cfg.recovered {
+                    self.core.recover_without_checkpoint();
+                }
+                true
+            }
             Err(e) if e.is_lost_leadership() || self.cfg.leadership.is_cancelled() => {
                 self.core.suspend();
                 false

@@ -582,6 +582,16 @@ impl Scheduler {
         self.latest = Some(latest);
     }
 
+    /// Before [`Scheduler::start`], instead of [`Scheduler::recover`]: a later leader recovered
+    /// the job, which has no completed checkpoint. It starts afresh; its lifetime counts
+    /// count this failover (whatever the dead leader counted is gone with it).
+    pub fn recover_without_checkpoint(&mut self) {
+        self.lifetime_base = LifetimeCounts {
+            failovers: 1,
+            ..LifetimeCounts::default()
+        };
+    }
+
     /// Before [`Scheduler::start`]: the checkpoints could not be recovered (`error` says
     /// which and why). SUSPENDED, not FAILED: nothing is deployed, no result is recorded and
     /// the HA data stays, for an operator to inspect and for the next attempt to retry.
@@ -2273,6 +2283,27 @@ mod tests {
         assert_eq!(o.status, JobStatus::Finished);
         assert_eq!((o.completed_checkpoints, o.restarts), (1, 0));
         assert_eq!(o.lifetime, counts(4, 1, 2, 2));
+    }
+
+    #[test]
+    fn a_failover_before_the_first_checkpoint_is_carried_by_the_next_one() {
+        let now = Instant::now();
+        let mut s = scheduler(1, fixed(3));
+        s.recover_without_checkpoint();
+        s.start();
+        s.on_deployed(0, Ok(()), now);
+        let first = stored(&mut s, 1, now);
+        assert_eq!(
+            (
+                first.lifetime.completed_checkpoints,
+                first.lifetime.failovers
+            ),
+            (1, 1)
+        );
+        // The next leader recovers that checkpoint: both failovers counted.
+        let mut s = scheduler(1, fixed(3));
+        s.recover(first, false);
+        assert_eq!(s.lifetime().failovers, 2);
     }
 
     #[test]
