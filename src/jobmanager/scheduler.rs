@@ -51,6 +51,12 @@
 //!   every subtask runs again, not an interval later: its sinks' output since that checkpoint
 //!   stays uncommitted until the next one completes.
 //!
+//! * the counts of the job's whole life ([`LifetimeCounts`]: checkpoints, restarts,
+//!   failovers) go into every checkpoint's metadata as of that checkpoint, itself included
+//!   ([`Action::Store`]); a recovery goes on from the recovered checkpoint's, plus one
+//!   failover ([`Scheduler::recover`], [`Scheduler::recover_without_checkpoint`]). The
+//!   outcome's other counters count under this JobManager only.
+//!
 //! One subtask's life:
 //! ```text
 //! Reconciling ──adopted──▶ Running / Finished
