@@ -124,6 +124,7 @@ async fn run_job(spec: JobSpec, store: Arc<dyn BlobStore>, dir: &str) -> JobOutc
         runtime: Arc::new(job_master::InProcess::default()),
         leadership: tokio_util::sync::CancellationToken::new(),
         graph_persisted: false,
+        recovered: false,
         recovery: job_master::RecoveryPolicy::default(),
         cleanup: yarnflow::jobmanager::cleanup::RetryStrategy::None,
     };

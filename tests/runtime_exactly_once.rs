@@ -61,6 +61,7 @@ fn config(spec: JobSpec, dir: &str, restart: RestartStrategy) -> JobMasterConfig
         runtime: Arc::new(job_master::InProcess::default()),
         leadership: tokio_util::sync::CancellationToken::new(),
         graph_persisted: false,
+        recovered: false,
         recovery: job_master::RecoveryPolicy::default(),
         cleanup: yarnflow::jobmanager::cleanup::RetryStrategy::None,
     }
@@ -352,6 +353,13 @@ async fn an_unreadable_checkpoint_store_suspends_recovery_instead_of_restarting_
     let outcome = recover(cfg, &ha).await;
     assert_eq!(outcome.status, JobStatus::Finished, "{outcome:?}");
     assert_eq!(outcome.restored_from, Some(newest));
+    // Over the job's life: one failover (the recovery that failed recovered nothing), and the
+    // first leader's checkpoints on top of this one's, carried in the recovered checkpoint.
+    assert_eq!(outcome.lifetime.failovers, 1, "{outcome:?}");
+    assert!(
+        outcome.lifetime.completed_checkpoints >= outcome.completed_checkpoints + 2,
+        "{outcome:?}"
+    );
     assert_exactly_once(&dir, to);
     let _ = std::fs::remove_dir_all(&dir);
 }

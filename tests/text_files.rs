@@ -209,6 +209,7 @@ async fn a_killed_subtask_resumes_at_its_checkpointed_offset() {
         runtime: Arc::new(job_master::InProcess::default()),
         leadership: tokio_util::sync::CancellationToken::new(),
         graph_persisted: false,
+        recovered: false,
         recovery: job_master::RecoveryPolicy::default(),
         cleanup: yarnflow::jobmanager::cleanup::RetryStrategy::None,
     };

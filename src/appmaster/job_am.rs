@@ -30,6 +30,7 @@ use crate::hadoop::yarn::{
     ContainerId, FinalApplicationStatus, NmClient, ResourceAsk,
 };
 use crate::job::spec::JobSpec;
+use crate::jobmanager::checkpoint::LifetimeCounts;
 use crate::jobmanager::dispatcher::DispatchError;
 use crate::jobmanager::error::LossCause;
 use crate::jobmanager::job_master::JobOutcome;
@@ -51,6 +52,8 @@ struct EarlierResult {
     job_id: String,
     status: JobStatus,
     failure: Option<String>,
+    /// Its lifetime counts, if its result record has them.
+    lifetime: Option<LifetimeCounts>,
 }
 
 /// Runs the AM until its jobs end; `job` is the spec staged by `yarnflow submit`.
@@ -235,15 +238,16 @@ async fn submit_staged_job(
             Ok(None)
         }
         Err(DispatchError::DuplicateJob(_)) => {
-            let (status, failure) = match ha.job_results.get(&job_id).await? {
-                Some(r) => (r.status, r.failure),
-                None => (JobStatus::Finished, None),
+            let (status, failure, lifetime) = match ha.job_results.get(&job_id).await? {
+                Some(r) => (r.status, r.failure, r.lifetime),
+                None => (JobStatus::Finished, None, None),
             };
             tracing::info!(job_id = %job_id, status = %status, "job already ended under an earlier attempt");
             Ok(Some(EarlierResult {
                 job_id,
                 status,
                 failure,
+                lifetime,
             }))
         }
         Err(e) => Err(e.into()),
@@ -263,7 +267,16 @@ async fn remove_staging() {
     }
 }
 
-/// SUCCEEDED when every job FINISHED; FAILED if any failed; KILLED if any was cancelled.
+/// A job's counts over its whole life, as the diagnostics show them.
+fn lifetime_line(l: &LifetimeCounts) -> String {
+    format!(
+        "{} checkpoints, {} restarts, {} failovers",
+        l.completed_checkpoints, l.restarts, l.failovers
+    )
+}
+
+/// SUCCEEDED when every job FINISHED; FAILED if any failed; KILLED if any was cancelled. Each
+/// job's line counts over its whole life, not just under this attempt.
 fn final_status(
     results: &[JobOutcome],
     earlier: &[EarlierResult],
@@ -272,8 +285,10 @@ fn final_status(
         .iter()
         .map(|o| {
             let mut l = format!(
-                "job {} {}: {} checkpoints, {} restarts",
-                o.job_id, o.status, o.completed_checkpoints, o.restarts
+                "job {} {}: {}",
+                o.job_id,
+                o.status,
+                lifetime_line(&o.lifetime)
             );
             if let Some(f) = &o.failure {
                 l.push_str(&format!("; cause: {f}"));
@@ -284,9 +299,13 @@ fn final_status(
     let mut statuses: Vec<JobStatus> = results.iter().map(|o| o.status).collect();
     for e in earlier {
         lines.push(format!(
-            "job {} {} (under an earlier attempt){}",
+            "job {} {} (under an earlier attempt){}{}",
             e.job_id,
             e.status,
+            e.lifetime
+                .as_ref()
+                .map(|l| format!(": {}", lifetime_line(l)))
+                .unwrap_or_default(),
             e.failure
                 .as_deref()
                 .map(|f| format!("; cause: {f}"))
@@ -668,5 +687,60 @@ impl AllocateLoop {
                 .map_err(|e| e.to_string());
             (container, r)
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_diagnostics_count_over_each_jobs_whole_life() {
+        let outcome = JobOutcome {
+            job_id: "j".into(),
+            status: JobStatus::Finished,
+            // Under this attempt only.
+            restarts: 0,
+            failure: None,
+            completed_checkpoints: 3,
+            failed_checkpoints: 0,
+            checkpoint_durations: Vec::new(),
+            restored_from: Some(9),
+            failures: Vec::new(),
+            recovery_failed: false,
+            lifetime: LifetimeCounts {
+                completed_checkpoints: 12,
+                failed_checkpoints: 1,
+                restarts: 6,
+                failovers: 7,
+            },
+        };
+        let earlier = [
+            EarlierResult {
+                job_id: "k".into(),
+                status: JobStatus::Finished,
+                failure: None,
+                lifetime: Some(LifetimeCounts {
+                    completed_checkpoints: 4,
+                    failed_checkpoints: 0,
+                    restarts: 1,
+                    failovers: 2,
+                }),
+            },
+            EarlierResult {
+                job_id: "old".into(),
+                status: JobStatus::Canceled,
+                failure: Some("by the user".into()),
+                lifetime: None,
+            },
+        ];
+        let (status, diagnostics) = final_status(&[outcome], &earlier);
+        assert_eq!(status, FinalApplicationStatus::Killed);
+        assert_eq!(
+            diagnostics,
+            "job j FINISHED: 12 checkpoints, 6 restarts, 7 failovers\n\
+             job k FINISHED (under an earlier attempt): 4 checkpoints, 1 restarts, 2 failovers\n\
+             job old CANCELED (under an earlier attempt); cause: by the user"
+        );
     }
 }

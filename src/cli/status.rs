@@ -4,7 +4,8 @@
 //!   every attempt, and the containers it still runs.
 //! * ZooKeeper discovery (`high-availability.cluster-id` = the application id): the leading
 //!   JobManager's address and epoch.
-//! * That JobManager's REST API: jobs (status, restarts, latest checkpoint) and TaskManagers.
+//! * That JobManager's REST API: jobs (status; restarts, checkpoints and failovers over the
+//!   job's whole life, and under this JobManager; latest checkpoint) and TaskManagers.
 //!
 //! Only the ResourceManager part is required; when ZooKeeper or the JobManager cannot be
 //! reached the report says so in one line and shows the rest.
@@ -424,10 +425,18 @@ pub fn render(r: &StatusReport, now_ms: u64) -> String {
                 (Some(id), None) => format!("latest checkpoint {id}"),
                 (None, _) => "no checkpoint yet".into(),
             };
+            let l = &j.lifetime;
             let _ = writeln!(
                 out,
-                "job {} '{}': {}, {} restart(s), {} checkpoint(s) completed, {checkpoint}",
-                j.job_id, j.name, j.status, j.restarts, j.completed_checkpoints
+                "job {} '{}': {}, {} restart(s), {} checkpoint(s) completed, {} failover(s) over its life ({} restart(s), {} checkpoint(s) under this JobManager), {checkpoint}",
+                j.job_id,
+                j.name,
+                j.status,
+                l.restarts,
+                l.completed_checkpoints,
+                l.failovers,
+                j.restarts,
+                j.completed_checkpoints
             );
         }
         if jm.taskmanagers.is_empty() {
@@ -526,6 +535,14 @@ mod tests {
                     status: JobStatus::Running,
                     latest_checkpoint_id: Some(4),
                     latest_checkpoint_completed_ms: Some(10_000),
+                    restarts: 1,
+                    completed_checkpoints: 2,
+                    lifetime: crate::jobmanager::checkpoint::LifetimeCounts {
+                        completed_checkpoints: 5,
+                        failed_checkpoints: 0,
+                        restarts: 3,
+                        failovers: 2,
+                    },
                     ..Default::default()
                 }],
                 taskmanagers: vec![],
@@ -540,6 +557,10 @@ mod tests {
         assert!(text.contains("2023-11-14T22:13:20Z"), "{text}");
         assert!(text.contains("    for AM\n"), "{text}");
         assert!(text.contains("latest checkpoint 4 (3 s ago)"), "{text}");
+        assert!(
+            text.contains("3 restart(s), 5 checkpoint(s) completed, 2 failover(s) over its life (1 restart(s), 2 checkpoint(s) under this JobManager)"),
+            "{text}"
+        );
         assert!(text.contains("taskmanagers: none registered"), "{text}");
         assert!(text.ends_with("no leader published\n"), "{text}");
     }

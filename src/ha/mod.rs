@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::jobmanager::checkpoint::LifetimeCounts;
 use crate::jobmanager::status::JobStatus;
 use crate::storage::{BlobStore, StorageError};
 
@@ -160,6 +161,10 @@ pub struct JobResultEntry {
     pub status: JobStatus,
     pub failure: Option<String>,
     pub finished_at_ms: u64,
+    /// The job's counts over its whole life, as its last leader saw them (absent in results
+    /// written before they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<LifetimeCounts>,
 }
 
 /// Outcomes of globally terminal jobs, on storage (Flink's `JobResultStore`): written *dirty*

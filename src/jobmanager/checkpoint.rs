@@ -31,6 +31,34 @@ pub struct CheckpointMetadata {
     pub checkpoint_id: u64,
     /// Subtask index → its state (JSON of source offset, operator states, sink state).
     pub subtasks: BTreeMap<u32, serde_json::Value>,
+    /// The job's counts over its whole life as of this checkpoint, this one included: stored
+    /// with it (no HA write of their own), so the next leader carries them on. Zero in
+    /// metadata written before they existed.
+    #[serde(default)]
+    pub lifetime: LifetimeCounts,
+}
+
+/// A job's counts over its whole life, across JobManager failovers (per-attempt counts start
+/// at zero under every leader). They travel in every stored [`CheckpointMetadata`]: a leader
+/// that recovers the job from its latest checkpoint starts from that checkpoint's counts, plus
+/// one failover; the job result record carries the final ones.
+///
+/// Known imprecision: what happened after the latest completed checkpoint under a leader that
+/// then died (a restart, a failed checkpoint) is counted only if a later checkpoint of that
+/// leader completed. A restored job checkpoints as soon as every subtask runs again, so the
+/// window after a restart is short. A leader that recovers a job without a completed
+/// checkpoint counts one failover (several failovers before the first checkpoint count one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LifetimeCounts {
+    pub completed_checkpoints: u64,
+    /// Checkpoints that expired, were declined or could not be stored.
+    pub failed_checkpoints: u64,
+    /// Restarts of the job or of a failover region (a reconciliation that redeploys counts one).
+    pub restarts: u64,
+    /// JobManager failovers: recoveries of the job by a later leader (from its latest
+    /// checkpoint, or afresh when it has none).
+    pub failovers: u64,
 }
 
 impl CheckpointMetadata {
@@ -153,6 +181,7 @@ impl CheckpointTracker {
             job_id: self.job_id.clone(),
             checkpoint_id: id,
             subtasks: p.acks,
+            lifetime: LifetimeCounts::default(),
         })
     }
 
@@ -245,6 +274,22 @@ impl CheckpointTracker {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn metadata_without_lifetime_counts_still_parses() {
+        let old =
+            br#"{"version":1,"job_id":"j","checkpoint_id":3,"subtasks":{"0":{"source":null}}}"#;
+        let m = CheckpointMetadata::from_bytes(old, "3").unwrap();
+        assert_eq!(
+            (m.checkpoint_id, m.lifetime),
+            (3, LifetimeCounts::default())
+        );
+        let partial = br#"{"version":1,"job_id":"j","checkpoint_id":3,"subtasks":{},"lifetime":{"restarts":2}}"#;
+        let m = CheckpointMetadata::from_bytes(partial, "3").unwrap();
+        assert_eq!(m.lifetime.restarts, 2);
+        let again = CheckpointMetadata::from_bytes(&m.to_bytes(), "3").unwrap();
+        assert_eq!(again, m);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn all_acked_then_completed_once_stored_and_subsumes_older() {

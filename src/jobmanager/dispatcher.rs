@@ -244,7 +244,7 @@ impl Dispatcher {
             })
         })?;
         tracing::info!(job_id = %job_id, run_id = %graph.run_id, "job graph recovered");
-        self.start(graph).await?;
+        self.start(graph, true).await?;
         Ok(true)
     }
 
@@ -278,7 +278,7 @@ impl Dispatcher {
                     .put(&job_id, bytes::Bytes::from(stored.clone()))
             })
             .await?;
-        self.start(graph).await?;
+        self.start(graph, false).await?;
         Ok(job_id)
     }
 
@@ -371,8 +371,9 @@ impl Dispatcher {
         Ok(opened)
     }
 
-    /// Starts a job master for a job whose graph is in the job graph store.
-    async fn start(&self, graph: JobGraph) -> Result<(), DispatchError> {
+    /// Starts a job master for a job whose graph is in the job graph store (`recovered` from
+    /// it by this leader, or just submitted).
+    async fn start(&self, graph: JobGraph, recovered: bool) -> Result<(), DispatchError> {
         let spec = graph.spec;
         // A recovered graph may name operators this binary lacks (another binary submitted
         // it): one line, before anything is deployed.
@@ -383,6 +384,7 @@ impl Dispatcher {
             })?;
         let cfg = JobMasterConfig {
             graph_persisted: true,
+            recovered,
             run_id: graph.run_id,
             ..JobMasterConfig::from_config(
                 &self.config,
@@ -621,6 +623,7 @@ mod tests {
             status: crate::jobmanager::status::JobStatus::Finished,
             failure: None,
             finished_at_ms: 1,
+            lifetime: None,
         };
         ha.job_results.create_dirty(&finished).await.unwrap();
         let (d, _outcomes) = dispatcher_on(ha);

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval};
 use tokio_util::task::TaskTracker;
 
-use super::checkpoint::{CheckpointMetadata, CheckpointTracker};
+use super::checkpoint::{CheckpointMetadata, CheckpointTracker, LifetimeCounts};
 use super::checkpoint_storage::{CheckpointStorage, CheckpointsCleaner};
 use super::cleanup::RetryStrategy;
 use super::error::{RecoveryError, RuntimeError};
@@ -74,6 +74,10 @@ pub struct JobMasterConfig {
     /// The job graph is already in the HA job graph store (submitted by the dispatcher, or
     /// recovered from it); otherwise the job master persists it first.
     pub graph_persisted: bool,
+    /// The job graph was recovered from HA by a later leader (a failover), not submitted: a
+    /// job without a completed checkpoint then still counts the failover in its lifetime
+    /// counts.
+    pub recovered: bool,
     /// How the latest checkpoint is read at recovery.
     pub recovery: RecoveryPolicy,
     /// Retries of the HA cleanup once the job is globally terminal (`cleanup-strategy`).
@@ -160,6 +164,7 @@ impl JobMasterConfig {
             runtime,
             leadership,
             graph_persisted: false,
+            recovered: false,
         })
     }
 }
@@ -209,6 +214,10 @@ pub struct JobSnapshot {
     /// is the job's records/s.
     #[serde(default)]
     pub records_in: u64,
+    /// Checkpoints, restarts and failovers over the job's whole life (the fields above count
+    /// under this JobManager only); carried from leader to leader in the stored checkpoints.
+    #[serde(default)]
+    pub lifetime: LifetimeCounts,
 }
 
 /// The job's [`JobSnapshot::records_in`] from its source subtasks' progress reports (each a
@@ -629,7 +638,12 @@ impl JobMaster {
                 self.core.recover(r.metadata, !r.skipped.is_empty());
                 true
             }
-            Ok(None) => true,
+            Ok(None) => {
+                if self.cfg.recovered {
+                    self.core.recover_without_checkpoint();
+                }
+                true
+            }
             Err(e) if e.is_lost_leadership() || self.cfg.leadership.is_cancelled() => {
                 self.core.suspend();
                 false
@@ -1020,6 +1034,7 @@ impl JobMaster {
             s.subtask_attempts = self.core.subtask_attempts();
             s.adopted_subtasks = self.core.adopted();
             s.records_in = self.records.total;
+            s.lifetime = self.core.lifetime();
         });
     }
 }
@@ -1072,6 +1087,7 @@ async fn cleanup(ha: &HaServices, outcome: &JobOutcome, cfg: &JobMasterConfig) -
         status: outcome.status,
         failure: outcome.failure.clone(),
         finished_at_ms: now_ms(),
+        lifetime: Some(outcome.lifetime),
     };
     let job_id = outcome.job_id.as_str();
     let retry = &cfg.cleanup;
@@ -1162,6 +1178,7 @@ mod tests {
                     job_id: "j".into(),
                     checkpoint_id: id,
                     subtasks: BTreeMap::new(),
+                    lifetime: Default::default(),
                 };
                 s.checkpoints.insert(id, Bytes::from(m.to_bytes()));
             }

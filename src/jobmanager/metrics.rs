@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! yarnflow_jobs{status="RUNNING"} 1                       gauge, every JobStatus
-//! yarnflow_job_restarts_total{job_id,job_name}            counter
-//! yarnflow_job_checkpoints_completed_total{job_id,...}    counter
+//! yarnflow_job_restarts_total{job_id,job_name}            counter (under this JobManager)
+//! yarnflow_job_checkpoints_completed_total{job_id,...}    counter (under this JobManager)
+//! yarnflow_job_lifetime_restarts_total{job_id,...}        counter (over the job's whole life,
+//! yarnflow_job_lifetime_checkpoints_completed_total{...}  counter  carried across failovers
+//! yarnflow_job_lifetime_checkpoints_failed_total{...}     counter  in the stored checkpoints)
+//! yarnflow_job_failovers_total{job_id,...}                counter (JobManager failovers of the job)
 //! yarnflow_job_latest_checkpoint_id{job_id,...}           gauge (once a checkpoint completed)
 //! yarnflow_job_last_checkpoint_duration_seconds{...}      gauge (once a checkpoint completed)
 //! yarnflow_taskmanagers_registered, yarnflow_taskmanager_slots{state="total"|"available"}
@@ -122,6 +126,38 @@ pub fn render(view: &MetricsView<'_>) -> String {
         "counter",
         "Completed checkpoints of the job under this JobManager.",
         |j| Some(j.completed_checkpoints.to_string()),
+    );
+    per_job(
+        &mut out,
+        jobs,
+        "yarnflow_job_lifetime_restarts_total",
+        "counter",
+        "Restarts of the job over its whole life (across JobManager failovers).",
+        |j| Some(j.lifetime.restarts.to_string()),
+    );
+    per_job(
+        &mut out,
+        jobs,
+        "yarnflow_job_lifetime_checkpoints_completed_total",
+        "counter",
+        "Completed checkpoints of the job over its whole life (across JobManager failovers).",
+        |j| Some(j.lifetime.completed_checkpoints.to_string()),
+    );
+    per_job(
+        &mut out,
+        jobs,
+        "yarnflow_job_lifetime_checkpoints_failed_total",
+        "counter",
+        "Failed (expired, declined, unstored) checkpoints of the job over its whole life.",
+        |j| Some(j.lifetime.failed_checkpoints.to_string()),
+    );
+    per_job(
+        &mut out,
+        jobs,
+        "yarnflow_job_failovers_total",
+        "counter",
+        "JobManager failovers the job went through (recoveries by a later leader).",
+        |j| Some(j.lifetime.failovers.to_string()),
     );
     per_job(
         &mut out,
@@ -249,6 +285,12 @@ mod tests {
                 status: JobStatus::Running,
                 restarts: 2,
                 completed_checkpoints: 5,
+                lifetime: crate::jobmanager::checkpoint::LifetimeCounts {
+                    completed_checkpoints: 12,
+                    failed_checkpoints: 1,
+                    restarts: 4,
+                    failovers: 3,
+                },
                 latest_checkpoint_id: Some(9),
                 last_checkpoint_duration_ms: Some(1250),
                 ..Default::default()
@@ -276,6 +318,11 @@ mod tests {
             "yarnflow_jobs{status=\"FAILED\"} 0",
             "yarnflow_job_restarts_total{job_id=\"j1\",job_name=\"say \\\"hi\\\"\\n\"} 2",
             "yarnflow_job_checkpoints_completed_total{job_id=\"j2\",job_name=\"\"} 0",
+            "yarnflow_job_lifetime_restarts_total{job_id=\"j1\",job_name=\"say \\\"hi\\\"\\n\"} 4",
+            "yarnflow_job_lifetime_checkpoints_completed_total{job_id=\"j1\",job_name=\"say \\\"hi\\\"\\n\"} 12",
+            "yarnflow_job_lifetime_checkpoints_failed_total{job_id=\"j1\",job_name=\"say \\\"hi\\\"\\n\"} 1",
+            "yarnflow_job_failovers_total{job_id=\"j1\",job_name=\"say \\\"hi\\\"\\n\"} 3",
+            "yarnflow_job_failovers_total{job_id=\"j2\",job_name=\"\"} 0",
             "yarnflow_job_latest_checkpoint_id{job_id=\"j1\",job_name=\"say \\\"hi\\\"\\n\"} 9",
             "yarnflow_job_last_checkpoint_duration_seconds{job_id=\"j1\",job_name=\"say \\\"hi\\\"\\n\"} 1.250",
             "yarnflow_leader_epoch 7",

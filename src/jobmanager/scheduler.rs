@@ -51,6 +51,12 @@
 //!   every subtask runs again, not an interval later: its sinks' output since that checkpoint
 //!   stays uncommitted until the next one completes.
 //!
+//! * the counts of the job's whole life ([`LifetimeCounts`]: checkpoints, restarts,
+//!   failovers) go into every checkpoint's metadata as of that checkpoint, itself included
+//!   ([`Action::Store`]); a recovery goes on from the recovered checkpoint's, plus one
+//!   failover ([`Scheduler::recover`], [`Scheduler::recover_without_checkpoint`]). The
+//!   outcome's other counters count under this JobManager only.
+//!
 //! One subtask's life:
 //! ```text
 //! Reconciling ──adopted──▶ Running / Finished
@@ -67,7 +73,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::checkpoint::{Ack, CheckpointMetadata, CheckpointTracker};
+use super::checkpoint::{Ack, CheckpointMetadata, CheckpointTracker, LifetimeCounts};
 use super::error::RuntimeError;
 use super::restart::RestartStrategy;
 use super::runtime::{ReportedSubtask, Reports};
@@ -92,6 +98,8 @@ pub struct JobOutcome {
     /// not because leadership was lost: the deployment must end visibly (the ApplicationMaster
     /// exits non-zero so that YARN starts the next attempt).
     pub recovery_failed: bool,
+    /// The counts over the job's whole life (the fields above count this leader's only).
+    pub lifetime: LifetimeCounts,
 }
 
 impl JobOutcome {
@@ -221,6 +229,9 @@ pub struct Scheduler {
     /// since that checkpoint is uncommitted until the next one completes, so this shortens
     /// the output gap of a failover.
     checkpoint_when_up: bool,
+    /// The job's counts before this leader: the recovered checkpoint's, plus this failover
+    /// ([`Scheduler::recover`]); this leader's own counts add to them ([`Scheduler::lifetime`]).
+    lifetime_base: LifetimeCounts,
 }
 
 /// What a reconciliation waits for.
@@ -262,6 +273,7 @@ impl Scheduler {
                 restored_from: None,
                 failures: Vec::new(),
                 recovery_failed: false,
+                lifetime: LifetimeCounts::default(),
             },
             latest: None,
             fell_back_to: None,
@@ -273,6 +285,7 @@ impl Scheduler {
             reconcile: None,
             adopted: 0,
             checkpoint_when_up: false,
+            lifetime_base: LifetimeCounts::default(),
         }
     }
 
@@ -562,11 +575,27 @@ impl Scheduler {
     /// checkpoint in HA, or (`newer_skipped`) an older one because the newer ones are corrupt;
     /// then every restore from it tells the sinks to remove the newer checkpoints' committed
     /// parts first, so the output stays exactly-once.
+    ///
+    /// The job's lifetime counts go on from that checkpoint's, plus one failover (this one).
     pub fn recover(&mut self, latest: CheckpointMetadata, newer_skipped: bool) {
+        self.lifetime_base = LifetimeCounts {
+            failovers: latest.lifetime.failovers + 1,
+            ..latest.lifetime
+        };
         self.outcome.restored_from = Some(latest.checkpoint_id);
         self.checkpoint_when_up = true;
         self.fell_back_to = newer_skipped.then_some(latest.checkpoint_id);
         self.latest = Some(latest);
+    }
+
+    /// Before [`Scheduler::start`], instead of [`Scheduler::recover`]: a later leader recovered
+    /// the job, which has no completed checkpoint. It starts afresh; its lifetime counts
+    /// count this failover (whatever the dead leader counted is gone with it).
+    pub fn recover_without_checkpoint(&mut self) {
+        self.lifetime_base = LifetimeCounts {
+            failovers: 1,
+            ..LifetimeCounts::default()
+        };
     }
 
     /// Before [`Scheduler::start`]: the checkpoints could not be recovered (`error` says
@@ -590,6 +619,18 @@ impl Scheduler {
     /// Counters and failures so far.
     pub fn outcome(&self) -> &JobOutcome {
         &self.outcome
+    }
+
+    /// The job's counts over its whole life so far: those it was recovered with plus this
+    /// leader's (see [`LifetimeCounts`] for what a failover can lose).
+    pub fn lifetime(&self) -> LifetimeCounts {
+        let base = self.lifetime_base;
+        LifetimeCounts {
+            completed_checkpoints: base.completed_checkpoints + self.outcome.completed_checkpoints,
+            failed_checkpoints: base.failed_checkpoints + self.tracker.failed,
+            restarts: base.restarts + u64::from(self.outcome.restarts),
+            failovers: base.failovers,
+        }
     }
 
     pub fn tracker(&self) -> &CheckpointTracker {
@@ -622,7 +663,9 @@ impl Scheduler {
 
     /// The final outcome, with the checkpoint durations.
     pub fn into_outcome(self) -> JobOutcome {
+        let lifetime = self.lifetime();
         let mut outcome = self.outcome;
+        outcome.lifetime = lifetime;
         outcome.status = self.lifecycle.status();
         outcome.failed_checkpoints = self.tracker.failed;
         outcome.checkpoint_durations = self.tracker.durations;
@@ -920,7 +963,13 @@ impl Scheduler {
             return Vec::new();
         }
         match self.tracker.ack(checkpoint_id, subtask, state) {
-            Ack::AllAcked(metadata) => {
+            Ack::AllAcked(mut metadata) => {
+                // The counts as of this checkpoint, itself included: stored with it.
+                let so_far = self.lifetime();
+                metadata.lifetime = LifetimeCounts {
+                    completed_checkpoints: so_far.completed_checkpoints + 1,
+                    ..so_far
+                };
                 self.storing.insert(checkpoint_id, metadata.clone());
                 vec![Action::Store(metadata)]
             }
@@ -1792,6 +1841,7 @@ mod tests {
             job_id: "j".into(),
             checkpoint_id: id,
             subtasks: [(0, state(0, id)), (1, state(1, id))].into(),
+            lifetime: LifetimeCounts::default(),
         };
         let mut s = scheduler(2, fixed(3));
         s.recover(metadata(4), true);
@@ -1843,6 +1893,7 @@ mod tests {
             job_id: "j".into(),
             checkpoint_id: 4,
             subtasks: [(0, json!("not a state"))].into(),
+            lifetime: LifetimeCounts::default(),
         };
         let tracker = CheckpointTracker::new("j", SECOND, 0);
         let mut s = Scheduler::new("j", 1, RestartStrategy::None, tracker);
@@ -1862,6 +1913,7 @@ mod tests {
                 job_id: "j".into(),
                 checkpoint_id: id,
                 subtasks: (0..n).map(|i| (i, state(i, id))).collect(),
+                lifetime: LifetimeCounts::default(),
             },
             false,
         );
@@ -2158,5 +2210,121 @@ mod tests {
         s.on_committed(0, 8);
         s.on_committed(1, 8);
         assert_eq!(s.status(), JobStatus::Finished);
+    }
+
+    /// Runs checkpoint `id` through ack and store; the metadata it stored.
+    fn stored(s: &mut Scheduler, id: u64, now: Instant) -> CheckpointMetadata {
+        s.on_checkpoint_id(false, Ok(id), now);
+        let mut metadata = None;
+        for i in 0..s.parallelism {
+            if let [Action::Store(m)] = &s.on_ack(i, id, state(i, id))[..] {
+                metadata = Some(m.clone());
+            }
+        }
+        assert_eq!(
+            s.on_stored(id, Ok(()), now),
+            vec![Action::Broadcast(TaskCommand::Complete(id))]
+        );
+        metadata.expect("all acknowledged")
+    }
+
+    #[test]
+    fn lifetime_counts_travel_in_the_checkpoints_across_failovers() {
+        let now = Instant::now();
+        let counts =
+            |completed_checkpoints, failed_checkpoints, restarts, failovers| LifetimeCounts {
+                completed_checkpoints,
+                failed_checkpoints,
+                restarts,
+                failovers,
+            };
+        // First leader: a checkpoint, a restart, a declined checkpoint (tolerated), another
+        // checkpoint; each stored checkpoint counts itself.
+        let mut s = running(2, fixed(5), now);
+        s.tracker = CheckpointTracker::new("j", Duration::from_secs(10), 1);
+        assert_eq!(stored(&mut s, 1, now).lifetime, counts(1, 0, 0, 0));
+        s.on_failed(0, RuntimeError::Killed, now);
+        s.on_restart_due(now + SECOND);
+        s.on_deployed(0, Ok(()), now + SECOND);
+        s.on_checkpoint_id(false, Ok(2), now);
+        assert!(s.on_declined(1, 2, "busy", now).is_empty());
+        let second = stored(&mut s, 3, now);
+        assert_eq!(second.lifetime, counts(2, 1, 1, 0));
+        assert_eq!(s.lifetime(), counts(2, 1, 1, 0));
+        // A restart after the latest checkpoint, then the leader dies: lost with it (the known
+        // imprecision), as no later checkpoint of this leader completes.
+        s.on_failed(1, RuntimeError::Killed, now);
+        assert_eq!(s.lifetime().restarts, 2);
+
+        // Second leader: recovers checkpoint 3 and goes on from its counts, one failover more;
+        // its own (per-attempt) counts start at zero.
+        let mut s = scheduler(2, fixed(5));
+        s.recover(second, false);
+        assert_eq!(s.lifetime(), counts(2, 1, 1, 1));
+        s.start();
+        s.on_deployed(0, Ok(()), now);
+        s.on_deployed(1, Ok(()), now);
+        s.on_failed(1, RuntimeError::Killed, now);
+        s.on_restart_due(now + SECOND);
+        s.on_deployed(1, Ok(()), now + SECOND);
+        let third = stored(&mut s, 4, now);
+        assert_eq!(third.lifetime, counts(3, 1, 2, 1));
+        assert_eq!(
+            (s.outcome().completed_checkpoints, s.outcome().restarts),
+            (1, 1)
+        );
+
+        // Third leader: adopts every subtask (no restart) and finishes.
+        let mut s = scheduler(2, fixed(5));
+        s.recover(third, false);
+        let all = reports(vec![report(0, 4), report(1, 4)], true);
+        s.start_reconciling("r", all, now + 10 * SECOND, now);
+        assert_eq!(s.adopted(), 2);
+        s.on_finished(0);
+        s.on_finished(1);
+        checkpoint(&mut s, 5, true, now);
+        s.on_committed(0, 5);
+        s.on_committed(1, 5);
+        let o = s.into_outcome();
+        assert_eq!(o.status, JobStatus::Finished);
+        assert_eq!((o.completed_checkpoints, o.restarts), (1, 0));
+        assert_eq!(o.lifetime, counts(4, 1, 2, 2));
+    }
+
+    #[test]
+    fn a_failover_before_the_first_checkpoint_is_carried_by_the_next_one() {
+        let now = Instant::now();
+        let mut s = scheduler(1, fixed(3));
+        s.recover_without_checkpoint();
+        s.start();
+        s.on_deployed(0, Ok(()), now);
+        let first = stored(&mut s, 1, now);
+        assert_eq!(
+            (
+                first.lifetime.completed_checkpoints,
+                first.lifetime.failovers
+            ),
+            (1, 1)
+        );
+        // The next leader recovers that checkpoint: both failovers counted.
+        let mut s = scheduler(1, fixed(3));
+        s.recover(first, false);
+        assert_eq!(s.lifetime().failovers, 2);
+    }
+
+    #[test]
+    fn a_job_recovered_from_metadata_without_counts_counts_from_zero_plus_the_failover() {
+        let mut s = recovered(1, 7);
+        assert_eq!(
+            s.lifetime(),
+            LifetimeCounts {
+                failovers: 1,
+                ..LifetimeCounts::default()
+            }
+        );
+        let now = Instant::now();
+        s.start();
+        s.on_deployed(0, Ok(()), now);
+        assert_eq!(stored(&mut s, 8, now).lifetime.completed_checkpoints, 1);
     }
 }

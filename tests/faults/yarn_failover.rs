@@ -590,3 +590,95 @@ async fn taskmanagers_outlive_a_zookeeper_session_expiry_and_re_register() {
     check_output_of(cluster, &app, HALF_RECORDS).await;
     check_no_ha_data(cluster, &dir, &app).await;
 }
+
+/// Issue 17: the counts cover the job's whole life, not its last attempt. Two AM SIGKILLs
+/// (each new attempt RUNNING with a checkpoint of its own) and one TaskManager SIGKILL: the
+/// job view, `/metrics`, `yarnflow status` and the final diagnostics count 2 failovers, the
+/// restart, and at least every checkpoint each attempt was seen to complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_cover_the_jobs_whole_life_across_am_and_taskmanager_kills() {
+    let _one = support::ONE_AT_A_TIME.lock().await;
+    let cluster = crate::cluster();
+    let rest = RmRest::new(cluster.rm_rest());
+    let conf = conf_dir(cluster, "lifetime-counts", "yarn.application-attempts: 4\n");
+    // Each failover takes a few seconds (the subtasks run on): the half job outlasts them all.
+    let app = submit(cluster, &conf, &half_spec(cluster));
+    let count = |v: &serde_json::Value, key: &str| v[key].as_u64().unwrap_or(0);
+    let lifetime = |v: &serde_json::Value, key: &str| v["lifetime"][key].as_u64().unwrap_or(0);
+    let mut view = wait_checkpoints(cluster, &rest, &app, 2).await;
+    // Checkpoints seen completed under the attempts before the current one.
+    let mut earlier = 0;
+    for attempt in 2..=3 {
+        let (_, am) = current_am_container(&rest, &app).await;
+        if let Some((_, v)) = job_view(&rest, &app).await {
+            view = v;
+        }
+        earlier += count(&view, "completed_checkpoints");
+        kill_container(cluster, &am);
+        view = wait_attempt_running(&rest, &app, attempt, 1, Duration::from_secs(60)).await;
+        assert_eq!(lifetime(&view, "failovers"), attempt as u64 - 1, "{view}");
+        assert!(
+            lifetime(&view, "completed_checkpoints")
+                >= earlier + count(&view, "completed_checkpoints"),
+            "{earlier} checkpoints seen before: {view}"
+        );
+    }
+    let victim = busy_taskmanager_container(&rest, &app)
+        .await
+        .expect("a TaskManager running a subtask");
+    kill_container(cluster, &victim);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((_, v)) = job_view(&rest, &app).await {
+            view = v;
+            if count(&view, "restarts") >= 1 && view["status"] == "RUNNING" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the job never restarted: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lifetime(&view, "failovers"), 2, "{view}");
+    assert!(lifetime(&view, "restarts") >= 1, "{view}");
+    // `yarnflow status` and `/metrics` show the same lifetime counts.
+    let status: serde_json::Value =
+        serde_json::from_str(&cli(cluster, &conf, &["status", &app, "--json"])).unwrap();
+    let job = &status["jobmanager"]["jobs"][0];
+    assert_eq!(job["lifetime"]["failovers"], 2, "{status}");
+    assert!(
+        lifetime(job, "restarts") >= lifetime(&view, "restarts"),
+        "{status}"
+    );
+    let jm = support::jobmanager_of(&rest, &app).await.expect("a leader");
+    let metrics = yarnflow::jobmanager::client::JobManagerClient::new(&jm, Duration::from_secs(3))
+        .metrics()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("yarnflow_job_failovers_total{") && l.ends_with(" 2")),
+        "{metrics}"
+    );
+    let seen = earlier + count(&view, "completed_checkpoints");
+    let report = wait_succeeded(&rest, &app, Duration::from_secs(120)).await;
+    assert_eq!(rest.attempts(&app).await.unwrap().len(), 3);
+    // "job exactly-once FINISHED: N checkpoints, R restarts, F failovers"
+    let line = report
+        .diagnostics
+        .lines()
+        .find(|l| l.starts_with(&format!("job {JOB} FINISHED: ")))
+        .unwrap_or_else(|| panic!("{}", report.diagnostics));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [checkpoints, restarts, failovers] = numbers[..] else {
+        panic!("{line}")
+    };
+    assert_eq!(failovers, 2, "{line}");
+    assert!(restarts >= 1, "{line}");
+    assert!(checkpoints >= seen, "{seen} checkpoints seen: {line}");
+    check_output_of(cluster, &app, HALF_RECORDS).await;
+    check_no_ha_data(cluster, &conf, &app).await;
+}
