@@ -22,7 +22,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::jobmanager::checkpoint::LifetimeCounts;
 use crate::jobmanager::status::JobStatus;
 use crate::storage::{BlobStore, StorageError};
 
@@ -165,6 +164,29 @@ pub struct JobResultEntry {
     /// written before they were recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime: Option<LifetimeCounts>,
+}
+
+/// A job's counts over its whole life, across JobManager failovers (per-attempt counts start
+/// at zero under every leader). They travel in every stored [`CheckpointMetadata`](crate::jobmanager::checkpoint::CheckpointMetadata): a leader
+/// that recovers the job from its latest checkpoint starts from that checkpoint's counts, plus
+/// one failover; the job result record carries the final ones.
+///
+/// Known imprecision: what happened after the latest completed checkpoint under a leader that
+/// then died (a restart, a failed checkpoint) is counted only if a later checkpoint of that
+/// leader completed. A restored job checkpoints as soon as every subtask runs again, so the
+/// window after a restart is short. A leader that recovers a job without a completed
+/// checkpoint counts one failover (several failovers before the first checkpoint count one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LifetimeCounts {
+    pub completed_checkpoints: u64,
+    /// Checkpoints that expired, were declined or could not be stored.
+    pub failed_checkpoints: u64,
+    /// Restarts of the job or of a failover region (a reconciliation that redeploys counts one).
+    pub restarts: u64,
+    /// JobManager failovers: recoveries of the job by a later leader (from its latest
+    /// checkpoint, or afresh when it has none).
+    pub failovers: u64,
 }
 
 /// Outcomes of globally terminal jobs, on storage (Flink's `JobResultStore`): written *dirty*

@@ -14,6 +14,7 @@
 //! completion resets the count; exceeding it is [`TooManyFailures`], on which the job fails
 //! over (and the count starts again). Aborts by a failover are not failures.
 
+pub use crate::ha::LifetimeCounts;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -36,29 +37,6 @@ pub struct CheckpointMetadata {
     /// metadata written before they existed.
     #[serde(default)]
     pub lifetime: LifetimeCounts,
-}
-
-/// A job's counts over its whole life, across JobManager failovers (per-attempt counts start
-/// at zero under every leader). They travel in every stored [`CheckpointMetadata`]: a leader
-/// that recovers the job from its latest checkpoint starts from that checkpoint's counts, plus
-/// one failover; the job result record carries the final ones.
-///
-/// Known imprecision: what happened after the latest completed checkpoint under a leader that
-/// then died (a restart, a failed checkpoint) is counted only if a later checkpoint of that
-/// leader completed. A restored job checkpoints as soon as every subtask runs again, so the
-/// window after a restart is short. A leader that recovers a job without a completed
-/// checkpoint counts one failover (several failovers before the first checkpoint count one).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LifetimeCounts {
-    pub completed_checkpoints: u64,
-    /// Checkpoints that expired, were declined or could not be stored.
-    pub failed_checkpoints: u64,
-    /// Restarts of the job or of a failover region (a reconciliation that redeploys counts one).
-    pub restarts: u64,
-    /// JobManager failovers: recoveries of the job by a later leader (from its latest
-    /// checkpoint, or afresh when it has none).
-    pub failovers: u64,
 }
 
 impl CheckpointMetadata {
