@@ -87,3 +87,11 @@ pub fn main(operators: api::Operators) -> std::process::ExitCode {
     let _ = operators.install();
     cli::main()
 }
+
+/// Wall-clock milliseconds since the Unix epoch: the timestamps job views, job results and
+/// heartbeats carry (0 on a clock before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

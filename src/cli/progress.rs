@@ -209,7 +209,7 @@ impl Progress {
             rate,
             taskmanagers,
             now.duration_since(self.started),
-            now_ms(),
+            crate::now_ms(),
         );
         match self.mode {
             Mode::Live => self.status(&format(&report)),
@@ -234,7 +234,7 @@ impl Progress {
         }
         eprintln!("{text}");
         if let Some(job) = job {
-            let report = Report::new(job, None, None, self.started.elapsed(), now_ms());
+            let report = Report::new(job, None, None, self.started.elapsed(), crate::now_ms());
             println!("{}", json_line(&report, true));
         }
     }
@@ -254,12 +254,6 @@ fn json_line(report: &Report, last: bool) -> String {
         map.insert("final".into(), last.into());
     }
     value.to_string()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

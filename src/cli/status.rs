@@ -328,16 +328,9 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&report, now_ms()));
+        print!("{}", render(&report, crate::now_ms()));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 /// A YARN time (ms since the Unix epoch, 0 = not yet) as RFC 3339 to the second.

@@ -261,13 +261,6 @@ impl JobMasterHandle {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
 /// The checkpoint a job resumes from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recovered {
@@ -1018,7 +1011,7 @@ impl JobMaster {
             if tracker.latest_completed.is_some()
                 && s.latest_checkpoint_id != tracker.latest_completed
             {
-                s.latest_checkpoint_completed_ms = Some(now_ms());
+                s.latest_checkpoint_completed_ms = Some(crate::now_ms());
                 s.last_checkpoint_duration_ms = last;
             }
             s.status = self.core.status();
@@ -1086,7 +1079,7 @@ async fn cleanup(ha: &HaServices, outcome: &JobOutcome, cfg: &JobMasterConfig) -
         job_id: outcome.job_id.clone(),
         status: outcome.status,
         failure: outcome.failure.clone(),
-        finished_at_ms: now_ms(),
+        finished_at_ms: crate::now_ms(),
         lifetime: Some(outcome.lifetime),
     };
     let job_id = outcome.job_id.as_str();

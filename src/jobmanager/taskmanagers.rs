@@ -521,7 +521,7 @@ impl TaskManagerPool {
                 }
                 _ = heartbeats.tick() => {
                     sequence += 1;
-                    let request = control::HeartbeatRequest { sequence, sent_at_ms: now_ms() };
+                    let request = control::HeartbeatRequest { sequence, sent_at_ms: crate::now_ms() };
                     let request = self.message(job_manager_message::Kind::Heartbeat(request));
                     // Never wait on a TaskManager that does not read: a full outbox is what
                     // a frozen one looks like, and the deadline decides.
@@ -848,13 +848,6 @@ struct SessionEnd {
     outbox: Outbox,
     /// Ends the response stream.
     ended: CancellationToken,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 struct SlotGuard {
